@@ -1,0 +1,48 @@
+"""What every model in :mod:`eghn` returns, and the checks its entry point runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+from ..data.graph import Graph
+
+__all__ = ["ModelOutput", "check_input"]
+
+
+@dataclass
+class ModelOutput:
+    """Prediction of a dynamics model.
+
+    Attributes:
+        pos: predicted positions of every particle, shape ``(N, n)``; E(n)-equivariant for the
+            equivariant models.
+        aux: extra, model-specific results. Keys used across the package:
+            ``"reg_loss"`` (a scalar tensor added to the training loss, e.g. EGHN's
+            weighted connectivity loss, Eq. 16) and, for EGHN, ``"scores"`` (one ``(N_l, K_l)``
+            score matrix per pooling level) and ``"connectivity_loss"``.
+    """
+
+    pos: Tensor
+    aux: dict[str, Any] = field(default_factory=dict)
+
+
+def check_input(graph: Graph, *, need_vel: bool = False, node_dim: int | None = None,
+                edge_dim: int | None = None, dim: int | None = None) -> Graph:
+    """Validate a graph at a model's public entry point; raise ``ValueError`` with a clear message."""
+    if not isinstance(graph, Graph):
+        raise TypeError(f"expected an eghn.data.Graph, got {type(graph).__name__}")
+    graph.validate()
+    if need_vel and graph.vel is None:
+        raise ValueError("this model needs velocities: Graph.vel is None")
+    if dim is not None and graph.dim != dim:
+        raise ValueError(f"this model was built for {dim}-dimensional systems, got n = {graph.dim}")
+    if node_dim is not None and graph.h.shape[1] != node_dim:
+        raise ValueError(f"this model expects {node_dim} node features, got Graph.h with {graph.h.shape[1]}")
+    if edge_dim is not None:
+        got = 0 if graph.edge_attr is None else graph.edge_attr.shape[1]
+        if got != edge_dim:
+            raise ValueError(f"this model expects {edge_dim} edge features, got Graph.edge_attr with {got}")
+    return graph

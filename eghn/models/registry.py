@@ -1,0 +1,41 @@
+"""Registry of models by name, so that configuration files can select them.
+
+Every registered class is constructed as ``cls(node_dim=..., edge_dim=..., **config)`` and
+maps a :class:`~eghn.data.Graph` to a :class:`~eghn.models.base.ModelOutput`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+__all__ = ["available", "get", "register"]
+
+_REGISTRY: dict[str, type[nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator adding a model to the registry under ``name``."""
+
+    def deco(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"a model named {name!r} is already registered")
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def available() -> list[str]:
+    """Names of all registered models, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str, **config) -> nn.Module:
+    """Build the model registered as ``name`` with keyword arguments ``config``."""
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(available())}") from None
+    return cls(**config)

@@ -1,0 +1,3 @@
+"""Neural-network layers of EGHN."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Equivariance checking utilities."""
+
+__all__: list[str] = []
