@@ -234,21 +234,19 @@ class Graph:
             idx = torch.nonzero(mask).flatten()
             new_id = torch.full((self.num_nodes,), -1, dtype=torch.long, device=self.pos.device)
             new_id[idx] = torch.arange(idx.numel(), device=idx.device)
-
-            def sub(x):
-                return None if x is None else x[idx]
-
-            def sub_edges(ei, ea):
+            fields: dict[str, Tensor | None] = {
+                name: (None if getattr(self, name) is None else getattr(self, name)[idx])
+                for name in ("pos", "h", "vel", "target")
+            }
+            for name in ("edge_index", "local_edge_index"):
+                ei, ea = getattr(self, name), getattr(self, name.replace("index", "attr"))
                 if ei is None:
-                    return None, None
+                    fields[name] = fields[name.replace("index", "attr")] = None
+                    continue
                 keep = mask[ei[0]]
-                return new_id[ei[:, keep]], (None if ea is None else ea[keep])
-
-            ei, ea = sub_edges(self.edge_index, self.edge_attr)
-            lei, lea = sub_edges(self.local_edge_index, self.local_edge_attr)
-            graphs.append(Graph(pos=self.pos[idx], h=self.h[idx], vel=sub(self.vel), edge_index=ei,
-                                edge_attr=ea, local_edge_index=lei, local_edge_attr=lea,
-                                target=sub(self.target)))
+                fields[name] = new_id[ei[:, keep]]
+                fields[name.replace("index", "attr")] = None if ea is None else ea[keep]
+            graphs.append(Graph(**fields))
         return graphs
 
 
@@ -282,7 +280,7 @@ def collate(graphs: Sequence[Graph]) -> Graph:
             raise ValueError(f"Graph.{name} is set in some graphs of the batch but not in others")
         out[name] = torch.cat(vals, 0) if all(present) else None
     sizes = [g.num_nodes for g in graphs]
-    offsets = torch.tensor([0] + sizes[:-1]).cumsum(0).tolist()
+    offsets = torch.tensor([0, *sizes[:-1]]).cumsum(0).tolist()
     for name in ("edge_index", "local_edge_index"):
         vals = [getattr(g, name) for g in graphs]
         attrs = [getattr(g, name.replace("index", "attr")) for g in graphs]

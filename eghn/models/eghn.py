@@ -1,0 +1,169 @@
+r"""EGHN: the equivariant graph U-Net of paper Section 3.4."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..data.graph import Graph
+from ..nn.connectivity import connectivity_loss_dense
+from ..nn.egnn import EGNNLayer
+from ..nn.epool import EPool
+from ..nn.eunpool import EUnPool
+from ..nn.pool_ops import dense_to_edges, pool_adjacency
+from .base import ModelOutput, check_input
+from .registry import register
+
+__all__ = ["EGHN"]
+
+
+def _empty_edges(device: torch.device) -> Tensor:
+    return torch.empty(2, 0, dtype=torch.long, device=device)
+
+
+@register("eghn")
+class EGHN(nn.Module):
+    r"""Equivariant Graph Hierarchy-based Network (Han et al., NeurIPS 2022).
+
+    An equivariant U-Net over ``L = len(clusters)`` pooling levels. The input system carries
+    :math:`Z_i = [x_i, v_i] \in \mathbb{R}^{n \times 2}` (or :math:`[x_i]` with
+    ``velocity=False``) and invariant features :math:`h_i`.
+
+    * Encoder, for level :math:`l = 1..L`: ``enc_layers`` external EMMPs in the relaxed
+      EGNN form (:class:`~eghn.nn.EGNNLayer`, velocity variant) on :math:`\mathcal{A}_{global}`,
+      then :class:`~eghn.nn.EPool` (``pool_layers`` internal EMMPs on :math:`\mathcal{A}_{local}`)
+      pooling into :math:`K_l` clusters per graph.
+    * Between levels both adjacencies are pooled, :math:`S_l^\top A S_l`, and become dense
+      weighted graphs between the clusters of each graph; row-normalised weights are the edge
+      features of the next level.
+    * Decoder, for :math:`l = L..1`: ``dec_layers`` external EMMPs at level :math:`l`, then
+      :class:`~eghn.nn.EUnPool` with the :math:`S_l` and the skip connection of level
+      :math:`l - 1`.
+
+    The prediction is the position channel of the final :math:`Z^{out}`. The auxiliary record
+    holds the score matrices, the connectivity loss :math:`\sum_l \lVert\mathrm{rownorm}
+    (S_l^\top A^{local}_{l-1} S_l) - I\rVert_F^2` (mean over graphs) and ``reg_loss`` =
+    ``lam`` times it, so that the training loss is Eq. 16.
+
+    Args:
+        node_dim: number of invariant node features of the input graphs.
+        edge_dim: number of attributes of the global edges.
+        local_edge_dim: number of attributes of the local edges.
+        hidden: width of all invariant features.
+        clusters: :math:`K_1 \geq K_2 \geq \dots`, one entry per level.
+        enc_layers, pool_layers, dec_layers: layers per encoder block, per E-Pool (internal
+            EMMPs) and per decoder block.
+        lam: weight :math:`\lambda` of the connectivity loss.
+        velocity: use velocities as a second vector channel.
+        normalize: Frobenius-normalise the Gram invariants of EMMP and E-UnPool.
+        layers: if given, overrides ``enc_layers``, ``pool_layers`` and ``dec_layers``.
+
+    Shapes:
+        - input: a :class:`~eghn.data.Graph` with ``N`` nodes in ``n`` dimensions
+        - output: :class:`~eghn.models.ModelOutput` with ``pos`` :math:`(N, n)` and ``aux``
+          ``{"scores": [(N, K_1), (G K_1, K_2), ...], "connectivity_loss": scalar,
+          "reg_loss": scalar}``
+
+    Example:
+        >>> import torch
+        >>> from eghn.data import Graph
+        >>> from eghn.models import EGHN
+        >>> torch.manual_seed(0) and None
+        >>> ring = torch.tensor([[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 0]])
+        >>> g = Graph(pos=torch.randn(6, 3), vel=torch.randn(6, 3), edge_index=ring,
+        ...           local_edge_index=ring)
+        >>> out = EGHN(node_dim=1, edge_dim=0, hidden=16, clusters=[3, 2])(g)
+        >>> tuple(out.pos.shape), [tuple(s.shape) for s in out.aux["scores"]]
+        ((6, 3), [(6, 3), (3, 2)])
+    """
+
+    def __init__(self, node_dim: int, edge_dim: int = 0, local_edge_dim: int = 0, *, hidden: int = 64,
+                 clusters: Sequence[int] = (5, 3), enc_layers: int = 2, pool_layers: int = 2,
+                 dec_layers: int = 2, lam: float = 1.0, act: str = "silu", velocity: bool = True,
+                 normalize: bool = True, layers: int | None = None) -> None:
+        super().__init__()
+        clusters = [int(k) for k in ([clusters] if isinstance(clusters, int) else clusters)]
+        if not clusters or any(k < 1 for k in clusters):
+            raise ValueError(f"clusters must be a non-empty list of positive integers, got {clusters}")
+        if any(b > a for a, b in itertools.pairwise(clusters)):
+            raise ValueError(f"cluster counts must not increase from level to level, got {clusters}")
+        if layers is not None:
+            enc_layers = pool_layers = dec_layers = layers
+        self.node_dim, self.edge_dim, self.local_edge_dim = node_dim, edge_dim, local_edge_dim
+        self.clusters, self.lam, self.velocity = clusters, lam, velocity
+        m = 2 if velocity else 1
+        n_levels = len(clusters)
+        # edge feature sizes per level: the input's, then one row-normalised weight
+        g_dims = [edge_dim] + [1] * n_levels
+        l_dims = [local_edge_dim] + [1] * n_levels
+
+        def block(n: int, e_dim: int) -> nn.ModuleList:
+            return nn.ModuleList(EGNNLayer(hidden, e_dim, velocity=velocity, act=act) for _ in range(n))
+
+        self.embed = nn.Linear(node_dim, hidden)
+        self.encoders = nn.ModuleList(block(enc_layers, g_dims[lv]) for lv in range(n_levels))
+        self.pools = nn.ModuleList(
+            EPool(m, hidden, hidden, clusters[lv], l_dims[lv], layers=pool_layers, normalize=normalize, act=act)
+            for lv in range(n_levels)
+        )
+        self.decoders = nn.ModuleList(block(dec_layers, g_dims[lv + 1]) for lv in range(n_levels))
+        self.unpools = nn.ModuleList(EUnPool(m, hidden, hidden, normalize=normalize, act=act)
+                                     for _ in range(n_levels))
+
+    @classmethod
+    def published(cls, node_dim: int, edge_dim: int = 0, local_edge_dim: int = 0, clusters: int = 5,
+                  **kwargs) -> EGHN:
+        """The configuration of the authors' released code: one level, 3 interaction / 3 pooling /
+        1 decoder layers, width 64, position and velocity channels."""
+        kw = dict(hidden=64, enc_layers=3, pool_layers=3, dec_layers=1, lam=1.0, velocity=True)
+        kw.update(kwargs)
+        return cls(node_dim, edge_dim, local_edge_dim, clusters=[clusters], **kw)
+
+    @staticmethod
+    def _run(block: nn.ModuleList, Z: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None
+             ) -> tuple[Tensor, Tensor]:
+        x, v = Z[..., 0], (Z[..., 1] if Z.shape[-1] > 1 else None)
+        for layer in block:
+            x, h, v = layer(x, h, edge_index, edge_attr, v)
+        return (torch.stack([x, v], -1) if v is not None else x.unsqueeze(-1)), h
+
+    def forward(self, graph: Graph) -> ModelOutput:
+        g = check_input(graph, need_vel=self.velocity, node_dim=self.node_dim, edge_dim=self.edge_dim)
+        if self.local_edge_dim and g.local_edge_attr is None:
+            raise ValueError(f"this model expects {self.local_edge_dim} local edge features, got none")
+        sizes = g.nodes_per_graph()
+        if int(sizes.min()) < self.clusters[0]:
+            raise ValueError(f"EGHN with K = {self.clusters[0]} clusters needs at least {self.clusters[0]} "
+                             f"nodes in every graph; the smallest graph has {int(sizes.min())}")
+        G = g.num_graphs
+        Z = torch.stack([g.pos, g.vel], -1) if self.velocity else g.pos.unsqueeze(-1)
+        h = self.embed(g.h)
+        batch = g.batch
+        ei, ea, gw = g.edge_index, g.edge_attr, None
+        lei = g.local_edge_index if g.local_edge_index is not None else _empty_edges(g.pos.device)
+        lea = g.local_edge_attr if self.local_edge_dim else None
+        lw = None
+        skips, scores, conn, level_edges = [], [], [], []
+        for enc, pool in zip(self.encoders, self.pools):
+            Z, h = self._run(enc, Z, h, ei, ea)
+            skips.append((Z, h, batch))
+            p = pool(Z, h, lei, batch, G, lea)
+            A_loc = pool_adjacency(p.scores, lei, batch, G, lw)
+            A_glob = pool_adjacency(p.scores, ei, batch, G, gw)
+            conn.append(connectivity_loss_dense(A_loc))
+            scores.append(p.scores)
+            ei, ea = dense_to_edges(A_glob)
+            lei, lea = dense_to_edges(A_loc)
+            gw, lw = ea[:, 0], lea[:, 0]
+            level_edges.append((ei, ea))
+            Z, h, batch = p.Z, p.h, p.batch
+        for lv in reversed(range(len(self.clusters))):
+            Z, h = self._run(self.decoders[lv], Z, h, *level_edges[lv])
+            Z_low, h_low, batch_low = skips[lv]
+            Z, h = self.unpools[lv](Z_low, h_low, Z, h, scores[lv], batch_low, G)
+        conn_loss = torch.stack(conn).sum()
+        return ModelOutput(pos=Z[..., 0], aux={"scores": scores, "connectivity_loss": conn_loss,
+                                                "reg_loss": self.lam * conn_loss})

@@ -1,0 +1,44 @@
+r"""The connectivity loss of paper Eq. 16."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .pool_ops import pool_adjacency
+
+__all__ = ["connectivity_loss", "connectivity_loss_dense"]
+
+
+def connectivity_loss_dense(A_high: Tensor, reduction: str = "mean", eps: float = 1e-12) -> Tensor:
+    r""":math:`\lVert \mathrm{rownorm}(A^{high}) - I\rVert_F^2` for pooled adjacencies ``(G, K, K)``.
+
+    ``reduction`` is ``"mean"`` or ``"sum"`` over graphs, or ``"none"`` for a ``(G,)`` tensor.
+    """
+    rows = A_high / A_high.sum(-1, keepdim=True).clamp_min(eps)
+    eye = torch.eye(A_high.shape[-1], dtype=A_high.dtype, device=A_high.device)
+    per_graph = ((rows - eye) ** 2).sum((-2, -1))
+    if reduction == "mean":
+        return per_graph.mean()
+    if reduction == "sum":
+        return per_graph.sum()
+    if reduction == "none":
+        return per_graph
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def connectivity_loss(S: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int,
+                      edge_weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    r"""Connectivity regulariser of Eq. 16 for one pooling level.
+
+    .. math:: \mathcal{L}_{conn} = \big\lVert \mathrm{rownorm}(S^\top A S) - I \big\rVert_F^2
+
+    It is small when the edges of :math:`A` (physical connectivity) stay inside clusters and
+    is E(n)-invariant because :math:`S` is. The total loss adds
+    :math:`\lambda \sum_l \mathcal{L}_{conn}^{(l)}` to the position MSE.
+
+    Shapes:
+        - S: :math:`(N, K)`, edge_index: :math:`(2, E)`, batch: :math:`(N,)`
+        - output: scalar (or :math:`(G,)` with ``reduction="none"``)
+    """
+    return connectivity_loss_dense(pool_adjacency(S, edge_index, batch, num_graphs, edge_weight), reduction)

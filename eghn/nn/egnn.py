@@ -1,0 +1,88 @@
+"""The EGNN layer (Satorras et al., 2021): the radial form EGHN uses for its external EMMPs."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .mlp import MLP, activation
+from .scatter import aggregate
+
+__all__ = ["EGNNLayer"]
+
+
+class EGNNLayer(nn.Module):
+    r"""E(n)-equivariant graph convolution of Satorras, Hoogeboom and Welling (2021).
+
+    .. math::
+        m_{ij} &= \phi_e\big(h_i, h_j, \lVert x_i - x_j\rVert^2, a_{ij}\big) \\
+        v'_i &= \phi_v(h_i)\, v_i + C \sum_{j} (x_i - x_j)\, \phi_x(m_{ij}) \\
+        x'_i &= x_i + v'_i \\
+        h'_i &= h_i + \phi_h\big(h_i, \textstyle\sum_j m_{ij}\big)
+
+    Without velocities the :math:`\phi_v` term is absent and :math:`x'_i = x_i + C\sum_j
+    (x_i - x_j)\phi_x(m_{ij})`. :math:`C` is 1 (``coord_aggr="sum"``) or :math:`1/\deg(i)`
+    (``coord_aggr="mean"``, the choice of the original code). In EGHN this is the
+    *relaxed* (radial) form of EMMP used on :math:`\mathcal{A}_{global}` (paper Section 3.4);
+    by Theorem 1 it is a special case of :class:`~eghn.nn.EMMP`
+    (see :func:`eghn.nn.emmp_from_egnn`).
+
+    Args:
+        hidden: width of node features :math:`h` and of messages :math:`m_{ij}`.
+        edge_dim: number of invariant edge attributes :math:`a_{ij}` (0 for none).
+        velocity: use the velocity variant (EGNN-vel).
+        coord_aggr: ``"sum"`` or ``"mean"`` for the coordinate update.
+        feat_aggr: ``"sum"`` or ``"mean"`` for :math:`\sum_j m_{ij}`.
+        clamp: if set, each per-edge coordinate message is clamped to ``[-clamp, clamp]`` as in
+            the original code. This is *not* rotation-equivariant when it triggers.
+        residual: add :math:`h_i` to the node update.
+
+    Shapes:
+        - x: :math:`(N, n)`, h: :math:`(N, \text{hidden})`, edge_index: :math:`(2, E)`,
+          edge_attr: :math:`(E, \text{edge\_dim})`, vel: :math:`(N, n)`
+        - output: ``(x', h', v')`` with the same shapes (``v'`` is ``None`` without velocity)
+    """
+
+    def __init__(self, hidden: int, edge_dim: int = 0, *, velocity: bool = False, act: str = "silu",
+                 coord_aggr: str = "mean", feat_aggr: str = "sum", clamp: float | None = None,
+                 residual: bool = True) -> None:
+        super().__init__()
+        self.hidden, self.edge_dim, self.velocity = hidden, edge_dim, velocity
+        self.coord_aggr, self.feat_aggr, self.clamp, self.residual = coord_aggr, feat_aggr, clamp, residual
+        self.phi_e = MLP(2 * hidden + 1 + edge_dim, hidden, hidden, layers=2, act=act, act_last=True)
+        self.phi_x = nn.Sequential(nn.Linear(hidden, hidden), activation(act), nn.Linear(hidden, 1, bias=False))
+        nn.init.xavier_uniform_(self.phi_x[-1].weight, gain=0.001)
+        self.phi_h = MLP(2 * hidden, hidden, hidden, layers=2, act=act)
+        self.phi_v = MLP(hidden, hidden, 1, layers=2, act=act) if velocity else None
+
+    def messages(self, x: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Per-edge invariant messages :math:`m_{ij}` and coordinate terms :math:`(x_i-x_j)\\phi_x`."""
+        i, j = edge_index
+        diff = x[i] - x[j]
+        dist2 = (diff * diff).sum(-1, keepdim=True)
+        parts = [h[i], h[j], dist2]
+        if self.edge_dim:
+            if edge_attr is None:
+                raise ValueError(f"this layer expects {self.edge_dim} edge features, got none")
+            parts.append(edge_attr)
+        m = self.phi_e(torch.cat(parts, -1))
+        trans = diff * self.phi_x(m)
+        if self.clamp is not None:
+            trans = trans.clamp(-self.clamp, self.clamp)
+        return m, trans
+
+    def forward(self, x: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
+                vel: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+        n_nodes = x.shape[0]
+        m, trans = self.messages(x, h, edge_index, edge_attr)
+        delta = aggregate(trans, edge_index[0], n_nodes, self.coord_aggr)
+        if self.velocity:
+            if vel is None:
+                raise ValueError("EGNNLayer(velocity=True) needs velocities")
+            vel = self.phi_v(h) * vel + delta
+            x = x + vel
+        else:
+            x = x + delta
+        upd = self.phi_h(torch.cat([h, aggregate(m, edge_index[0], n_nodes, self.feat_aggr)], -1))
+        h = h + upd if self.residual else upd
+        return x, h, vel

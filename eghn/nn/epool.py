@@ -1,0 +1,102 @@
+r"""E-Pool: equivariant pooling of particles into K clusters (paper Eq. 7-11)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .emmp import EMMP
+from .mlp import MLP
+from .pool_ops import cluster_batch, reduce_clusters
+
+__all__ = ["EPool", "PoolOutput"]
+
+
+@dataclass
+class PoolOutput:
+    """Result of :class:`EPool`.
+
+    Attributes:
+        scores: soft assignment :math:`S`, shape ``(N, K)``, rows sum to 1 (invariant).
+        Z: cluster matrices :math:`Z^{high}`, shape ``(G K, n, m)`` (equivariant).
+        h: cluster features :math:`h^{high}`, shape ``(G K, c)`` (invariant).
+        batch: graph id of each cluster, shape ``(G K,)``.
+        num_graphs: ``G``.
+    """
+
+    scores: Tensor
+    Z: Tensor
+    h: Tensor
+    batch: Tensor
+    num_graphs: int
+
+
+class EPool(nn.Module):
+    r"""Equivariant pooling layer (paper Section 3.2, Eq. 7-11).
+
+    .. math::
+        Z'_i, h'_i &= \mathrm{EMMP}_{local}(Z_i, h_i) && \text{(Eq. 7)} \\
+        s_i &= \mathrm{softmax}\big(\mathrm{MLP}(h'_i)\big) \in \mathbb{R}^K && \text{(Eq. 8)} \\
+        Z^{high}_k &= \frac{\sum_i s_{ik} Z'_i}{\sum_i s_{ik}}, \quad
+        h^{high}_k = \frac{\sum_i s_{ik} h_i}{\sum_i s_{ik}} && \text{(Eq. 9-10)} \\
+        A^{high} &= S^\top A S && \text{(Eq. 11)}
+
+    The internal EMMP runs over :math:`\mathcal{A}_{local}` in the general matrix form. Sums
+    run over the nodes of each graph separately; every graph gets ``K`` clusters, so ``K``
+    must not exceed the size of any graph. :math:`A^{high}` is computed by
+    :func:`eghn.nn.pool_ops.pool_adjacency` (the *connect* step).
+
+    Args:
+        channels: vector channels :math:`m` of :math:`Z`.
+        node_dim: width of input node features.
+        hidden: width of the internal EMMP and score MLP.
+        clusters: number of clusters :math:`K`.
+        edge_dim: attributes of the local edges.
+        layers: number of internal EMMP layers.
+
+    Shapes:
+        - Z: :math:`(N, n, m)`, h: :math:`(N, c)`, edge_index: :math:`(2, E_l)`, batch: :math:`(N,)`
+        - output: :class:`PoolOutput` with scores :math:`(N, K)`, Z :math:`(G K, n, m)`,
+          h :math:`(G K, c)`
+    """
+
+    def __init__(self, channels: int, node_dim: int, hidden: int, clusters: int, edge_dim: int = 0, *,
+                 layers: int = 1, position_channels: Sequence[int] = (0,), normalize: bool = True,
+                 aggr: str = "sum", act: str = "silu") -> None:
+        super().__init__()
+        if clusters < 1:
+            raise ValueError(f"E-Pool needs at least one cluster, got K = {clusters}")
+        self.clusters = clusters
+        self.emmps = nn.ModuleList(
+            EMMP(channels, node_dim if k == 0 else hidden, hidden, edge_dim, position_channels=position_channels,
+                 normalize=normalize, aggr=aggr, act=act)
+            for k in range(layers)
+        )
+        self.score = MLP(hidden if layers else node_dim, hidden, clusters, layers=2, act=act)
+
+    def select(self, Z: Tensor, h: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int,
+               edge_attr: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Internal EMMP (Eq. 7) and scores (Eq. 8): returns ``(Z', S)``."""
+        hp = h
+        for layer in self.emmps:
+            Z, hp = layer(Z, hp, edge_index, batch, num_graphs, edge_attr)
+        return Z, torch.softmax(self.score(hp), dim=-1)
+
+    def forward(self, Z: Tensor, h: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int,
+                edge_attr: Tensor | None = None) -> PoolOutput:
+        sizes = torch.bincount(batch, minlength=num_graphs)
+        if bool((sizes < self.clusters).any()):
+            small = int(sizes.min())
+            raise ValueError(f"E-Pool with K = {self.clusters} clusters needs at least K nodes per graph, "
+                             f"but a graph of the batch has only {small}")
+        Zp, S = self.select(Z, h, edge_index, batch, num_graphs, edge_attr)
+        return PoolOutput(
+            scores=S,
+            Z=reduce_clusters(S, Zp, batch, num_graphs),
+            h=reduce_clusters(S, h, batch, num_graphs),
+            batch=cluster_batch(num_graphs, self.clusters, Z.device),
+            num_graphs=num_graphs,
+        )

@@ -1,0 +1,57 @@
+r"""E-UnPool: equivariant unpooling from clusters back to particles (paper Eq. 12-15)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .invariants import center, gram, position_mask
+from .mlp import MLP, activation
+from .pool_ops import unpool
+
+__all__ = ["EUnPool"]
+
+
+class EUnPool(nn.Module):
+    r"""Equivariant unpooling layer (paper Section 3.3, Eq. 12-15).
+
+    .. math::
+        Z^{agg}_i &= \textstyle\sum_k s_{ik} Z^{high}_k, \quad
+        h^{agg}_i = \textstyle\sum_k s_{ik} h^{high}_k && \text{(Eq. 12)} \\
+        \hat Z_i &= [Z^{low}_i - \bar Z^{low},\; Z^{agg}_i - \bar Z^{agg}] && \text{(Eq. 13)} \\
+        H_i,\, h^{out}_i &= \mathrm{MLP}\big(\hat Z_i^\top \hat Z_i,\, h^{low}_i,\, h^{agg}_i\big)
+            && \text{(Eq. 14)} \\
+        Z^{out}_i &= \hat Z_i H_i + Z^{agg}_i && \text{(Eq. 15)}
+
+    :math:`S` and the low-level system come from the matching :class:`EPool` (skip connection).
+    Rows of :math:`S` sum to one, so :math:`Z^{agg}` translates with the input.
+
+    Shapes:
+        - Z_low: :math:`(N, n, m)`, h_low: :math:`(N, c)`, Z_high: :math:`(G K, n, m)`,
+          h_high: :math:`(G K, c)`, S: :math:`(N, K)`, batch: :math:`(N,)`
+        - output: ``(Z_out, h_out)`` of shapes :math:`(N, n, m)` and :math:`(N, \text{hidden})`
+    """
+
+    def __init__(self, channels: int, node_dim: int, hidden: int, *, position_channels: Sequence[int] = (0,),
+                 normalize: bool = True, act: str = "silu") -> None:
+        super().__init__()
+        self.channels, self.position_channels, self.normalize = channels, tuple(position_channels), normalize
+        self.phi = MLP(4 * channels**2 + 2 * node_dim, hidden, hidden, layers=2, act=act, act_last=True)
+        self.to_H = nn.Sequential(nn.Linear(hidden, hidden), activation(act),
+                                  nn.Linear(hidden, 2 * channels * channels, bias=False))
+        nn.init.xavier_uniform_(self.to_H[-1].weight, gain=0.001)
+        self.to_h = nn.Linear(hidden, hidden)
+
+    def forward(self, Z_low: Tensor, h_low: Tensor, Z_high: Tensor, h_high: Tensor, S: Tensor, batch: Tensor,
+                num_graphs: int) -> tuple[Tensor, Tensor]:
+        m = self.channels
+        mask = position_mask(m, self.position_channels, Z_low)
+        Z_agg = unpool(S, Z_high, batch)  # Eq. 12
+        h_agg = unpool(S, h_high, batch)
+        Zhat = torch.cat([center(Z_low, batch, num_graphs, mask), center(Z_agg, batch, num_graphs, mask)], -1)
+        inv = gram(Zhat, self.normalize)  # (N, 2m, 2m)
+        hid = self.phi(torch.cat([inv.flatten(1), h_low, h_agg], -1))  # Eq. 14
+        H = self.to_H(hid).view(-1, 2 * m, m)
+        return Zhat @ H + Z_agg, self.to_h(hid)  # Eq. 15

@@ -1,0 +1,50 @@
+r"""Building blocks shared by EMMP and E-UnPool: centring and the Gram-matrix invariant.
+
+Lemmas of Theorem 2 (see ``proofs/theorem2.md``) are stated about these two functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .scatter import graph_mean
+
+__all__ = ["center", "gram", "position_mask"]
+
+
+def position_mask(channels: int, position_channels: Sequence[int], like: Tensor) -> Tensor:
+    """Float mask of shape ``(channels,)``: 1 for position channels, 0 for the others."""
+    mask = like.new_zeros(channels)
+    for c in position_channels:
+        if not 0 <= c < channels:
+            raise ValueError(f"position channel {c} out of range for {channels} channels")
+        mask[c] = 1.0
+    return mask
+
+
+def center(Z: Tensor, batch: Tensor, num_graphs: int, mask: Tensor) -> Tensor:
+    r"""Subtract :math:`\bar Z` (per-graph mean of the position channels; zero elsewhere).
+
+    .. math:: Z_i - \bar Z, \qquad \bar Z = \frac{1}{N_g}\sum_{i \in g} Z_i \odot
+              \mathbb{1}_{\text{position channels}}
+
+    Shapes:
+        - Z: :math:`(N, n, m)`, batch: :math:`(N,)`, mask: :math:`(m,)` -> :math:`(N, n, m)`
+    """
+    zbar = graph_mean(Z, batch, num_graphs) * mask
+    return Z - zbar[batch]
+
+
+def gram(Zhat: Tensor, normalize: bool = True, eps: float = 1e-8) -> Tensor:
+    r"""The O(n)-invariant :math:`\hat Z^\top \hat Z`, optionally divided by its Frobenius norm.
+
+    Shapes:
+        - Zhat: :math:`(E, n, k)` -> :math:`(E, k, k)`
+    """
+    inv = torch.einsum("eni,enj->eij", Zhat, Zhat)
+    if normalize:
+        inv = inv / (torch.linalg.matrix_norm(inv).view(-1, 1, 1) + eps)
+    return inv

@@ -1,0 +1,37 @@
+"""Small multilayer perceptrons and activation lookup used by every layer."""
+
+from __future__ import annotations
+
+from torch import nn
+
+__all__ = ["MLP", "activation"]
+
+_ACTS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU}
+
+
+def activation(name: str) -> nn.Module:
+    """An activation module by name (``silu``, ``relu``, ``gelu``, ``tanh``, ``leaky_relu``)."""
+    try:
+        return _ACTS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose from {sorted(_ACTS)}") from None
+
+
+class MLP(nn.Sequential):
+    """``Linear -> act -> ... -> Linear``; ``act_last`` adds an activation after the last layer.
+
+    Shapes:
+        - input: :math:`(*, \\text{in\\_dim})` -> output: :math:`(*, \\text{out\\_dim})`
+    """
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, layers: int = 2, act: str = "silu",
+                 act_last: bool = False) -> None:
+        if layers < 1:
+            raise ValueError("an MLP needs at least one layer")
+        dims = [in_dim] + [hidden] * (layers - 1) + [out_dim]
+        mods: list[nn.Module] = []
+        for k in range(layers):
+            mods.append(nn.Linear(dims[k], dims[k + 1]))
+            if k < layers - 1 or act_last:
+                mods.append(activation(act))
+        super().__init__(*mods)
