@@ -32,9 +32,10 @@ def _check_finite(name: str, t: Tensor | None) -> None:
 
 
 def _check_edges(name: str, edge_index: Tensor | None, edge_attr: Tensor | None, n: int) -> None:
+    attr_name = name.replace("index", "attr")
     if edge_index is None:
         if edge_attr is not None:
-            raise ValueError(f"Graph.{name}_attr is given but Graph.{name} is None")
+            raise ValueError(f"Graph.{attr_name} is given but Graph.{name} is None")
         return
     if edge_index.dtype != torch.long:
         raise TypeError(f"Graph.{name} must be an int64 (torch.long) tensor, got {edge_index.dtype}")
@@ -48,10 +49,10 @@ def _check_edges(name: str, edge_index: Tensor | None, edge_attr: Tensor | None,
     if edge_attr is not None:
         if edge_attr.dim() != 2 or edge_attr.shape[0] != edge_index.shape[1]:
             raise ValueError(
-                f"Graph.{name}_attr must have shape (E, d) with E = {edge_index.shape[1]}, "
+                f"Graph.{attr_name} must have shape (E, d) with E = {edge_index.shape[1]}, "
                 f"got {tuple(edge_attr.shape)}"
             )
-        _check_finite(f"{name}_attr", edge_attr)
+        _check_finite(attr_name, edge_attr)
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .mlp import MLP, activation
+from .mlp import MLP, activation, pair_linear
 from .scatter import aggregate
 
 __all__ = ["EGNNLayer"]
@@ -60,12 +60,13 @@ class EGNNLayer(nn.Module):
         i, j = edge_index
         diff = x[i] - x[j]
         dist2 = (diff * diff).sum(-1, keepdim=True)
-        parts = [h[i], h[j], dist2]
+        rest = dist2
         if self.edge_dim:
             if edge_attr is None:
                 raise ValueError(f"this layer expects {self.edge_dim} edge features, got none")
-            parts.append(edge_attr)
-        m = self.phi_e(torch.cat(parts, -1))
+            rest = torch.cat([dist2, edge_attr], -1)
+        # phi_e(h_i, h_j, |x_i - x_j|^2, a_ij), first layer applied per node (same function)
+        m = self.phi_e.rest(pair_linear(self.phi_e[0], h, i, j, rest))
         trans = diff * self.phi_x(m)
         if self.clamp is not None:
             trans = trans.clamp(-self.clamp, self.clamp)

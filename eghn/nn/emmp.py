@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .invariants import center, gram, position_mask
-from .mlp import MLP, activation
+from .mlp import MLP, activation, pair_linear
 from .scatter import aggregate
 
 __all__ = ["EMMP", "EMMPMessage", "EMMPUpdate"]
@@ -17,31 +17,35 @@ __all__ = ["EMMP", "EMMPMessage", "EMMPUpdate"]
 class EMMPMessage(nn.Module):
     r"""The default message MLP :math:`\phi` of Eq. 4.
 
-    Maps the invariant :math:`\hat Z_{ij}^\top \hat Z_{ij}`, :math:`h_i`, :math:`h_j` and the edge
+    Maps :math:`h_i`, :math:`h_j`, the invariant :math:`\hat Z_{ij}^\top \hat Z_{ij}` and the edge
     attributes to the matrix :math:`H_{ij} \in \mathbb{R}^{2m \times m}` and the invariant
-    message :math:`h_{ij}`.
+    message :math:`h_{ij}`. A replacement message function (Theorem 1) implements the same
+    call signature ``(inv, h, edge_index, edge_attr) -> (H, msg)``.
 
     Shapes:
-        - inv: :math:`(E, 2m, 2m)`, h_i, h_j: :math:`(E, c)`, edge_attr: :math:`(E, d)`
+        - inv: :math:`(E, 2m, 2m)`, h: :math:`(N, c)`, edge_index: :math:`(2, E)`,
+          edge_attr: :math:`(E, d)`
         - output: ``H`` :math:`(E, 2m, m)`, ``msg`` :math:`(E, \text{hidden})`
     """
 
     def __init__(self, channels: int, node_dim: int, hidden: int, edge_dim: int = 0, act: str = "silu") -> None:
         super().__init__()
         self.channels, self.edge_dim = channels, edge_dim
-        self.phi = MLP(4 * channels**2 + 2 * node_dim + edge_dim, hidden, hidden, layers=2, act=act,
+        self.phi = MLP(2 * node_dim + 4 * channels**2 + edge_dim, hidden, hidden, layers=2, act=act,
                        act_last=True)
         self.to_H = nn.Sequential(nn.Linear(hidden, hidden), activation(act),
                                   nn.Linear(hidden, 2 * channels * channels, bias=False))
         nn.init.xavier_uniform_(self.to_H[-1].weight, gain=0.001)
 
-    def forward(self, inv: Tensor, h_i: Tensor, h_j: Tensor, edge_attr: Tensor | None) -> tuple[Tensor, Tensor]:
-        parts = [inv.flatten(1), h_i, h_j]
+    def forward(self, inv: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None
+                ) -> tuple[Tensor, Tensor]:
+        rest = inv.flatten(1)
         if self.edge_dim:
             if edge_attr is None:
                 raise ValueError(f"this EMMP expects {self.edge_dim} edge features, got none")
-            parts.append(edge_attr)
-        msg = self.phi(torch.cat(parts, -1))
+            rest = torch.cat([rest, edge_attr], -1)
+        # phi(h_i, h_j, Zhat^T Zhat, e_ij), first layer applied per node (same function)
+        msg = self.phi.rest(pair_linear(self.phi[0], h, edge_index[0], edge_index[1], rest))
         H = self.to_H(msg).view(-1, 2 * self.channels, self.channels)
         return H, msg
 
@@ -128,7 +132,7 @@ class EMMP(nn.Module):
         i, j = edge_index
         Zhat = torch.cat([Zc[i], Zc[j]], dim=-1)  # (E, n, 2m), Eq. 3
         inv = gram(Zhat, self.normalize)  # (E, 2m, 2m)
-        H, msg = self.message(inv, h[i], h[j], edge_attr)  # Eq. 4
+        H, msg = self.message(inv, h, edge_index, edge_attr)  # Eq. 4
         M = Zhat @ H  # (E, n, m), Eq. 5
         Z = Z + aggregate(M, i, n_nodes, self.aggr)  # Eq. 6
         h = self.update(h, aggregate(msg, i, n_nodes, self.feat_aggr))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .mlp import MLP, activation
+from .mlp import MLP, activation, pair_linear
 from .scatter import aggregate
 
 __all__ = ["GMNLayer"]
@@ -48,14 +48,15 @@ class GMNLayer(nn.Module):
             inv = inv / (torch.linalg.matrix_norm(inv).view(-1, 1, 1) + 1e-8)
         return inv
 
-    def edge_function(self, inv: Tensor, h_i: Tensor, h_j: Tensor, edge_attr: Tensor | None) -> tuple[Tensor, Tensor]:
-        """``(inv, h_i, h_j, e_ij) -> (H_ij (E, m, m), m_ij (E, hidden))``."""
-        parts = [h_i, h_j, inv.flatten(1)]
+    def edge_function(self, inv: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None
+                      ) -> tuple[Tensor, Tensor]:
+        """``(inv, h, edge_index, e_ij) -> (H_ij (E, m, m), m_ij (E, hidden))``."""
+        rest = inv.flatten(1)
         if self.edge_dim:
             if edge_attr is None:
                 raise ValueError(f"this layer expects {self.edge_dim} edge features, got none")
-            parts.append(edge_attr)
-        m = self.phi_e(torch.cat(parts, -1))
+            rest = torch.cat([rest, edge_attr], -1)
+        m = self.phi_e.rest(pair_linear(self.phi_e[0], h, edge_index[0], edge_index[1], rest))
         return self.phi_H(m).view(-1, self.channels, self.channels), m
 
     def node_function(self, h: Tensor, agg: Tensor) -> Tensor:
@@ -66,6 +67,6 @@ class GMNLayer(nn.Module):
                 ) -> tuple[Tensor, Tensor]:
         i, j = edge_index
         Zij = Z[i] - Z[j]
-        H, m = self.edge_function(self.invariant(Zij), h[i], h[j], edge_attr)
+        H, m = self.edge_function(self.invariant(Zij), h, edge_index, edge_attr)
         Z = Z + aggregate(Zij @ H, i, Z.shape[0], self.aggr)
         return Z, self.node_function(h, aggregate(m, i, Z.shape[0], self.feat_aggr))

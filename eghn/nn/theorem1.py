@@ -28,9 +28,10 @@ class _EGNNMessage(nn.Module):
         super().__init__()
         self.layer = layer
 
-    def forward(self, inv: Tensor, h_i: Tensor, h_j: Tensor, edge_attr: Tensor | None) -> tuple[Tensor, Tensor]:
+    def forward(self, inv: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None
+                ) -> tuple[Tensor, Tensor]:
         d2 = (inv[:, 0, 0] + inv[:, 1, 1] - 2 * inv[:, 0, 1]).unsqueeze(-1)
-        parts = [h_i, h_j, d2]
+        parts = [h[edge_index[0]], h[edge_index[1]], d2]
         if self.layer.edge_dim:
             parts.append(edge_attr)
         m = self.layer.phi_e(torch.cat(parts, -1))
@@ -72,12 +73,13 @@ class _GMNMessage(nn.Module):
         super().__init__()
         self.layer = layer
 
-    def forward(self, inv: Tensor, h_i: Tensor, h_j: Tensor, edge_attr: Tensor | None) -> tuple[Tensor, Tensor]:
+    def forward(self, inv: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None
+                ) -> tuple[Tensor, Tensor]:
         m = self.layer.channels
         zz = inv[:, :m, :m] - inv[:, :m, m:] - inv[:, m:, :m] + inv[:, m:, m:]
         if self.layer.normalize:
             zz = zz / (torch.linalg.matrix_norm(zz).view(-1, 1, 1) + 1e-8)
-        H, msg = self.layer.edge_function(zz, h_i, h_j, edge_attr)
+        H, msg = self.layer.edge_function(zz, h, edge_index, edge_attr)
         return torch.cat([H, -H], dim=1), msg
 
 

@@ -1,0 +1,155 @@
+"""Training-step throughput and peak memory of EGHN.
+
+Configurations (each runs in its own process so that peak RSS is its own):
+
+* ``mocap``: batch of 100 motion-capture graphs (31 nodes, 130 global + 60 local directed
+  edges), the published preset (width 64, K = 5, 3 interaction / 3 pooling / 1 decoder layers).
+* ``mcomplex55``: batch of 100 M-complex (5,5) systems (25 particles, fully connected: 600
+  global edges with 3 features, 100 local edges within the complexes), published preset, K = 3.
+* ``radius-N`` for N in 10^2 .. 10^5: one random system of N particles in a box of constant
+  density, global edges within a cutoff (about 16 neighbours), a bonded chain as local edges,
+  K = 20; one forward + backward + Adam step.
+
+Usage::
+
+    python benchmarks/bench_eghn.py                   # all configurations
+    python benchmarks/bench_eghn.py mocap mcomplex55  # some of them
+    python benchmarks/bench_eghn.py --device cuda     # on a GPU (peak CUDA memory reported)
+
+Prints one line per configuration: ms per step, samples/s, peak resident memory of the process
+(CPU) or peak allocated CUDA memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from eghn.data import Graph, collate
+from eghn.models import EGHN
+
+SCALES = [100, 1_000, 10_000, 100_000]
+
+
+def mocap_batch(batch: int = 100) -> tuple[Graph, dict]:
+    from eghn.data.mocap import SKELETON_EDGES, skeleton_graph
+
+    ei, ea, lei = skeleton_graph(np.asarray(SKELETON_EDGES), 31)
+    gen = torch.Generator().manual_seed(0)
+    graphs = []
+    for _ in range(batch):
+        pos = torch.randn(31, 3, generator=gen) * 5
+        graphs.append(Graph(pos=pos, vel=torch.randn(31, 3, generator=gen) * 0.3, h=pos[:, 1:2] / 10,
+                            edge_index=ei, edge_attr=ea, local_edge_index=lei, target=pos))
+    return collate(graphs), dict(node_dim=1, edge_dim=2, clusters=5)
+
+
+def mcomplex_batch(batch: int = 100, m: int = 5, size: int = 5) -> tuple[Graph, dict]:
+    n = m * size
+    gen = torch.Generator().manual_seed(0)
+    complex_id = torch.arange(m).repeat_interleave(size)
+    i, j = torch.nonzero(~torch.eye(n, dtype=torch.bool), as_tuple=True)
+    same = complex_id[i] == complex_id[j]
+    graphs = []
+    for _ in range(batch):
+        pos = torch.randn(n, 3, generator=gen) * 2
+        charge = torch.randint(0, 2, (n,), generator=gen).float() * 2 - 1
+        d2 = ((pos[i] - pos[j]) ** 2).sum(-1)
+        ea = torch.stack([charge[i] * charge[j], same.float(), d2], -1)
+        vel = torch.randn(n, 3, generator=gen) * 0.5
+        graphs.append(Graph(pos=pos, vel=vel, h=vel.norm(dim=-1, keepdim=True), edge_index=torch.stack([i, j]),
+                            edge_attr=ea, local_edge_index=torch.stack([i[same], j[same]]), target=pos))
+    return collate(graphs), dict(node_dim=1, edge_dim=3, clusters=3)
+
+
+def radius_graph(n: int, neighbours: float = 16.0) -> tuple[Graph, dict]:
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(0)
+    box = n ** (1 / 3)  # unit density
+    pos = rng.uniform(0, box, (n, 3))
+    cutoff = (3 * neighbours / (4 * np.pi)) ** (1 / 3)
+    pairs = cKDTree(pos).query_pairs(cutoff, output_type="ndarray")
+    ei = np.concatenate([pairs, pairs[:, ::-1]]).T
+    chain = np.stack([np.arange(n - 1), np.arange(1, n)])
+    lei = np.concatenate([chain, chain[::-1]], 1)
+    p = torch.tensor(pos, dtype=torch.float32)
+    g = Graph(pos=p, vel=torch.randn(n, 3) * 0.1, edge_index=torch.from_numpy(ei.copy()),
+              local_edge_index=torch.from_numpy(lei.copy()), target=p)
+    return g, dict(node_dim=1, edge_dim=0, clusters=20)
+
+
+def run_one(name: str, device: str, steps: int) -> dict:
+    torch.manual_seed(0)
+    if name == "mocap":
+        g, cfg = mocap_batch()
+    elif name == "mcomplex55":
+        g, cfg = mcomplex_batch()
+    elif name.startswith("radius-"):
+        g, cfg = radius_graph(int(name.split("-")[1]))
+    else:
+        raise SystemExit(f"unknown configuration {name!r}")
+    g = g.to(device)
+    model = EGHN.published(cfg["node_dim"], cfg["edge_dim"], clusters=cfg["clusters"]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-4)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = model(g)
+        loss = ((out.pos - g.target) ** 2).mean() + out.aux["reg_loss"]
+        loss.backward()
+        opt.step()
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    for _ in range(2):
+        step()
+    sync()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    dt = (time.perf_counter() - t0) / steps
+    if device.startswith("cuda"):
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return dict(config=name, nodes=g.num_nodes, edges=g.num_edges, graphs=g.num_graphs, ms_per_step=1e3 * dt,
+                samples_per_s=g.num_graphs / dt, peak_mb=peak_mb, device=device,
+                params=sum(p.numel() for p in model.parameters()), threads=torch.get_num_threads())
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("configs", nargs="*", help="mocap, mcomplex55, radius-N (default: all)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    configs = args.configs or ["mocap", "mcomplex55"] + [f"radius-{n}" for n in SCALES]
+    if args.child:
+        print(json.dumps(run_one(configs[0], args.device, args.steps)))
+        return
+    print(f"{'config':<14}{'nodes':>8}{'edges':>10}{'ms/step':>10}{'samples/s':>11}{'peak MB':>9}")
+    for name in configs:
+        steps = args.steps if not name.startswith("radius-1000") else max(2, args.steps // 5)
+        proc = subprocess.run([sys.executable, __file__, name, "--child", "--device", args.device,
+                               "--steps", str(steps)], capture_output=True, text=True)
+        if proc.returncode:
+            print(f"{name:<14} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else proc.returncode}")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"{r['config']:<14}{r['nodes']:>8}{r['edges']:>10}{r['ms_per_step']:>10.1f}"
+              f"{r['samples_per_s']:>11.1f}{r['peak_mb']:>9.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
