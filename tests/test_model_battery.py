@@ -22,6 +22,8 @@ ALL = ("rotation", "reflection", "translation", "permutation")
 #: small configurations so that the battery stays fast; keys not listed use DEFAULT
 CONFIGS: dict[str, dict] = {
     "eghn": dict(hidden=16, clusters=[4, 2], enc_layers=1, pool_layers=1, dec_layers=1),
+    "tfn": dict(hidden=4, layers=2, lmax=1),
+    "se3_transformer": dict(hidden=4, layers=2, lmax=1, heads=2),
 }
 DEFAULT = dict(hidden=16, layers=2)
 

@@ -1,7 +1,44 @@
-"""EGHN and the baseline models, selectable by name through :func:`get`."""
+"""EGHN and the baseline models, selectable by name through :func:`get`.
 
+========================  ==========================  ==========================================
+name                      class                       reference
+========================  ==========================  ==========================================
+``eghn``                  :class:`EGHN`               Han et al., NeurIPS 2022 (this package)
+``linear``                :class:`LinearDynamics`     :math:`x + t v`, one learned scalar
+``mpnn``                  :class:`MPNN`               Gilmer et al., 2017 (not equivariant)
+``rf``                    :class:`RadialField`        Koehler et al., 2019
+``egnn``                  :class:`EGNN`               Satorras et al., 2021 (velocity variant)
+``gmn``                   :class:`GMN`                Huang et al., ICLR 2022
+``tfn``                   :class:`TFN`                Thomas et al., 2018 (built on e3nn)
+``se3_transformer``       :class:`SE3Transformer`     Fuchs et al., 2020 (built on e3nn)
+========================  ==========================  ==========================================
+"""
+
+from ._common import ModelOutOfMemoryError
 from .base import ModelOutput, check_input
+from .egnn import EGNN
 from .eghn import EGHN
+from .gmn import GMN
+from .linear import LinearDynamics
+from .mpnn import MPNN
+from .radial_field import RadialField
 from .registry import available, get, register
+from .se3_transformer import SE3Transformer
+from .tfn import TFN
 
-__all__ = ["EGHN", "ModelOutput", "available", "check_input", "get", "register"]
+__all__ = [
+    "EGHN",
+    "EGNN",
+    "GMN",
+    "MPNN",
+    "TFN",
+    "LinearDynamics",
+    "ModelOutOfMemoryError",
+    "ModelOutput",
+    "RadialField",
+    "SE3Transformer",
+    "available",
+    "check_input",
+    "get",
+    "register",
+]
