@@ -16,8 +16,8 @@ name                      class                       reference
 
 from ._common import ModelOutOfMemoryError
 from .base import ModelOutput, check_input
-from .egnn import EGNN
 from .eghn import EGHN
+from .egnn import EGNN
 from .gmn import GMN
 from .linear import LinearDynamics
 from .mpnn import MPNN
