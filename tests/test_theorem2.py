@@ -57,7 +57,7 @@ def _emmp(dtype, dim_edges=2, normalize=True, aggr="sum", seed=0):
 @pytest.mark.parametrize("dim", [2, 3, 5])
 @pytest.mark.parametrize("normalize", [True, False])
 def test_emmp_equivariant(dim, normalize, dtype):
-    """Lemma 2.3 / Theorem 2 (EMMP): Z' equivariant (positions translate, velocities do not), h' invariant."""
+    """Lemma 2.3 (EMMP): Z' equivariant (positions translate, velocities do not), h' invariant."""
     gen = torch.Generator().manual_seed(dim)
     g = collate([random_graph(n, dim=dim, node_dim=3, edge_dim=2, generator=gen) for n in (5, 9, 3)]).to(dtype=dtype)
     layer = _emmp(dtype, normalize=normalize)
@@ -71,7 +71,7 @@ def test_emmp_equivariant(dim, normalize, dtype):
 
 @given(g=graphs(max_graphs=3, node_dim=3, edge_dim=2), aggr=st.sampled_from(["sum", "mean"]))
 def test_emmp_permutation_equivariant(g, aggr):
-    """Theorem 2 (EMMP, permutations): reordering nodes (edges remapped) reorders outputs."""
+    """Lemma 2.4 (EMMP, permutations): reordering nodes (edges remapped) reorders outputs."""
     layer = _emmp(torch.float64, aggr=aggr)
 
     def fn(graph):
@@ -98,7 +98,7 @@ def _pool_fn(pool):
 
 @pytest.mark.parametrize("dim", [2, 3, 5])
 def test_epool_equivariant(dim, dtype):
-    """Lemmas 2.4-2.6 / Theorem 2 (E-Pool): scores S invariant, Z^high equivariant, h^high and
+    """Lemmas 2.5-2.7 (E-Pool): scores S invariant, Z^high equivariant, h^high and
     A^high = S^T A S invariant."""
     gen = torch.Generator().manual_seed(10 + dim)
     g = collate([random_graph(n, dim=dim, node_dim=3, local_edge_dim=1, generator=gen)
@@ -109,7 +109,7 @@ def test_epool_equivariant(dim, dtype):
 
 @given(g=graphs(min_nodes=3, max_graphs=3, node_dim=3, local_edge_dim=1))
 def test_epool_permutation(g):
-    """Lemma 2.7: permuting nodes permutes the rows of S and leaves every cluster quantity unchanged."""
+    """Lemmas 2.5 and 2.7 (permutations): permuting nodes permutes the rows of S and leaves every cluster quantity unchanged."""
     fn, kinds = _pool_fn(_pool(torch.float64))
     assert_equivariant(fn, g, outputs=kinds, checks=("permutation",))
 
@@ -131,7 +131,7 @@ def _unpool_fn(dtype):
 
 @pytest.mark.parametrize("dim", [2, 3, 5])
 def test_eunpool_equivariant(dim, dtype):
-    """Lemma 2.8 / Theorem 2 (E-UnPool): Z^out equivariant, h^out invariant."""
+    """Lemma 2.8 (E-UnPool): Z^out equivariant, h^out invariant."""
     gen = torch.Generator().manual_seed(20 + dim)
     g = collate([random_graph(n, dim=dim, node_dim=3, local_edge_dim=1, generator=gen)
                  for n in (7, 4, 10)]).to(dtype=dtype)
@@ -141,7 +141,7 @@ def test_eunpool_equivariant(dim, dtype):
 
 @given(g=graphs(min_nodes=3, max_graphs=3, node_dim=3, local_edge_dim=1))
 def test_eunpool_permutation(g):
-    """Theorem 2 (E-UnPool, permutations)."""
+    """Lemma 2.8 (E-UnPool, permutations)."""
     fn, kinds = _unpool_fn(torch.float64)
     assert_equivariant(fn, g, outputs=kinds, checks=("permutation",))
 
@@ -186,7 +186,7 @@ def test_eghn_permutation_equivariant(g, levels):
 
 
 def test_mixed_batch_no_leakage():
-    """Per-graph means and S^T A S stay inside each graph: a graph's prediction is the same alone
+    """Lemma 2.4 (batches): per-graph means and S^T A S stay inside each graph: a graph's prediction is the same alone
     or in a batch, and transforming one graph of a batch leaves the others' predictions unchanged."""
     gen = torch.Generator().manual_seed(7)
     parts = [random_graph(n, node_dim=3, edge_dim=2, local_edge_dim=1, generator=gen) for n in (6, 12, 9)]

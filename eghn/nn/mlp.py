@@ -19,7 +19,7 @@ def activation(name: str) -> nn.Module:
 
 
 class MLP(nn.Sequential):
-    """``Linear -> act -> ... -> Linear``; ``act_last`` adds an activation after the last layer.
+    """A stack of linear layers with an activation between them (and after the last one if ``act_last``).
 
     Shapes:
         - input: :math:`(*, \\text{in\\_dim})` -> output: :math:`(*, \\text{out\\_dim})`
