@@ -106,3 +106,36 @@ def test_bad_configuration():
         EGHN(2, 1, clusters=[2, 4])
     with pytest.raises(ValueError, match="positive"):
         EGHN(2, 1, clusters=[])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [dict(emmp="egnn"), dict(adjacency="global"), dict(adjacency="local"), dict(hierarchy=False),
+     dict(clusters=[4, 2], adjacency="local")],
+    ids=["emmp-egnn", "global-only", "local-only", "no-hierarchy", "two-level-local"],
+)
+def test_equivariant_ablations_stay_equivariant(options):
+    """Table 4's ablations that keep equivariant layers are still E(n)-equivariant."""
+    from eghn.testing import assert_equivariant, randomize_parameters
+
+    g = _batch().to(dtype=torch.float64)
+    options = dict(options)
+    model = EGHN(2, 1, hidden=8, clusters=options.pop("clusters", [3]), **options).double()
+    assert_equivariant(randomize_parameters(model, gain=0.8), g)
+    if options.get("hierarchy") is False:
+        assert model.clusters == [1]
+
+
+def test_mpnn_ablation_is_not_equivariant():
+    """'EMMP replaced by MPNN' (Table 4) loses rotation and translation equivariance; the
+    battery's checker sees it."""
+    from eghn.testing import equivariance_error, randomize_parameters
+
+    g = _batch().to(dtype=torch.float64)
+    model = randomize_parameters(EGHN(2, 1, hidden=8, clusters=[3], emmp="mpnn").double(), gain=0.8)
+    errors = equivariance_error(model, g)
+    assert errors["rotation"] > 1e-3 and errors["translation"] > 1e-3 and errors["permutation"] < 1e-9
+    with pytest.raises(ValueError, match="emmp must be"):
+        EGHN(2, 1, emmp="dense")
+    with pytest.raises(ValueError, match="adjacency must be"):
+        EGHN(2, 1, adjacency="both")

@@ -13,6 +13,7 @@ from ..nn.connectivity import connectivity_loss_dense
 from ..nn.egnn import EGNNLayer
 from ..nn.epool import EPool
 from ..nn.eunpool import EUnPool
+from ..nn.plain_mp import PlainMPLayer
 from ..nn.pool_ops import dense_to_edges, pool_adjacency
 from .base import ModelOutput, check_input
 from .registry import register
@@ -22,6 +23,21 @@ __all__ = ["EGHN"]
 
 def _empty_edges(device: torch.device) -> Tensor:
     return torch.empty(2, 0, dtype=torch.long, device=device)
+
+
+class _OnZ(nn.Module):
+    """Give a layer with the ``(x, h, edge_index, edge_attr, vel)`` signature the EMMP one,
+    ``(Z, h, edge_index, batch, num_graphs, edge_attr)``, so it can replace E-Pool's EMMP."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, Z: Tensor, h: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int,
+                edge_attr: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        v = Z[..., 1] if Z.shape[-1] > 1 else None
+        x, h, v = self.layer(Z[..., 0], h, edge_index, edge_attr, v)
+        return (torch.stack([x, v], -1) if v is not None else x.unsqueeze(-1)), h
 
 
 @register("eghn")
@@ -60,6 +76,14 @@ class EGHN(nn.Module):
         velocity: use velocities as a second vector channel.
         normalize: Frobenius-normalise the Gram invariants of EMMP and E-UnPool.
         layers: if given, overrides ``enc_layers``, ``pool_layers`` and ``dec_layers``.
+        emmp: ablations of paper Table 4. ``"matrix"`` (default): the paper's model;
+            ``"egnn"``: E-Pool's internal EMMP replaced by the radial EGNN form;
+            ``"mpnn"``: every EMMP (internal and external) replaced by
+            :class:`~eghn.nn.PlainMPLayer`, which is *not* equivariant.
+        adjacency: ``"paper"`` (external EMMPs on :math:`\mathcal{A}_{global}`, internal on
+            :math:`\mathcal{A}_{local}`), ``"global"`` or ``"local"`` (one edge set for all).
+        hierarchy: ``False`` is the "no hierarchy" ablation, :math:`s_i = 1`: a single cluster.
+        dim: spatial dimension, needed only by ``emmp="mpnn"`` (its layers see raw coordinates).
 
     Shapes:
         - input: a :class:`~eghn.data.Graph` with ``N`` nodes in ``n`` dimensions
@@ -83,9 +107,16 @@ class EGHN(nn.Module):
     def __init__(self, node_dim: int, edge_dim: int = 0, local_edge_dim: int = 0, *, hidden: int = 64,
                  clusters: Sequence[int] = (5, 3), enc_layers: int = 2, pool_layers: int = 2,
                  dec_layers: int = 2, lam: float = 1.0, act: str = "silu", velocity: bool = True,
-                 normalize: bool = True, layers: int | None = None) -> None:
+                 normalize: bool = True, layers: int | None = None, emmp: str = "matrix",
+                 adjacency: str = "paper", hierarchy: bool = True, dim: int = 3) -> None:
         super().__init__()
+        if emmp not in ("matrix", "egnn", "mpnn"):
+            raise ValueError(f"emmp must be 'matrix', 'egnn' or 'mpnn', got {emmp!r}")
+        if adjacency not in ("paper", "global", "local"):
+            raise ValueError(f"adjacency must be 'paper', 'global' or 'local', got {adjacency!r}")
         clusters = [int(k) for k in ([clusters] if isinstance(clusters, int) else clusters)]
+        if not hierarchy:
+            clusters = [1]
         if not clusters or any(k < 1 for k in clusters):
             raise ValueError(f"clusters must be a non-empty list of positive integers, got {clusters}")
         if any(b > a for a, b in itertools.pairwise(clusters)):
@@ -94,22 +125,38 @@ class EGHN(nn.Module):
             enc_layers = pool_layers = dec_layers = layers
         self.node_dim, self.edge_dim, self.local_edge_dim = node_dim, edge_dim, local_edge_dim
         self.clusters, self.lam, self.velocity = clusters, lam, velocity
+        self.emmp, self.adjacency = emmp, adjacency
+        if emmp == "mpnn":
+            self.symmetries = ("permutation",)
         m = 2 if velocity else 1
         n_levels = len(clusters)
         # edge feature sizes per level: the input's, then one row-normalised weight
         g_dims = [edge_dim] + [1] * n_levels
         l_dims = [local_edge_dim] + [1] * n_levels
+        ext_dims = l_dims if adjacency == "local" else g_dims  # edges of the external EMMPs
+        int_dims = g_dims if adjacency == "global" else l_dims  # edges of E-Pool's EMMPs
+
+        def radial(e_dim: int) -> nn.Module:
+            if emmp == "mpnn":
+                return PlainMPLayer(hidden, e_dim, dim=dim, velocity=velocity, act=act)
+            return EGNNLayer(hidden, e_dim, velocity=velocity, act=act)
 
         def block(n: int, e_dim: int) -> nn.ModuleList:
-            return nn.ModuleList(EGNNLayer(hidden, e_dim, velocity=velocity, act=act) for _ in range(n))
+            return nn.ModuleList(radial(e_dim) for _ in range(n))
+
+        def pool_layers_for(lv: int) -> list[nn.Module] | None:
+            if emmp == "matrix":
+                return None
+            return [_OnZ(radial(int_dims[lv])) for _ in range(pool_layers)]
 
         self.embed = nn.Linear(node_dim, hidden)
-        self.encoders = nn.ModuleList(block(enc_layers, g_dims[lv]) for lv in range(n_levels))
+        self.encoders = nn.ModuleList(block(enc_layers, ext_dims[lv]) for lv in range(n_levels))
         self.pools = nn.ModuleList(
-            EPool(m, hidden, hidden, clusters[lv], l_dims[lv], layers=pool_layers, normalize=normalize, act=act)
+            EPool(m, hidden, hidden, clusters[lv], int_dims[lv], layers=pool_layers, normalize=normalize, act=act,
+                  message_layers=pool_layers_for(lv))
             for lv in range(n_levels)
         )
-        self.decoders = nn.ModuleList(block(dec_layers, g_dims[lv + 1]) for lv in range(n_levels))
+        self.decoders = nn.ModuleList(block(dec_layers, ext_dims[lv + 1]) for lv in range(n_levels))
         self.unpools = nn.ModuleList(EUnPool(m, hidden, hidden, normalize=normalize, act=act)
                                      for _ in range(n_levels))
 
@@ -148,9 +195,10 @@ class EGHN(nn.Module):
         lw = None
         skips, scores, conn, level_edges = [], [], [], []
         for enc, pool in zip(self.encoders, self.pools):
-            Z, h = self._run(enc, Z, h, ei, ea)
+            ext = (lei, lea) if self.adjacency == "local" else (ei, ea)
+            Z, h = self._run(enc, Z, h, *ext)
             skips.append((Z, h, batch))
-            p = pool(Z, h, lei, batch, G, lea)
+            p = pool(Z, h, *((ei, batch, G, ea) if self.adjacency == "global" else (lei, batch, G, lea)))
             A_loc = pool_adjacency(p.scores, lei, batch, G, lw)
             A_glob = pool_adjacency(p.scores, ei, batch, G, gw)
             conn.append(connectivity_loss_dense(A_loc))
@@ -158,7 +206,7 @@ class EGHN(nn.Module):
             ei, ea = dense_to_edges(A_glob)
             lei, lea = dense_to_edges(A_loc)
             gw, lw = ea[:, 0], lea[:, 0]
-            level_edges.append((ei, ea))
+            level_edges.append((lei, lea) if self.adjacency == "local" else (ei, ea))
             Z, h, batch = p.Z, p.h, p.batch
         for lv in reversed(range(len(self.clusters))):
             Z, h = self._run(self.decoders[lv], Z, h, *level_edges[lv])

@@ -8,6 +8,7 @@ from .epool import EPool, PoolOutput
 from .eunpool import EUnPool
 from .gmn import GMNLayer
 from .mlp import MLP
+from .plain_mp import PlainMPLayer
 from .pool_ops import dense_to_edges, pool_adjacency, reduce_clusters, unpool
 from .theorem1 import emmp_from_egnn, emmp_from_gmn
 
@@ -20,6 +21,7 @@ __all__ = [
     "EPool",
     "EUnPool",
     "GMNLayer",
+    "PlainMPLayer",
     "PoolOutput",
     "connectivity_loss",
     "connectivity_loss_dense",

@@ -56,6 +56,9 @@ class EPool(nn.Module):
         clusters: number of clusters :math:`K`.
         edge_dim: attributes of the local edges.
         layers: number of internal EMMP layers.
+        message_layers: replacements for the internal EMMPs (ablations); each is called as
+            ``layer(Z, h, edge_index, batch, num_graphs, edge_attr) -> (Z', h')`` and must
+            output ``hidden`` features.
 
     Shapes:
         - Z: :math:`(N, n, m)`, h: :math:`(N, c)`, edge_index: :math:`(2, E_l)`, batch: :math:`(N,)`
@@ -65,16 +68,20 @@ class EPool(nn.Module):
 
     def __init__(self, channels: int, node_dim: int, hidden: int, clusters: int, edge_dim: int = 0, *,
                  layers: int = 1, position_channels: Sequence[int] = (0,), normalize: bool = True,
-                 aggr: str = "sum", act: str = "silu") -> None:
+                 aggr: str = "sum", act: str = "silu", message_layers: Sequence[nn.Module] | None = None) -> None:
         super().__init__()
         if clusters < 1:
             raise ValueError(f"E-Pool needs at least one cluster, got K = {clusters}")
         self.clusters = clusters
-        self.emmps = nn.ModuleList(
-            EMMP(channels, node_dim if k == 0 else hidden, hidden, edge_dim, position_channels=position_channels,
-                 normalize=normalize, aggr=aggr, act=act)
-            for k in range(layers)
-        )
+        if message_layers is not None:
+            self.emmps = nn.ModuleList(message_layers)
+            layers = len(self.emmps)
+        else:
+            self.emmps = nn.ModuleList(
+                EMMP(channels, node_dim if k == 0 else hidden, hidden, edge_dim,
+                     position_channels=position_channels, normalize=normalize, aggr=aggr, act=act)
+                for k in range(layers)
+            )
         self.score = MLP(hidden if layers else node_dim, hidden, clusters, layers=2, act=act)
 
     def select(self, Z: Tensor, h: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int,
