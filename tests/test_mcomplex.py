@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 
 import numpy as np
@@ -14,6 +15,15 @@ from eghn.data.mcomplex import generate_mcomplex_dataset, linear_extrapolation_b
 from eghn.data.mcomplex_sim import complex_size_weights, draw_initial_state, sample_complex_sizes
 
 STEPS = 1000  # short trajectories keep the suite fast; the physics is the same per step
+try:
+    import numba  # noqa: F401
+
+    HAVE_NUMBA = True
+except ImportError:
+    HAVE_NUMBA = False
+needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason="the compiled CPU backend needs numba")
+# the "paper" integrator has two CPU paths: vectorised PyTorch and the compiled numba kernel
+BACKEND_PARAMS = ["torch", pytest.param("compiled", marks=needs_numba)]
 
 
 def _pairs(d):
@@ -31,9 +41,21 @@ def _energy(d):
     return 0.5 * (v * v).sum((1, 2)) + (q[iu[0]] * q[iu[1]] / r).sum(-1)
 
 
+@functools.cache
+def _paper_traj(backend):
+    return simulate_mcomplex(3, 3, 5, 4, seed=3, n_steps=STEPS, sample_every=50, backend=backend)
+
+
 @pytest.fixture(scope="module")
 def paper_traj():
-    return simulate_mcomplex(3, 3, 5, 4, seed=3, n_steps=STEPS, sample_every=50)
+    return _paper_traj("torch")
+
+
+@pytest.fixture(scope="module")
+def paper_traj_compiled():
+    if not HAVE_NUMBA:
+        pytest.skip("the compiled CPU backend needs numba")
+    return _paper_traj("compiled")
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +103,7 @@ def test_initial_state_geometry():
 
 
 # ---------------------------------------------------------------------------- physics
-@pytest.mark.parametrize("which", ["paper_traj", "exact_traj"])
+@pytest.mark.parametrize("which", ["paper_traj", "paper_traj_compiled", "exact_traj"])
 def test_rigid_distances_constant(which, request):
     tr = request.getfixturevalue(which)
     assert tr.num_frames == STEPS // 50
@@ -113,29 +135,67 @@ def test_exact_energy_error_shrinks_with_dt():
     assert errs[1] < errs[0] / 2.5  # second-order scheme: error ~ dt^2
 
 
-def test_paper_velocity_quirk_and_rejection(paper_traj):
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
+def test_paper_velocity_quirk_and_rejection(backend):
     # stored velocities are v_c + w x r_i: rigid-body field (relative speeds orthogonal to bonds)
-    d = paper_traj.trajectory(0)
+    d = _paper_traj(backend).trajectory(0)
     x, v, c = d["pos"][3], d["vel"][3], d["complex_id"]
     i, j = np.nonzero((c[:, None] == c[None]) & ~np.eye(len(c), dtype=bool))
     assert np.abs(((x[i] - x[j]) * (v[i] - v[j])).sum(-1)).max() < 1e-9
     # with a tiny velocity bound some trajectories are redrawn, and every kept one satisfies it
     tr = simulate_mcomplex(3, 3, 5, 4, seed=0, n_steps=200, sample_every=50, max_velocity=0.6,
-                           velocity_check="abs", max_rounds=400)
+                           velocity_check="abs", max_rounds=400, backend=backend)
     assert tr.draws.sum() > 4
     assert np.abs(tr.vel).max() <= 0.6
+    # the published check: a velocity component of the final state above the bound
+    tr = simulate_mcomplex(3, 3, 5, 6, seed=1, n_steps=200, sample_every=50, max_velocity=0.5,
+                           max_rounds=400, backend=backend)
+    assert tr.draws.sum() > 6
 
 
-def test_determinism_and_prefix():
-    a = simulate_mcomplex(3, 3, 5, 3, seed=11, n_steps=300, sample_every=100)
-    b = simulate_mcomplex(3, 3, 5, 3, seed=11, n_steps=300, sample_every=100)
-    c = simulate_mcomplex(3, 3, 5, 2, seed=11, n_steps=300, sample_every=100)
-    d = simulate_mcomplex(3, 3, 5, 3, seed=12, n_steps=300, sample_every=100)
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
+def test_determinism_and_prefix(backend):
+    kw = dict(n_steps=300, sample_every=100, backend=backend)
+    a = simulate_mcomplex(3, 3, 5, 3, seed=11, **kw)
+    b = simulate_mcomplex(3, 3, 5, 3, seed=11, **kw)
+    c = simulate_mcomplex(3, 3, 5, 2, seed=11, **kw)
+    d = simulate_mcomplex(3, 3, 5, 3, seed=12, **kw)
     np.testing.assert_array_equal(a.pos, b.pos)
     np.testing.assert_array_equal(a.vel, b.vel)
     n2 = c.node_ptr[-1]
     np.testing.assert_allclose(a.pos[:n2], c.pos, rtol=0, atol=1e-12)  # independent of the count
     assert not np.allclose(a.pos[: d.pos.shape[0]], d.pos[: a.pos.shape[0]])
+
+
+@needs_numba
+def test_compiled_backend_matches_torch():
+    kw = dict(seed=4, n_steps=400, sample_every=100)
+    ref = simulate_mcomplex(5, 5, 5, 3, backend="torch", **kw)
+    fast = simulate_mcomplex(5, 5, 5, 3, backend="compiled", **kw)
+    np.testing.assert_array_equal(fast.node_ptr, ref.node_ptr)
+    np.testing.assert_array_equal(fast.charge, ref.charge)
+    np.testing.assert_array_equal(fast.draws, ref.draws)
+    np.testing.assert_allclose(fast.pos, ref.pos, rtol=0, atol=1e-11)  # same equations up to round-off
+    np.testing.assert_allclose(fast.vel, ref.vel, rtol=0, atol=1e-10)
+    # blocks in two threads give bit-identical trajectories (each one is integrated on its own)
+    par = simulate_mcomplex(5, 5, 5, 3, backend="compiled", workers=2, chunk_size=1, **kw)
+    np.testing.assert_array_equal(par.pos, fast.pos)
+    np.testing.assert_array_equal(par.vel, fast.vel)
+
+
+def test_backend_errors_and_fallback(monkeypatch):
+    from eghn.data import mcomplex_cpu
+
+    with pytest.raises(ValueError, match="backend must be"):
+        simulate_mcomplex(3, 3, 1, 1, backend="fortran")
+    with pytest.raises(ValueError, match="only integrator='paper'"):
+        simulate_mcomplex(3, 3, 1, 1, integrator="exact", backend="compiled")
+    kw = dict(seed=1, n_steps=30, sample_every=10)
+    ref = simulate_mcomplex(3, 3, 1, 2, backend="torch", **kw)
+    monkeypatch.setattr(mcomplex_cpu, "numba", None)  # as if numba were not installed
+    with pytest.raises(ValueError, match="needs numba"):
+        simulate_mcomplex(3, 3, 1, 1, backend="compiled")
+    np.testing.assert_array_equal(simulate_mcomplex(3, 3, 1, 2, **kw).pos, ref.pos)  # "auto" -> torch
 
 
 def test_index_offset_pieces_join():

@@ -48,28 +48,57 @@ and angular momentum to round-off when the clipping is off and keeps the energy 
 bounded (``O(dt^2)``); intra-complex pairs are left out of its forces (they cancel exactly
 for a rigid body).
 
-Everything is vectorised over a batch of trajectories in PyTorch (float64; complexes of
-different total size are padded with masked particles of charge 0), so ``device="cuda"``
-works too. Every trajectory draws its random numbers from its own stream
-``SeedSequence(seed, spawn_key=(1, stream, index))``, so the result is deterministic for a
-seed (bit-for-bit for the same call on CPU) and the first ``k`` trajectories do not depend on
-how many are generated (up to round-off from a different padding: 7e-12 after 5000 steps of
-(5,5), J=5, measured). On CUDA the atomic adds of ``index_add_`` make repeated runs agree
-only to round-off, which the chaotic dynamics amplifies.
+Two implementations integrate the ``"paper"`` update (``backend=``): a PyTorch one,
+vectorised over a batch of trajectories (float64; complexes of different total size are
+padded with masked particles of charge 0), which also runs the ``"exact"`` integrator and
+works on ``device="cuda"``; and a compiled CPU kernel (:mod:`eghn.data.mcomplex_cpu`, needs
+``numba``), which integrates one trajectory at a time without padding and is the default on
+CPU when ``numba`` is installed. They agree to round-off (``<= 1e-11`` after 400 steps,
+tested); over 5000 steps the chaotic dynamics amplifies round-off in trajectories with close
+encounters (measured on 20 (5,5), J=5 trajectories: 18 agree to ``<= 1e-5`` at the last
+frame, 2 differ by ``O(1)`` at the last frames), so the two backends give statistically identical
+datasets, not bit-identical ones. Every trajectory draws its random numbers from its own
+stream ``SeedSequence(seed, spawn_key=(1, stream, index))``, so the result is deterministic
+for a seed and backend (bit-for-bit on CPU). With the compiled kernel a trajectory does not
+depend on which others are generated with it (``workers``, ``chunk_size``, ``index_offset``
+give bit-identical results); with PyTorch it does up to round-off from a different padding
+(7e-12 after 5000 steps of (5,5), J=5, measured). On CUDA the atomic adds of ``index_add_``
+make repeated runs agree only to round-off.
 
-Speed, full 5000-step trajectories of the paper integrator (``python
-benchmarks/bench_mcomplex.py``; the published generator: 1.03 s/trajectory for (3,3), 1.65 s
-for (5,5), one process on a 2-core CPU of the development machine's class):
+Speed, full 5000-step trajectories of the paper integrator, rejected trajectories redrawn and
+counted as work (``OMP_NUM_THREADS=1 python benchmarks/bench_mcomplex.py -n N --configs ...
+[--workers 2] [--backend torch]``). The published generator: 1.03 s/trajectory for (3,3),
+1.65 s for (5,5), one process on a 2-core CPU of the development machine's class. Measured on
+that 2-core machine while it was shared with other jobs (load average 5-6), so wall-clock
+rates are about 2/3 of the CPU-time rates (trajectories per CPU-second) given first:
 
-* 2-core development machine shared with other jobs (load average 5-7), one thread,
-  ``-n 200``: (3,3) 9-26 traj/s, (5,5) 5-7 traj/s depending on the load (9-27x and 8-11x
-  the published throughput) -- the 100x target is *not* reached on CPU; ``-n 20``: (5,10)
-  1.4-2.1 traj/s, (10,10) 0.5-1.0 traj/s (J=5 / J=1). ``workers=N`` integrates blocks of
-  trajectories in N processes (same result), which scales with the cores available;
-* one thread of the H100 host's CPU (idle machine): (3,3) J=5 28 traj/s, (5,5) J=5 7 traj/s;
-* one H100 GPU (``--device cuda -n 1000``): (3,3) 124-130 traj/s, (5,5) 120-122 traj/s
-  (127-201x), (5,10) 59-76 traj/s; a full 5000/2000/2000 dataset of (3,3) or (5,5) takes
-  about 1.2 minutes. The GPU is launch-bound at these sizes, so larger batches are nearly free.
+===========  ==================  ===================  =================  =================
+config       compiled, 1 thread  compiled, 2 workers  PyTorch, 1 thread  9000 trajectories
+===========  ==================  ===================  =================  =================
+(3,3) J=1    430 /cpu-s, 287 /s  365 /cpu-s, 243 /s   30 /cpu-s, 15 /s   0.5 min
+(3,3) J=5    449 /cpu-s, 300 /s  339 /cpu-s, 214 /s   42 /cpu-s, 21 /s   0.5 min
+(5,5) J=1    116 /cpu-s, 77 /s   119 /cpu-s, 77 /s    8 /cpu-s, 4 /s     2.0 min
+(5,5) J=5    124 /cpu-s, 82 /s   116 /cpu-s, 77 /s    6 /cpu-s, 3 /s     1.8 min
+(5,10) J=1   58 /cpu-s, 19 /s    47 /cpu-s, 31 /s     --                 5 min
+(5,10) J=5   55 /cpu-s, 18 /s    55 /cpu-s, 35 /s     --                 4 min
+(10,10) J=1  15 /cpu-s, 6 /s     15 /cpu-s, 9 /s      --                 16 min
+(10,10) J=5  16 /cpu-s, 10 /s    15 /cpu-s, 8 /s      --                 14 min
+===========  ==================  ===================  =================  =================
+
+(``-n`` 1000/2000 for (3,3), 400/800 for (5,5), 100/200 for (5,10) and (10,10), single
+thread / 2 workers; 200 and 100 for PyTorch.) One thread of the compiled kernel reaches
+440-460x (3,3) and 190-205x (5,5) the published throughput per CPU-second, 295-310x and
+127-136x by wall time on the loaded machine (the issue's target is 100x). 2 workers (threads;
+the kernel releases the GIL: two threads integrated twice the work of one in 1.24x its wall
+time, 40 (5,5) trajectories each) did not raise the wall rate here because both cores were
+already busy with other jobs. The last column is the wall time of a 5000/2000/2000 dataset
+projected from the better measured wall rate of the compiled kernel on the shared machine;
+at the CPU-time rates (an idle core) it is about 20 s for (3,3), 75 s for (5,5), 2.7 min for
+(5,10) and 10 min for (10,10).
+Earlier PyTorch measurements: one thread of the H100 host's CPU (idle): (3,3) J=5 28 traj/s,
+(5,5) J=5 7 traj/s; one H100 GPU (``--device cuda -n 1000``): (3,3) 124-130 traj/s, (5,5)
+120-122 traj/s, (5,10) 59-76 traj/s (a (3,3) or (5,5) dataset in about 1.2 minutes; the GPU
+is launch-bound at these sizes, so larger batches are nearly free).
 """
 
 from __future__ import annotations
@@ -83,6 +112,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "BACKENDS",
     "INTEGRATORS",
     "MComplexTrajectories",
     "complex_size_weights",
@@ -93,6 +123,7 @@ __all__ = [
 ]
 
 INTEGRATORS = ("paper", "exact")
+BACKENDS = ("auto", "torch", "compiled")
 PAPER_DT = 0.001
 PAPER_STEPS = 5000
 PAPER_SAMPLE_EVERY = 100
@@ -430,8 +461,39 @@ class MComplexTrajectories:
                 "system_type": int(self.system_type[t])}
 
 
+def _rejected_compiled(x: np.ndarray, v: np.ndarray, v_end: np.ndarray, node_ptr: np.ndarray,
+                       max_velocity: float | None, velocity_check: str) -> np.ndarray:
+    """Rejection flags ``(B,)`` of node-concatenated trajectories (same rule as the torch path).
+
+    Shapes:
+        x, v: ``(N, F, 3)``; v_end: ``(N, 3)``; node_ptr: ``(B + 1,)``.
+    """
+    node_bad = ~(np.isfinite(x).all((1, 2)) & np.isfinite(v).all((1, 2)))
+    if max_velocity is not None:
+        if velocity_check == "abs":
+            node_bad |= (np.abs(v_end) > max_velocity).any(1) | (np.abs(v) > max_velocity).any((1, 2))
+        else:
+            node_bad |= (v_end > max_velocity).any(1)
+    return np.logical_or.reduceat(node_bad, node_ptr[:-1])
+
+
+def _simulate_chunk_compiled(states: list[InitialState], n_complex: int, dt: float, n_steps: int,
+                             sample_every: int, force_clip: float | None, max_velocity: float | None,
+                             velocity_check: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Paper integrator through the compiled CPU kernel: ``(x, v, node_ptr, rejected)``."""
+    from eghn.data import mcomplex_cpu
+
+    node_ptr = np.concatenate([[0], np.cumsum([st.charge.shape[0] for st in states])]).astype(np.int64)
+    x, v, v_end = mcomplex_cpu.run_paper(
+        np.concatenate([st.pos for st in states]), np.concatenate([st.vel for st in states]),
+        np.concatenate([st.charge for st in states]), np.concatenate([st.complex_id for st in states]),
+        node_ptr, n_complex, dt, n_steps, sample_every, force_clip)
+    return x, v, node_ptr, _rejected_compiled(x, v, v_end, node_ptr, max_velocity, velocity_check)
+
+
 def _simulate_rounds(pending, rngs, draws, results, type_sizes, n_complex, integrator, device, chunk, dt,
-                     n_steps, sample_every, force_clip, max_velocity, velocity_check, max_rounds, bar) -> None:
+                     n_steps, sample_every, force_clip, max_velocity, velocity_check, max_rounds, bar,
+                     compiled=False) -> None:
     """Integrate ``pending`` trajectories chunk by chunk, redrawing rejected ones."""
     run = _run_paper if integrator == "paper" else _run_exact
     rounds = 0
@@ -447,6 +509,18 @@ def _simulate_rounds(pending, rngs, draws, results, type_sizes, n_complex, integ
         for start in range(0, len(order), chunk):
             ids = order[start:start + chunk]
             states = [drawn.pop(i) for i in ids]
+            if compiled:
+                x, v, ptr, bad_np = _simulate_chunk_compiled(states, n_complex, dt, n_steps, sample_every,
+                                                             force_clip, max_velocity, velocity_check)
+                for k, (i, s) in enumerate(zip(ids, states)):
+                    if bad_np[k]:
+                        rejected.append(i)
+                    else:
+                        results[i] = (x[ptr[k]:ptr[k + 1]], v[ptr[k]:ptr[k + 1]], s.charge, s.complex_id,
+                                      s.system_type)
+                if bar is not None:
+                    bar.update(len(ids) - int(bad_np.sum()))
+                continue
             batch = _Batch(states, n_complex, device, exclude_intra=integrator == "exact")
             frames_x, frames_v = [], []
             nb, nm = len(ids), batch.n_max
@@ -527,6 +601,7 @@ def simulate_mcomplex(
     num_threads: int | None = 1,
     workers: int = 1,
     index_offset: int = 0,
+    backend: str = "auto",
 ) -> MComplexTrajectories:
     """Simulate ``n_trajectories`` trajectories of the ``(M, N/M, J)`` charged-complex system.
 
@@ -552,10 +627,15 @@ def simulate_mcomplex(
         progress: show a tqdm progress bar (trajectories accepted).
         num_threads: torch CPU threads during the call (restored afterwards); the default 1
             is fastest here because the per-step arrays are small (``None``: leave as is).
-        workers: processes that integrate blocks of trajectories in parallel (CPU); the
-            result does not depend on it (every trajectory has its own random stream).
+        workers: parallel workers integrating blocks of trajectories (threads for the compiled
+            backend, processes for torch on CPU); the result does not depend on it (every
+            trajectory has its own random stream; bit-for-bit with the compiled backend).
         index_offset: trajectory ``i`` uses stream index ``index_offset + i`` (generate a
             split in pieces).
+        backend: ``"torch"`` (vectorised PyTorch, any device), ``"compiled"`` (the ``numba``
+            kernel of :mod:`eghn.data.mcomplex_cpu`; ``"paper"`` integrator on CPU only) or
+            ``"auto"`` (``"compiled"`` where it applies and ``numba`` is installed, else
+            ``"torch"``). Both give the same trajectories up to round-off.
 
     Returns:
         :class:`MComplexTrajectories` with ``F = ceil(n_steps / sample_every)`` frames.
@@ -583,6 +663,17 @@ def simulate_mcomplex(
         raise ValueError(f"force_clip must be positive or None, got {force_clip!r}")
     if max_velocity is not None and not max_velocity > 0:
         raise ValueError(f"max_velocity must be positive or None, got {max_velocity!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    device = torch.device(device)
+    from eghn.data import mcomplex_cpu
+
+    can_compile = integrator == "paper" and device.type == "cpu"
+    if backend == "compiled" and not can_compile:
+        raise ValueError("backend='compiled' supports only integrator='paper' on device='cpu'")
+    if backend == "compiled" and not mcomplex_cpu.available():
+        raise ValueError("backend='compiled' needs numba (pip install numba)")
+    compiled = backend == "compiled" or (backend == "auto" and can_compile and mcomplex_cpu.available())
     if type_sizes is None:
         type_sizes = sample_complex_sizes(n_complex, avg_size, n_types, seed)
     else:
@@ -590,7 +681,6 @@ def simulate_mcomplex(
         if type_sizes.shape != (n_types, n_complex) or (type_sizes < 1).any():
             raise ValueError(f"type_sizes must be a positive integer array of shape (J={n_types}, "
                              f"M={n_complex}), got {type_sizes.tolist()}")
-    device = torch.device(device)
     n_frames = -(-n_steps // sample_every)
     n_max = int(type_sizes.sum(1).max())
     chunk = chunk_size or _auto_chunk(n_max, device)
@@ -600,6 +690,7 @@ def simulate_mcomplex(
         "integrator": integrator, "dt": float(dt), "n_steps": int(n_steps),
         "sample_every": int(sample_every), "force_clip": force_clip, "max_velocity": max_velocity,
         "velocity_check": velocity_check, "type_sizes": type_sizes.tolist(),
+        "backend": "compiled" if compiled else "torch",  # provenance: the two agree up to round-off
     }
     bar = None
     if progress:
@@ -609,15 +700,21 @@ def simulate_mcomplex(
         kw = dict(seed=seed, stream=stream, integrator=integrator, dt=dt, n_steps=n_steps,
                   sample_every=sample_every, force_clip=force_clip, max_velocity=max_velocity,
                   velocity_check=velocity_check, type_sizes=type_sizes, device=str(device), chunk_size=chunk,
-                  max_rounds=max_rounds, num_threads=num_threads)
+                  max_rounds=max_rounds, num_threads=num_threads, backend="compiled" if compiled else "torch")
         block = max(1, min(chunk, -(-n_trajectories // workers)))
         starts = list(range(0, n_trajectories, block))
         parts: dict[int, MComplexTrajectories] = {}
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 
+        if compiled:  # the compiled kernel releases the GIL: threads, no process start-up (~8 s each)
+            mcomplex_cpu.warm_up()
+            kw["num_threads"] = None  # leave torch's global thread setting alone inside threads
+            executor = ThreadPoolExecutor(workers)
+        else:
+            executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
         try:
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            with executor as pool:
                 futs = {pool.submit(simulate_mcomplex, n_complex, avg_size, n_types,
                                     min(block, n_trajectories - a), index_offset=index_offset + a, **kw): a
                         for a in starts}
@@ -638,7 +735,8 @@ def simulate_mcomplex(
         torch.set_num_threads(num_threads)
     try:
         _simulate_rounds(pending, rngs, draws, results, type_sizes, n_complex, integrator, device, chunk, dt,
-                         n_steps, sample_every, force_clip, max_velocity, velocity_check, max_rounds, bar)
+                         n_steps, sample_every, force_clip, max_velocity, velocity_check, max_rounds, bar,
+                         compiled)
     finally:
         torch.set_num_threads(old_threads)
         if bar is not None:
