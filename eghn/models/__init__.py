@@ -22,7 +22,7 @@ from .gmn import GMN
 from .linear import LinearDynamics
 from .mpnn import MPNN
 from .radial_field import RadialField
-from .registry import available, get, register
+from .registry import available, get, get_class, register
 from .se3_transformer import SE3Transformer
 from .tfn import TFN
 
@@ -40,5 +40,6 @@ __all__ = [
     "available",
     "check_input",
     "get",
+    "get_class",
     "register",
 ]

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-__all__ = ["available", "get", "register"]
+__all__ = ["available", "get", "get_class", "register"]
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
 
@@ -32,10 +32,14 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get(name: str, **config) -> nn.Module:
-    """Build the model registered as ``name`` with keyword arguments ``config``."""
+def get_class(name: str) -> type[nn.Module]:
+    """The class registered as ``name`` (``KeyError`` listing the known names otherwise)."""
     try:
-        cls = _REGISTRY[name]
+        return _REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; available: {', '.join(available())}") from None
-    return cls(**config)
+
+
+def get(name: str, **config) -> nn.Module:
+    """Build the model registered as ``name`` with keyword arguments ``config``."""
+    return get_class(name)(**config)

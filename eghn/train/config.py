@@ -1,0 +1,357 @@
+"""Experiment configurations: TOML files, inheritance, ``--set key=value`` overrides.
+
+A configuration is a nested dictionary with four parts::
+
+    name = "mocap_run_eghn"      # run name (used for the run directory)
+    seed = 1
+    device = "auto"               # "auto", "cpu", "cuda" or "cuda:N"
+    out_dir = "runs"
+
+    [data]                        # dataset: "name" selects it, the other keys go to its class
+    name = "mocap"
+    ...
+
+    [model]                       # model: "name" selects it, the other keys go to its class
+    name = "eghn"
+    ...
+
+    [train]                       # optimisation (the paper's defaults, see TRAIN_DEFAULTS)
+    epochs = 600
+
+    [quick]                       # optional: merged on top when a reduced ("--quick") run is asked
+    train = { epochs = 10 }
+
+A file may start with ``extends = "other.toml"`` (a path relative to it, or a shipped config
+name): it is read first and this file's keys are merged over it. Keys of ``train`` and the top
+level are checked against a fixed schema (name and type); keys of ``data`` and ``model`` are
+checked against the constructor of the selected class when the run is built
+(:func:`check_kwargs`). Unknown keys are errors with a suggestion.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "TOP_DEFAULTS",
+    "TRAIN_DEFAULTS",
+    "ConfigError",
+    "apply_overrides",
+    "check_kwargs",
+    "list_configs",
+    "load_config",
+    "merge",
+    "parse_value",
+    "resolve",
+    "save_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid (unknown key, wrong type, missing file)."""
+
+
+#: Top-level keys and their defaults.
+TOP_DEFAULTS: dict[str, Any] = {
+    "name": "run",
+    "seed": 1,
+    "device": "auto",
+    "out_dir": "runs",
+    "description": "",
+}
+
+#: The ``[train]`` table: the published EGHN code's defaults.
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "epochs": 600,              # maximum number of epochs
+    "batch_size": 100,          # global batch size (split over processes under DDP)
+    "lr": 5e-4,                 # Adam learning rate
+    "weight_decay": 1e-12,      # Adam weight decay
+    "eval_every": 5,            # evaluate (val + test) every this many epochs
+    "patience": 50,             # early stopping: evaluations without val improvement
+    "eval_test": True,          # also evaluate the test split at every evaluation
+    "clip_grad": 0.0,           # max gradient norm (0 = off)
+    "amp": "off",               # mixed precision on CUDA: "off", "bf16" or "fp16"
+    "dtype": "float32",         # "float32" or "float64"
+    "threads": 0,               # torch.set_num_threads (0 = leave torch's default)
+    "preload": "auto",          # keep batches on the device: "auto", "device", "cpu" or "lazy"
+    "preload_max_gb": 4.0,      # "auto" pre-collates a split only below this size
+    "checkpoint": True,         # write last.pt at every evaluation and best.pt at improvements
+    "tensorboard": False,       # write TensorBoard logs (needs the tensorboard package)
+    "progress": True,           # tqdm progress bars
+    "max_batches": 0,           # limit batches per epoch (0 = all; for smoke tests)
+    "ddp_find_unused": True,    # DDP: allow parameters that get no gradient (e.g. a last h-update)
+}
+
+_SECTIONS = ("data", "model", "train", "quick")
+_FREE_TABLES = ("data", "model")
+
+
+def _config_dir():
+    return resources.files("eghn") / "configs"
+
+
+def list_configs() -> list[str]:
+    """Names of the configurations shipped in ``eghn/configs`` (without ``.toml``), sorted."""
+    root = Path(str(_config_dir()))
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.toml"))
+
+
+def _locate(spec: str | Path, base: Path | None = None) -> Path:
+    """Find a config file: a path (absolute or relative to ``base``/cwd) or a shipped name."""
+    spec_s = str(spec)
+    candidates = []
+    p = Path(spec_s)
+    if base is not None and not p.is_absolute():
+        candidates.append(base / p)
+    candidates.append(p)
+    shipped = Path(str(_config_dir()))
+    name = spec_s[:-5] if spec_s.endswith(".toml") else spec_s
+    candidates.append(shipped / f"{name}.toml")
+    for c in candidates:
+        if c.is_file():
+            return c
+    close = difflib.get_close_matches(name, list_configs(), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see `eghn train --list`"
+    raise FileNotFoundError(f"config {spec_s!r} is neither a file nor a shipped config name{hint}")
+
+
+def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dictionary merge: tables merge key by key, other values of ``over`` win."""
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _read_toml(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path))
+        raise ConfigError(f"circular 'extends' in configs: {chain}")
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except OSError as e:
+        raise FileNotFoundError(f"cannot read config {path}: {e}") from None
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: 'extends' must be a string (a config path or name)")
+    base = _read_toml(_locate(parent, base=path.parent), (*_seen, path))
+    return merge(base, raw)
+
+
+def _type_name(v: Any) -> str:
+    return {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "table"}.get(
+        type(v), type(v).__name__)
+
+
+def _check_type(key: str, value: Any, default: Any) -> Any:
+    """Check ``value`` against the type of ``default``; ints are accepted for floats."""
+    if default is None:
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(f"config key {key!r} must be of type {_type_name(default)}, "
+                          f"got {value!r} ({_type_name(value)})")
+    return value
+
+
+def _unknown(key: str, known: Iterable[str], owner: str = "") -> ConfigError:
+    known = sorted(known)
+    prefix = key.rsplit(".", 1)[0] + "." if "." in key else ""
+    leaves = [k[len(prefix):] if k.startswith(prefix) else k for k in known]
+    close = difflib.get_close_matches(key[len(prefix):], leaves, n=3)
+    hint = (f"; did you mean {', '.join(prefix + c for c in close)}?" if close
+            else f"; known keys: {', '.join(known)}")
+    return ConfigError(f"unknown config key {key!r}{owner}{hint}")
+
+
+_CHOICES = {
+    "train.amp": ("off", "bf16", "fp16"),
+    "train.dtype": ("float32", "float64"),
+    "train.preload": ("auto", "device", "cpu", "lazy"),
+}
+
+
+def resolve(raw: Mapping[str, Any], *, quick: bool = False) -> dict[str, Any]:
+    """Fill defaults, apply the ``[quick]`` table when ``quick``, and check the fixed schema.
+
+    Returns a new dictionary with keys ``name, seed, device, out_dir, description, data, model,
+    train, quick`` (``quick`` records whether the quick overrides were applied).
+    """
+    raw = dict(raw)
+    quick_over = raw.pop("quick", {}) or {}
+    if not isinstance(quick_over, Mapping):
+        raise ConfigError("'quick' must be a table of overrides")
+    if quick:
+        raw = merge(raw, quick_over)
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        if k in _SECTIONS:
+            continue
+        if k not in TOP_DEFAULTS:
+            raise _unknown(k, [*TOP_DEFAULTS, *_SECTIONS])
+        out[k] = _check_type(k, v, TOP_DEFAULTS[k])
+    for k, v in TOP_DEFAULTS.items():
+        out.setdefault(k, v)
+    train = dict(TRAIN_DEFAULTS)
+    for k, v in (raw.get("train") or {}).items():
+        if k not in TRAIN_DEFAULTS:
+            raise _unknown(f"train.{k}", TRAIN_DEFAULTS)
+        train[k] = _check_type(f"train.{k}", v, TRAIN_DEFAULTS[k])
+    for key, choices in _CHOICES.items():
+        val = train[key.split(".", 1)[1]]
+        if val not in choices:
+            raise ConfigError(f"config key {key!r} must be one of {', '.join(choices)}, got {val!r}")
+    for key in ("epochs", "batch_size", "eval_every", "patience"):
+        if train[key] < 1:
+            raise ConfigError(f"config key 'train.{key}' must be >= 1, got {train[key]}")
+    if train["lr"] <= 0:
+        raise ConfigError(f"config key 'train.lr' must be > 0, got {train['lr']}")
+    out["train"] = train
+    for sec in _FREE_TABLES:
+        table = raw.get(sec)
+        if not isinstance(table, Mapping) or "name" not in table:
+            raise ConfigError(f"the config needs a [{sec}] table with a 'name' key")
+        if not isinstance(table["name"], str):
+            raise ConfigError(f"config key '{sec}.name' must be a string")
+        out[sec] = dict(table)
+    out["quick"] = bool(quick)
+    return out
+
+
+def parse_value(text: str) -> Any:
+    """Parse the right-hand side of ``--set key=value`` as a TOML value; bare words stay strings.
+
+    >>> parse_value("3"), parse_value("1e-3"), parse_value("true"), parse_value("[1, 2]"), parse_value("cpu")
+    (3, 0.001, True, [1, 2], 'cpu')
+    """
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``key=value`` strings (dotted keys, e.g. ``train.lr=1e-3``) to a raw config.
+
+    Keys of ``train`` and the top level must exist in the schema and keep their type; keys of
+    ``data``/``model`` may be new (they are checked against the constructor later).
+    """
+    out = copy.deepcopy(dict(raw))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. train.lr=1e-3)")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        parts = key.split(".")
+        if not all(parts):
+            raise ConfigError(f"override key {key!r} is malformed")
+        value = parse_value(text.strip())
+        if parts[0] == "train":
+            if len(parts) != 2 or parts[1] not in TRAIN_DEFAULTS:
+                raise _unknown(key, [f"train.{k}" for k in TRAIN_DEFAULTS])
+            value = _check_type(key, value, TRAIN_DEFAULTS[parts[1]])
+        elif parts[0] in _FREE_TABLES:
+            if len(parts) < 2:
+                raise ConfigError(f"override {key!r} must name a key inside [{parts[0]}]")
+            old = _get(out, parts)
+            if parts[1] != "name" and old is not None and not isinstance(old, Mapping):
+                value = _check_type(key, value, old)
+        elif parts[0] == "quick":
+            pass
+        else:
+            if len(parts) != 1 or parts[0] not in TOP_DEFAULTS:
+                raise _unknown(key, [*TOP_DEFAULTS, *(f"{s}.*" for s in _SECTIONS)])
+            value = _check_type(key, value, TOP_DEFAULTS[parts[0]])
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r}: {p!r} is not a table")
+        node[parts[-1]] = value
+    return out
+
+
+def _get(d: Mapping[str, Any], parts: list[str]) -> Any:
+    for p in parts:
+        if not isinstance(d, Mapping) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def load_config(spec: str | Path, overrides: Iterable[str] = (), *, quick: bool = False) -> dict[str, Any]:
+    """Read a config (path or shipped name), apply ``[quick]`` (if ``quick``) and then the
+    ``--set`` overrides, fill and check defaults.
+
+    Example:
+        >>> cfg = load_config("default", ["train.epochs=3"])
+        >>> cfg["train"]["epochs"], cfg["train"]["lr"], cfg["model"]["name"]
+        (3, 0.0005, 'eghn')
+    """
+    raw = _read_toml(_locate(spec))
+    quick_over = raw.pop("quick", {}) or {}
+    if not isinstance(quick_over, Mapping):
+        raise ConfigError("'quick' must be a table of overrides")
+    if quick:  # the [quick] table first, so that --set overrides win over it
+        raw = merge(raw, quick_over)
+    config = resolve(apply_overrides(raw, overrides))
+    config["quick"] = bool(quick)
+    return config
+
+
+def save_config(config: Mapping[str, Any], path: str | Path) -> None:
+    """Write the resolved config as JSON (stable key order)."""
+    Path(path).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def check_kwargs(fn: Any, kwargs: Mapping[str, Any], what: str, owner: str = "") -> None:
+    """Raise :class:`ConfigError` if ``fn`` (a class or function) cannot take these keywords.
+
+    Classes or functions that accept ``**kwargs`` accept anything.
+    """
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return
+    params = sig.parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = {n for n, p in params.items()
+                if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+                and n not in ("self", "node_dim", "edge_dim", "local_edge_dim", "split")}
+    for k in kwargs:
+        if k not in accepted and k != "split":
+            raise _unknown(f"{what}.{k}", [f"{what}.{a}" for a in accepted],
+                           f" ({owner or fn.__name__} takes no {k!r})")

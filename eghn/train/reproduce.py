@@ -1,0 +1,376 @@
+"""One command per paper table: train every cell over several seeds, tabulate beside the paper.
+
+``eghn reproduce table2`` trains every config of Table 2 for seeds ``1..S`` (each run in
+``<out>/<table>[-quick]/<config>/seed<k>``; finished runs are reused, so an interrupted
+reproduction continues where it stopped), then writes ``<table>.md`` and ``<table>.csv`` with
+the mean +- standard deviation (over seeds, ``ddof=0``) of the test MSE at the best
+validation epoch, beside the published number (``eghn/results/paper.json``). A cell whose
+model is missing, cannot take a config option, or runs out of memory is reported as such
+instead of stopping the table.
+
+With ``quick=True`` every config's ``[quick]`` table is applied (reduced data, width and
+epochs): the table then finishes on a 2-core CPU in minutes and is labelled as not comparable.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TABLES", "Cell", "CellResult", "TableSpec", "paper_results", "reproduce", "write_table"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measured number: ``row`` x ``column`` of the paper's table from config ``config``.
+
+    ``transform`` (``{"rotate": bool, "translate": float}``) evaluates the trained model of
+    ``config`` again under random test-time transformations instead of reading its test MSE.
+    """
+
+    row: str
+    column: str
+    config: str
+    transform: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    key: str
+    cells: tuple[Cell, ...]
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    values: list[float] = field(default_factory=list)
+    status: str = "ok"
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        if not self.values:
+            return math.nan
+        m = self.mean
+        return math.sqrt(sum((v - m) ** 2 for v in self.values) / len(self.values))
+
+
+def _table1() -> TableSpec:
+    cells = []
+    for model, label in (("egnn", "EGNN"), ("eghn", "EGHN")):
+        for jname, jlabel in (("single", "single"), ("multi", "multiple")):
+            for m, a in ((3, 3), (5, 5), (5, 10), (10, 10)):
+                cells.append(Cell(label, f"{jlabel} ({m},{a})", f"table1/{model}_{jname}_{m}x{a}"))
+    return TableSpec("table1", tuple(cells))
+
+
+_T2_MODELS = (
+    ("mpnn", "MPNN"),
+    ("rf", "RF"),
+    ("tfn", "TFN"),
+    ("se3_transformer", "SE(3)-Tr."),
+    ("egnn", "EGNN"),
+    ("gmn", "GMN"),
+    ("eghn", "EGHN"),
+)
+_SUBJECTS = (("walk", "Walk (Subject 35)"), ("run", "Run (Subject 9)"))
+_ABLATIONS = (
+    ("k3", "K=3"),
+    ("k8", "K=8"),
+    ("emmp_mpnn", "EMMP -> MPNN (non-equivariant)"),
+    ("no_hierarchy", "no hierarchy (s_i = 1)"),
+    ("emmp_egnn", "EMMP -> EGNN"),
+    ("no_connectivity", "no connectivity loss"),
+    ("global_only", "A_global for all EMMPs"),
+    ("local_only", "A_local for all EMMPs"),
+)
+
+#: The paper's tables as lists of cells.
+TABLES: dict[str, TableSpec] = {
+    "table1": _table1(),
+    "table2": TableSpec(
+        "table2",
+        tuple(
+            Cell(label, col, f"mocap/{subj}_{model}")
+            for model, label in _T2_MODELS
+            for subj, col in _SUBJECTS
+        ),
+    ),
+    "table3": TableSpec(
+        "table3",
+        (
+            Cell("MPNN", "MSE", "protein/adk_mpnn"),
+            Cell("MPNN", "MSE (test-time rotation)", "protein/adk_mpnn", {"rotate": True}),
+            Cell("TFN", "MSE", "protein/adk_tfn"),
+            Cell("SE(3)-Tr.", "MSE", "protein/adk_se3_transformer"),
+            Cell("EGHN", "MSE", "protein/adk_eghn"),
+            Cell("EGHN", "MSE (test-time rotation)", "protein/adk_eghn", {"rotate": True}),
+        ),
+    ),
+    "table4": TableSpec(
+        "table4",
+        tuple(
+            [Cell("EGHN (K=5)", col, f"mocap/{subj}_eghn") for subj, col in _SUBJECTS]
+            + [
+                Cell(label, col, f"table4/{subj}_{key}")
+                for key, label in _ABLATIONS
+                for subj, col in _SUBJECTS
+            ]
+        ),
+    ),
+}
+
+
+def paper_results() -> dict[str, Any]:
+    """The published numbers of Tables 1-4 (``eghn/results/paper.json``)."""
+    return json.loads((resources.files("eghn") / "results" / "paper.json").read_text())
+
+
+def _status_of(err: BaseException) -> str:
+    name = type(err).__name__
+    msg = str(err).splitlines()[0] if str(err) else name
+    if isinstance(err, MemoryError) or "out of memory" in msg.lower():
+        return f"OOM: {msg}"
+    return f"not run ({name}: {msg})"
+
+
+def _run_cell_seed(
+    cell: Cell,
+    seed: int,
+    *,
+    quick: bool,
+    device: str | None,
+    run_dir: Path,
+    overrides: Sequence[str],
+    progress: bool,
+    echo: Callable[[str], None],
+) -> float:
+    from .config import load_config
+    from .loop import train
+
+    result_path = run_dir / "result.json"
+    if result_path.is_file():
+        test = float(json.loads(result_path.read_text())["test"])
+    else:
+        ov = [*overrides, f"seed={seed}"]
+        if device:
+            ov.append(f"device={json.dumps(device)}")
+        if not progress:
+            ov.append("train.progress=false")
+        config = load_config(cell.config, ov, quick=quick)
+        test = train(config, run_dir, resume=(run_dir / "last.pt").exists(), echo=echo).test
+    if not cell.transform:
+        return test
+    return _evaluate_transformed(run_dir, cell.transform, seed, device)
+
+
+def _evaluate_transformed(run_dir: Path, transform: dict[str, Any], seed: int, device: str | None) -> float:
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .loader import GraphBank
+    from .loop import build_datasets, build_model, evaluate_model, select_device
+
+    state = load_checkpoint(run_dir / "best.pt")
+    config = state["config"]
+    dev = select_device(device or config["device"])
+    ds = build_datasets(config, splits=("test",))["test"]
+    dtype = torch.float64 if config["train"]["dtype"] == "float64" else torch.float32
+    model = build_model(config, ds).to(device=dev, dtype=dtype)
+    model.load_state_dict(state["model"])
+    bank = GraphBank(ds, dev, dtype, config["train"]["preload"], config["train"]["preload_max_gb"])
+    gen = torch.Generator().manual_seed(1000 + seed)
+    return evaluate_model(
+        model,
+        bank,
+        config["train"]["batch_size"],
+        rotate=bool(transform.get("rotate")),
+        translate=float(transform.get("translate", 0.0)),
+        generator=gen,
+    )
+
+
+def reproduce(
+    table: str,
+    *,
+    seeds: int = 3,
+    quick: bool = False,
+    device: str | None = None,
+    out: str | Path = "reproduce",
+    only: Sequence[str] = (),
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> list[CellResult]:
+    """Train every cell of ``table`` for seeds ``1..seeds`` and write ``<table>.md``/``.csv``.
+
+    Returns the per-cell results (values: test MSE per seed).
+    """
+    if table not in TABLES:
+        raise KeyError(f"unknown table {table!r}; choose one of {', '.join(sorted(TABLES))}")
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    spec = TABLES[table]
+    cells = [c for c in spec.cells if not only or c.config in only]
+    if not cells:
+        raise ValueError(
+            f"--only {list(only)} matches no config of {table}; its configs: "
+            f"{', '.join(sorted({c.config for c in spec.cells}))}"
+        )
+    out = Path(out)
+    base = out / (f"{table}-quick" if quick else table)
+    base.mkdir(parents=True, exist_ok=True)
+    if quick:
+        echo(
+            f"[quick mode] {table}: reduced data, model width and epochs (each config's [quick] table); "
+            "the numbers show that the pipeline runs, they are NOT comparable to the paper."
+        )
+    t0 = time.perf_counter()
+    results = []
+    failed: dict[str, str] = {}
+    for k, cell in enumerate(cells, 1):
+        res = CellResult(cell)
+        echo(
+            f"[{k}/{len(cells)}] {cell.row} / {cell.column}: config {cell.config}"
+            + (f" + test-time {cell.transform}" if cell.transform else "")
+        )
+        if cell.config in failed:
+            res.status = failed[cell.config]
+        else:
+            for seed in range(1, seeds + 1):
+                run_dir = base / cell.config.replace("/", "__") / f"seed{seed}"
+                try:
+                    res.values.append(
+                        _run_cell_seed(
+                            cell,
+                            seed,
+                            quick=quick,
+                            device=device,
+                            run_dir=run_dir,
+                            overrides=overrides,
+                            progress=progress,
+                            echo=echo,
+                        )
+                    )
+                except KeyboardInterrupt:
+                    raise
+                except Exception as e:  # one failing cell must not stop the table
+                    res.status = _status_of(e)
+                    failed[cell.config] = res.status
+                    (base / "errors.log").open("a").write(
+                        f"== {cell.config} seed {seed}\n{traceback.format_exc()}\n"
+                    )
+                    res.values.clear()
+                    break
+        summary = f"{res.mean:.4g} +- {res.std:.2g} ({len(res.values)} seeds)" if res.values else res.status
+        echo(f"    -> {summary}")
+        results.append(res)
+    wall = time.perf_counter() - t0
+    md, csv_path = write_table(table, results, base, quick=quick, seeds=seeds, wall_s=wall)
+    echo(f"wrote {md} and {csv_path} ({wall:,.0f} s)")
+    echo(md.read_text())
+    return results
+
+
+def _fmt_paper(v: Any) -> str:
+    if v is None:
+        return "-"
+    return v if isinstance(v, str) else f"{v:g}"
+
+
+def write_table(
+    table: str, results: Sequence[CellResult], folder: Path, *, quick: bool, seeds: int, wall_s: float
+) -> tuple[Path, Path]:
+    """Write ``<folder>/<table>.md`` (paper vs. measured) and ``<table>.csv`` (one line per cell)."""
+    paper = paper_results().get(table, {})
+    scale = float(paper.get("scale", 1.0))
+    unit = " in the paper's units" if scale == 1.0 else f" in units of {scale:.0e}"
+    rows: list[str] = []
+    cols: list[str] = []
+    for r in results:
+        if r.cell.row not in rows:
+            rows.append(r.cell.row)
+        if r.cell.column not in cols:
+            cols.append(r.cell.column)
+    by = {(r.cell.row, r.cell.column): r for r in results}
+    lines = [f"# {paper.get('title', table)}", ""]
+    if quick:
+        lines += [
+            "**Quick mode** (`--quick`): reduced data, width and epochs on purpose; these numbers check "
+            "that the pipeline runs and are NOT comparable to the paper.",
+            "",
+        ]
+    lines += [
+        f"Measured: test MSE at the best validation epoch, mean +- std over {seeds} seed(s); "
+        f"values{unit}. Paper: {paper_results().get('source', '')}.",
+        "",
+    ]
+    header = ["Model"] + [f"{c} paper" for c in cols] + [f"{c} measured" for c in cols]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for row in rows:
+        prow = paper.get("rows", {}).get(row, {})
+        cells = [row] + [_fmt_paper(prow.get(c)) for c in cols]
+        for c in cols:
+            r = by.get((row, c))
+            if r is None:
+                cells.append("")
+            elif r.values:
+                cells.append(f"{r.mean / scale:.2f} +- {r.std / scale:.2f}")
+            else:
+                cells.append(r.status.replace("|", "/"))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Wall time of this command: {wall_s:,.0f} s."]
+    md = folder / f"{table}.md"
+    md.write_text("\n".join(lines) + "\n")
+    csv_path = folder / f"{table}.csv"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "table",
+                "row",
+                "column",
+                "config",
+                "transform",
+                "quick",
+                "paper",
+                "paper_scale",
+                "mean",
+                "std",
+                "n_seeds",
+                "values",
+                "status",
+            ]
+        )
+        for r in results:
+            pv = paper.get("rows", {}).get(r.cell.row, {}).get(r.cell.column)
+            w.writerow(
+                [
+                    table,
+                    r.cell.row,
+                    r.cell.column,
+                    r.cell.config,
+                    json.dumps(r.cell.transform or {}),
+                    quick,
+                    "" if pv is None else pv,
+                    scale,
+                    f"{r.mean:.6g}" if r.values else "",
+                    f"{r.std:.6g}" if r.values else "",
+                    len(r.values),
+                    json.dumps([round(v, 8) for v in r.values]),
+                    r.status,
+                ]
+            )
+    return md, csv_path

@@ -1,0 +1,94 @@
+"""The ``eghn`` command line: train / evaluate / resume / data / errors (toy data, in-process)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from _train_toy import ToyDataset  # noqa: F401  (registers the "_toy" dataset and model)
+
+from eghn.cli import build_parser, main
+
+TOY = """
+name = "toy"
+seed = 2
+device = "cpu"
+out_dir = "{out}"
+[data]
+name = "_toy"
+size = 24
+[model]
+name = "_toy"
+[train]
+epochs = 4
+batch_size = 8
+eval_every = 2
+lr = 0.01
+dtype = "float64"
+threads = 1
+[quick]
+train = {{ epochs = 2 }}
+"""
+
+
+@pytest.fixture
+def toy_toml(tmp_path):
+    path = tmp_path / "toy.toml"
+    path.write_text(TOY.format(out=tmp_path / "runs"))
+    return path
+
+
+def test_train_evaluate_resume(toy_toml, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(toy_toml), "--set", "train.epochs=4", "--run-dir", str(run), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "test MSE (at best val epoch" in out and "equivariance error" in out and "val MSE" in out
+    assert "samples/s" in out and "best epoch" in out
+    result = json.loads((run / "result.json").read_text())
+
+    assert main(["evaluate", str(run), "--rotate", "--translate", "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["mse"] == pytest.approx(result["test"], rel=1e-12)
+    assert ev["mse_transformed"] == pytest.approx(ev["mse"], rel=1e-9)
+    assert main(["evaluate", str(run / "last.pt"), "--split", "val"]) == 0
+    assert "val split" in capsys.readouterr().out
+
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0  # finished: nothing to do
+    assert "nothing to resume" in capsys.readouterr().out
+
+
+def test_quick_show_and_list(toy_toml, capsys):
+    assert main(["train", str(toy_toml), "--quick", "--show", "--device", "cpu", "--seed", "9"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["train"]["epochs"] == 2 and cfg["quick"] is True and cfg["seed"] == 9
+    assert main(["train", "--list"]) == 0
+    names = capsys.readouterr().out.split()
+    assert "default" in names and "mocap/walk_eghn" in names
+
+
+def test_clear_errors(toy_toml, tmp_path, capsys):
+    assert main(["train", str(toy_toml), "--set", "train.epoch=3"]) == 2
+    assert "did you mean train.epochs" in capsys.readouterr().err
+    assert main(["train", str(toy_toml), "--set", "model.hiden=3", "--run-dir", str(tmp_path / "x")]) == 2
+    assert "model.hidden" in capsys.readouterr().err
+    assert main(["train", "no/such/config"]) == 2
+    assert "neither a file nor a shipped config" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_parser_lists_commands_and_data_modules():
+    parser = build_parser()
+    help_text = parser.format_help()
+    for cmd in ("train", "evaluate", "reproduce", "data"):
+        assert cmd in help_text
+    args = parser.parse_args(["reproduce", "table2", "--quick", "--seeds", "1"])
+    assert (args.table, args.quick, args.seeds) == ("table2", True, 1)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["reproduce", "table9"])
+
+
+def test_set_overrides_win_over_quick(toy_toml, capsys):
+    assert main(["train", str(toy_toml), "--quick", "--set", "train.epochs=3", "--show"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["train"]["epochs"] == 3 and cfg["quick"] is True
