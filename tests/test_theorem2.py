@@ -109,7 +109,8 @@ def test_epool_equivariant(dim, dtype):
 
 @given(g=graphs(min_nodes=3, max_graphs=3, node_dim=3, local_edge_dim=1))
 def test_epool_permutation(g):
-    """Lemmas 2.5 and 2.7 (permutations): permuting nodes permutes the rows of S and leaves every cluster quantity unchanged."""
+    """Lemmas 2.5 and 2.7 (permutations): permuting nodes permutes the rows of S and leaves
+    every cluster quantity unchanged."""
     fn, kinds = _pool_fn(_pool(torch.float64))
     assert_equivariant(fn, g, outputs=kinds, checks=("permutation",))
 
