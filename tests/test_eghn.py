@@ -139,3 +139,15 @@ def test_mpnn_ablation_is_not_equivariant():
         EGHN(2, 1, emmp="dense")
     with pytest.raises(ValueError, match="adjacency must be"):
         EGHN(2, 1, adjacency="both")
+
+
+def test_fresh_model_starts_near_the_identity():
+    """Every block starts near the identity (small coordinate heads, E-UnPool's H = [I; -I]):
+    with zero velocities an untrained EGHN returns the input positions, not cluster centres."""
+    g = _batch(sizes=(9, 12)).to(dtype=torch.float64)
+    g = g.replace(vel=torch.zeros_like(g.vel))
+    torch.manual_seed(0)
+    model = EGHN(2, 1, hidden=16, clusters=[4, 2]).double()
+    pred = model(g).pos
+    spread = (g.pos - g.pos.mean(0)).norm(dim=-1).mean()
+    assert (pred - g.pos).norm(dim=-1).mean() < 1e-2 * spread

@@ -28,6 +28,12 @@ class EUnPool(nn.Module):
     :math:`S` and the low-level system come from the matching :class:`EPool` (skip connection).
     Rows of :math:`S` sum to one, so :math:`Z^{agg}` translates with the input.
 
+    Initialisation: the matrix head starts at :math:`H_i = [I_m; -I_m]` (a learnable bias),
+    so that a fresh layer returns :math:`Z^{low}_i - \bar Z^{low} + \bar Z^{agg}`, i.e. the
+    low-level system itself up to the (small) shift of its centroid by the pooling EMMP, in
+    the same way every EGNN/EMMP layer starts near the identity. With :math:`H_i \approx 0` a
+    fresh network would instead place every particle on the centre of its clusters.
+
     Shapes:
         - Z_low: :math:`(N, n, m)`, h_low: :math:`(N, c)`, Z_high: :math:`(G K, n, m)`,
           h_high: :math:`(G K, c)`, S: :math:`(N, K)`, batch: :math:`(N,)`
@@ -40,8 +46,11 @@ class EUnPool(nn.Module):
         self.channels, self.position_channels, self.normalize = channels, tuple(position_channels), normalize
         self.phi = MLP(4 * channels**2 + 2 * node_dim, hidden, hidden, layers=2, act=act, act_last=True)
         self.to_H = nn.Sequential(nn.Linear(hidden, hidden), activation(act),
-                                  nn.Linear(hidden, 2 * channels * channels, bias=False))
+                                  nn.Linear(hidden, 2 * channels * channels))
         nn.init.xavier_uniform_(self.to_H[-1].weight, gain=0.001)
+        eye = torch.eye(channels)
+        with torch.no_grad():
+            self.to_H[-1].bias.copy_(torch.cat([eye, -eye], 0).flatten())
         self.to_h = nn.Linear(hidden, hidden)
 
     def forward(self, Z_low: Tensor, h_low: Tensor, Z_high: Tensor, h_high: Tensor, S: Tensor, batch: Tensor,
