@@ -1,0 +1,254 @@
+"""Check the built documentation in a real headless browser.
+
+Serves the built site on 127.0.0.1 and opens every HTML page in headless Chromium, driven by
+Playwright for Python (``pip install playwright``; Playwright's own browser download is *not*
+used: the script launches the Chromium installed on the system, e.g. Debian's ``chromium``
+package). Fails (exit status 1) when
+
+* a page logs a console error, raises an uncaught JavaScript exception, or a request of the
+  page fails or answers with HTTP >= 400;
+* a page tries to reach another host than the local server (the site must work offline;
+  ``--allow-external`` lifts this);
+* a formula on a page is not typeset by MathJax, or MathJax reports a TeX error; the theory
+  page must hold typeset formulas;
+* an image is broken, a gallery example page has no figure, or a gallery index has no
+  thumbnails;
+* an internal link points at a missing page or at an anchor that the target page lacks.
+
+Usage::
+
+    python docs/check_site.py [docs/_build/html] [--chromium PATH] [--screenshots DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urldefrag, urlparse
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+REQUIRED_PAGES = [
+    "index.html",
+    "install.html",
+    "theory.html",
+    "proofs/theorem1.html",
+    "proofs/theorem2.html",
+    "proofs/tests.html",
+    "api.html",
+    "auto_examples/index.html",
+]
+# pages whose formulas must be present and typeset
+MATH_PAGES = {"theory.html": 10, "proofs/theorem1.html": 10, "proofs/theorem2.html": 10}
+SKIP_DIRS = {"_sources", "_static", "_images", "_downloads", "plot_directive"}
+
+# JavaScript run in each page -------------------------------------------------------------
+MATH_DONE_JS = """() => {
+  const maths = Array.from(document.querySelectorAll('.math'));
+  if (maths.length === 0) return true;
+  const typeset = el => el.querySelector('.MathJax_CHTML, .mjx-chtml, mjx-container, .MathJax_SVG, .MathJax');
+  return maths.every(typeset);
+}"""
+MATH_REPORT_JS = """() => {
+  const maths = Array.from(document.querySelectorAll('.math'));
+  const typeset = el => el.querySelector('.MathJax_CHTML, .mjx-chtml, mjx-container, .MathJax_SVG, .MathJax');
+  const raw = maths.filter(el => !typeset(el)).map(el => el.textContent.trim().slice(0, 80));
+  const errors = Array.from(document.querySelectorAll(
+      '.mjx-merror, merror, mjx-merror, [data-mjx-error], .MathJax_Error'))
+      .map(el => (el.getAttribute('data-mjx-error') || el.textContent || '').trim().slice(0, 120));
+  return {count: maths.length, raw: raw, errors: errors};
+}"""
+PAGE_REPORT_JS = """() => ({
+  broken: Array.from(document.images)
+      .filter(img => !img.complete || img.naturalWidth === 0).map(img => img.src),
+  gallery_figures: document.querySelectorAll('img.sphx-glr-single-img, img.sphx-glr-multi-img').length,
+  thumbnails: document.querySelectorAll('.sphx-glr-thumbcontainer img').length,
+  ids: Array.from(document.querySelectorAll('[id]')).map(el => el.id)
+      .concat(Array.from(document.querySelectorAll('a[name]')).map(el => el.getAttribute('name'))),
+  links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+})"""
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+def serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def find_chromium(explicit: str | None) -> str:
+    candidates = [explicit, os.environ.get("CHROMIUM")] if explicit or os.environ.get("CHROMIUM") else []
+    candidates += [shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")]
+    for cand in candidates:
+        if cand and Path(cand).is_file():
+            return cand
+    raise SystemExit("check_site: no Chromium found; install it (Debian: apt-get install chromium) "
+                     "or pass --chromium PATH")
+
+
+def pages_of(root: Path) -> list[str]:
+    pages = []
+    for path in sorted(root.rglob("*.html")):
+        rel = path.relative_to(root)
+        if rel.parts[0] in SKIP_DIRS:
+            continue
+        pages.append(rel.as_posix())
+    return pages
+
+
+def check(root: Path, chromium: str, *, allow_external: bool = False, screenshots: Path | None = None,
+          timeout_ms: int = 30000) -> list[str]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        raise SystemExit("check_site: needs the Python package 'playwright' (pip install playwright); "
+                         "the browser itself comes from the system, never from 'playwright install'") from exc
+
+    problems: list[str] = []
+    pages = pages_of(root)
+    for req in REQUIRED_PAGES:
+        if req not in pages:
+            problems.append(f"missing page: {req}")
+    server, base = serve(root)
+    host = urlparse(base).netloc
+    ids: dict[str, set[str]] = {}
+    links: list[tuple[str, str]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="eghn-check-site-") as profile, sync_playwright() as pw:
+            browser = pw.chromium.launch_persistent_context(
+                profile, executable_path=chromium, headless=True, args=CHROMIUM_FLAGS,
+                viewport={"width": 1280, "height": 900})
+            try:
+                page = browser.new_page()
+                current: dict[str, str] = {"name": ""}
+
+                def note(msg: str) -> None:
+                    problems.append(f"{current['name']}: {msg}")
+
+                def on_console(msg) -> None:
+                    if msg.type == "error":
+                        note(f"console error: {msg.text}")
+
+                def on_route(route) -> None:
+                    if urlparse(route.request.url).netloc == host or allow_external:
+                        route.continue_()
+                    else:
+                        note(f"request to another host blocked: {route.request.url}")
+                        route.abort()
+
+                def on_response(resp) -> None:
+                    if resp.status >= 400:
+                        note(f"HTTP {resp.status} for {resp.url}")
+
+                page.on("console", on_console)
+                page.on("pageerror", lambda exc: note(f"uncaught exception: {exc}"))
+                def on_failed(req) -> None:
+                    # requests still in flight when the next page is opened end as ERR_ABORTED
+                    if urlparse(req.url).netloc == host and "ERR_ABORTED" not in str(req.failure):
+                        note(f"request failed: {req.url} ({req.failure})")
+
+                page.on("requestfailed", on_failed)
+                page.on("response", on_response)
+                page.route("**/*", on_route)
+
+                for name in pages:
+                    current["name"] = name
+                    page.goto(base + name, wait_until="load", timeout=timeout_ms)
+                    if page.locator(".math").count():
+                        try:
+                            page.wait_for_function(MATH_DONE_JS, timeout=timeout_ms)
+                            # let MathJax finish loading fonts/extensions before leaving the page
+                            page.wait_for_load_state("networkidle", timeout=timeout_ms)
+                        except Exception:
+                            pass  # reported below with the formulas that stayed raw
+                        math = page.evaluate(MATH_REPORT_JS)
+                        if math["raw"]:
+                            note(f"{len(math['raw'])} of {math['count']} formulas not typeset, "
+                                 f"e.g. {math['raw'][0]!r}")
+                        for err in math["errors"]:
+                            note(f"MathJax error: {err}")
+                        need = MATH_PAGES.get(name, 0)
+                        if math["count"] < need:
+                            note(f"only {math['count']} formulas, expected at least {need}")
+                    elif name in MATH_PAGES:
+                        note("no formulas found")
+                    report = page.evaluate(PAGE_REPORT_JS)
+                    for src in report["broken"]:
+                        note(f"broken image: {src}")
+                    if name.startswith("auto_examples/"):
+                        if name.endswith("index.html") and report["thumbnails"] == 0:
+                            note("gallery index without thumbnails")
+                        is_example = Path(name).name.startswith("plot_")
+                        if is_example and report["gallery_figures"] == 0:
+                            note("gallery example without any figure")
+                    ids[name] = set(report["ids"])
+                    links += [(name, href) for href in report["links"]]
+                    if screenshots is not None and name in REQUIRED_PAGES:
+                        out = screenshots / (name.replace("/", "__").removesuffix(".html") + ".png")
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        page.screenshot(path=str(out), full_page=False)
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+
+    for name, href in links:
+        url, frag = urldefrag(href)
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or parsed.netloc != host:
+            continue
+        target = unquote(parsed.path.lstrip("/")) or "index.html"
+        if target.endswith("/"):
+            target += "index.html"
+        if not (root / target).exists():
+            problems.append(f"{name}: link to missing file {target}")
+        elif frag and target in ids and unquote(frag) not in ids[target]:
+            problems.append(f"{name}: link to missing anchor {target}#{frag}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("site", nargs="?", default=str(Path(__file__).resolve().parent / "_build" / "html"),
+                    help="folder of the built HTML site (default: docs/_build/html)")
+    ap.add_argument("--chromium", default=None, help="Chromium binary (default: $CHROMIUM, then PATH)")
+    ap.add_argument("--allow-external", action="store_true", help="allow requests to other hosts")
+    ap.add_argument("--screenshots", type=Path, default=None, help="save screenshots of the main pages here")
+    ap.add_argument("--timeout", type=float, default=30.0, help="seconds per page load / typesetting")
+    args = ap.parse_args(argv)
+    root = Path(args.site).resolve()
+    if not (root / "index.html").is_file():
+        print(f"check_site: {root} holds no built site (no index.html); build it first", file=sys.stderr)
+        return 2
+    chromium = find_chromium(args.chromium)
+    problems = check(root, chromium, allow_external=args.allow_external, screenshots=args.screenshots,
+                     timeout_ms=int(args.timeout * 1000))
+    n = len(pages_of(root))
+    for p in problems:
+        print(f"FAIL {p}")
+    print(f"check_site: {n} pages checked in {Path(chromium).name}, {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
