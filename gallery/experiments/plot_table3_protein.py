@@ -25,8 +25,6 @@ is downloaded once with MDAnalysisData (network access needed on the first run).
 # %%
 # What runs
 # ---------
-import html
-import json
 import os
 import shutil
 import tempfile
@@ -34,11 +32,11 @@ import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 
 from eghn.data.paths import cache_dir
-from eghn.train.reproduce import paper_results, reproduce
+from eghn.train.report import ResultTable, plot_results
+from eghn.train.reproduce import reproduce
 
 TABLE = "table3"
 FULL = os.environ.get("EGHN_GALLERY", "fast") == "full"
@@ -83,33 +81,6 @@ print(f"trained {len(results)} cells in {time.perf_counter() - start:.0f} s")
 # seeds.
 
 
-class ResultTable:
-    """The measured cells beside the paper's numbers; rendered as HTML in the gallery."""
-
-    def __init__(self, table, results, mode):
-        paper = paper_results()[table]
-        self.scale = float(paper["scale"])
-        self.title, self.mode = paper["title"], mode
-        self.rows = []
-        for r in results:
-            published = paper["rows"].get(r.cell.row, {}).get(r.cell.column)
-            n = len(r.values)
-            measured = (f"{r.mean / self.scale:.2f} ± {r.std / self.scale:.2f} ({n} seed{'s' if n > 1 else ''})"
-                        if r.values else r.status)
-            self.rows.append((r.cell.row, r.cell.column, "—" if published is None else str(published), measured))
-
-    def __repr__(self):
-        lines = [self.title, self.mode]
-        lines += [" | ".join(row) for row in self.rows]
-        return "\n".join(lines)
-
-    def _repr_html_(self):
-        head = "".join(f"<th>{h}</th>" for h in ("model", "column", "paper", "measured"))
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows)
-        return (f'<p><strong>{html.escape(self.mode)}</strong></p><table class="docutils align-default">'
-                f"<caption>{html.escape(self.title)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-
-
 ResultTable(TABLE, results, MODE)
 
 # %%
@@ -119,45 +90,7 @@ ResultTable(TABLE, results, MODE)
 # ``result.json``). Right: measured test MSE beside the published number (log scale).
 
 
-def run_histories(table, result, quick):
-    base = OUT / (f"{table}-quick" if quick else table) / result.cell.config.replace("/", "__")
-    for path in sorted(base.glob("seed*/result.json")):
-        yield json.loads(path.read_text())["history"]
-
-
-def plot_curves_and_bars(table, results, quick):
-    paper = paper_results()[table]
-    scale = float(paper["scale"])
-    unit = "" if scale == 1 else f" / {scale:g}"  # plotted in the paper's units
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.8))
-    seen = set()
-    for k, r in enumerate(results):
-        if r.cell.config in seen or r.cell.transform:
-            continue
-        seen.add(r.cell.config)
-        for j, hist in enumerate(run_histories(table, r, quick)):
-            ax0.plot([h["epoch"] for h in hist], [h["val_mse"] / scale for h in hist], color=f"C{k}",
-                     alpha=1.0 if j == 0 else 0.4, label=f"{r.cell.row} {r.cell.column}" if j == 0 else None)
-    values = [y for line in ax0.get_lines() for y in line.get_ydata()]
-    wide = len(values) > 1 and max(values) > 5 * min(values)  # log scale only for a wide range
-    ax0.set(xlabel="epoch", ylabel="validation MSE" + unit, yscale="log" if wide else "linear",
-            title="training curves")
-    ax0.legend(fontsize=7)
-    labels = [f"{r.cell.row}\n{r.cell.column}" for r in results]
-    measured = [r.mean / scale if r.values else np.nan for r in results]
-    published = [paper["rows"].get(r.cell.row, {}).get(r.cell.column) for r in results]
-    published = [p if isinstance(p, (int, float)) else np.nan for p in published]
-    x = np.arange(len(results))
-    ax1.bar(x - 0.2, published, 0.4, label="paper", color="0.6")
-    ax1.bar(x + 0.2, measured, 0.4, label="measured" + ("" if FULL else " (fast mode)"), color="tab:red")
-    ax1.set_xticks(x, labels, fontsize=7, rotation=90 if len(x) > 6 else 0)
-    ax1.set(ylabel="test MSE" + unit, yscale="log", title="measured vs. paper")
-    ax1.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-plot_curves_and_bars(TABLE, results, quick=not FULL)
+plot_results(TABLE, results, OUT, quick=not FULL)
 plt.show()
 if not FULL:  # the fast runs only served this page; full runs are kept for reuse
     shutil.rmtree(OUT, ignore_errors=True)

@@ -1,0 +1,92 @@
+"""Render the results of :func:`eghn.train.reproduce.reproduce`: a table of measured cells
+beside the paper's numbers (HTML in notebooks and the gallery) and a figure of training curves
+and measured-vs-published bars."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .reproduce import CellResult, paper_results
+
+__all__ = ["ResultTable", "plot_results", "run_histories"]
+
+
+class ResultTable:
+    """Measured cells of a table beside the published numbers (in the paper's units).
+
+    ``repr`` gives plain text; ``_repr_html_`` an HTML table, so notebooks and
+    sphinx-gallery render it.
+    """
+
+    def __init__(self, table: str, results: Sequence[CellResult], mode: str) -> None:
+        paper = paper_results()[table]
+        self.scale = float(paper["scale"])
+        self.title, self.mode = paper["title"], mode
+        self.rows: list[tuple[str, str, str, str]] = []
+        for r in results:
+            published = paper["rows"].get(r.cell.row, {}).get(r.cell.column)
+            n = len(r.values)
+            measured = (f"{r.mean / self.scale:.2f} ± {r.std / self.scale:.2f} ({n} seed{'s' if n > 1 else ''})"
+                        if r.values else r.status)
+            self.rows.append((r.cell.row, r.cell.column, "—" if published is None else str(published), measured))
+
+    def __repr__(self) -> str:
+        return "\n".join([self.title, self.mode, *(" | ".join(row) for row in self.rows)])
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{h}</th>" for h in ("model", "column", "paper", "measured"))
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows)
+        return (f'<p><strong>{html.escape(self.mode)}</strong></p><table class="docutils align-default">'
+                f"<caption>{html.escape(self.title)}</caption><thead><tr>{head}</tr></thead>"
+                f"<tbody>{body}</tbody></table>")
+
+
+def run_histories(out: Path, table: str, result: CellResult, quick: bool) -> Iterator[list[dict[str, Any]]]:
+    """Evaluation histories of every seed of one cell, read from the runs' ``result.json``
+    (the folder layout of :func:`~eghn.train.reproduce.reproduce`)."""
+    base = Path(out) / (f"{table}-quick" if quick else table) / result.cell.config.replace("/", "__")
+    for path in sorted(base.glob("seed*/result.json")):
+        yield json.loads(path.read_text())["history"]
+
+
+def plot_results(table: str, results: Sequence[CellResult], out: Path, *, quick: bool):
+    """Validation curves of every run (left) and measured vs. published test MSE (right).
+
+    Needs matplotlib; returns the figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    paper = paper_results()[table]
+    scale = float(paper["scale"])
+    unit = "" if scale == 1 else f" / {scale:g}"  # plotted in the paper's units
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.8))
+    seen = set()
+    for k, r in enumerate(results):
+        if r.cell.config in seen or r.cell.transform:
+            continue
+        seen.add(r.cell.config)
+        for j, hist in enumerate(run_histories(out, table, r, quick)):
+            ax0.plot([h["epoch"] for h in hist], [h["val_mse"] / scale for h in hist], color=f"C{k}",
+                     alpha=1.0 if j == 0 else 0.4, label=f"{r.cell.row} {r.cell.column}" if j == 0 else None)
+    values = [y for line in ax0.get_lines() for y in line.get_ydata()]
+    wide = len(values) > 1 and max(values) > 5 * min(values)  # log scale only for a wide range
+    ax0.set(xlabel="epoch", ylabel="validation MSE" + unit, yscale="log" if wide else "linear",
+            title="training curves")
+    ax0.legend(fontsize=7)
+    labels = [f"{r.cell.row}\n{r.cell.column}" for r in results]
+    measured = [r.mean / scale if r.values else np.nan for r in results]
+    published = [paper["rows"].get(r.cell.row, {}).get(r.cell.column) for r in results]
+    published = [p if isinstance(p, (int, float)) else np.nan for p in published]
+    x = np.arange(len(results))
+    ax1.bar(x - 0.2, published, 0.4, label="paper", color="0.6")
+    ax1.bar(x + 0.2, measured, 0.4, label="measured" + (" (quick)" if quick else ""), color="tab:red")
+    ax1.set_xticks(x, labels, fontsize=7, rotation=90 if len(x) > 6 else 0)
+    ax1.set(ylabel="test MSE" + unit, yscale="log", title="measured vs. paper")
+    ax1.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,33 @@
+"""Rendering of reproduced tables beside the paper's numbers."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from eghn.train.report import ResultTable, plot_results, run_histories
+from eghn.train.reproduce import Cell, CellResult
+
+
+def test_table_and_figure(tmp_path):
+    ok = CellResult(Cell("EGHN", "Run (Subject 9)", "mocap/run_eghn"), values=[0.30, 0.20])
+    failed = CellResult(Cell("TFN", "Run (Subject 9)", "mocap/run_tfn"), status="out of memory")
+    seed = tmp_path / "table2" / "mocap__run_eghn" / "seed1"
+    seed.mkdir(parents=True)
+    history = [{"epoch": 5, "val_mse": 0.9}, {"epoch": 10, "val_mse": 0.4}]
+    (seed / "result.json").write_text(json.dumps({"history": history, "test": 0.3}))
+
+    table = ResultTable("table2", [ok, failed], "FULL mode")
+    text = repr(table)
+    # scale 1e-2: 0.25 +- 0.05 is shown as 25.00 +- 5.00, beside the published 25.9
+    assert "EGHN | Run (Subject 9) | 25.9 | 25.00 ± 5.00 (2 seeds)" in text
+    assert "TFN | Run (Subject 9) | 56.6 | out of memory" in text
+    assert "<table" in table._repr_html_() and "FULL mode" in table._repr_html_()
+
+    assert list(run_histories(tmp_path, "table2", ok, quick=False)) == [history]
+    fig = plot_results("table2", [ok, failed], tmp_path, quick=False)
+    curves = fig.axes[0].get_lines()
+    assert len(curves) == 1 and list(curves[0].get_ydata()) == [90.0, 40.0]
