@@ -16,7 +16,7 @@ Usage::
     python benchmarks/bench_eghn.py mocap mcomplex55  # some of them
     python benchmarks/bench_eghn.py --device cuda     # on a GPU (peak CUDA memory reported)
 
-Prints one line per configuration: ms per step, samples/s, peak resident memory of the process
+Prints one line per configuration: median ms per step, samples/s at that median, peak resident memory of the process
 (CPU) or peak allocated CUDA memory.
 """
 
@@ -113,11 +113,13 @@ def run_one(name: str, device: str, steps: int) -> dict:
     sync()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
+    times = []
     for _ in range(steps):
+        t0 = time.perf_counter()
         step()
-    sync()
-    dt = (time.perf_counter() - t0) / steps
+        sync()
+        times.append(time.perf_counter() - t0)
+    dt = float(np.median(times))  # robust to other jobs on a shared machine
     if device.startswith("cuda"):
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
@@ -132,9 +134,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("configs", nargs="*", help="mocap, mcomplex55, radius-N (default: all)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     configs = args.configs or ["mocap", "mcomplex55"] + [f"radius-{n}" for n in SCALES]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child:
         print(json.dumps(run_one(configs[0], args.device, args.steps)))
         return
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in configs:
         steps = args.steps if not name.startswith("radius-1000") else max(2, args.steps // 5)
         proc = subprocess.run([sys.executable, __file__, name, "--child", "--device", args.device,
-                               "--steps", str(steps)], capture_output=True, text=True)
+                               "--steps", str(steps)] + (["--threads", str(args.threads)] if args.threads else []), capture_output=True, text=True)
         if proc.returncode:
             print(f"{name:<14} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else proc.returncode}")
             continue

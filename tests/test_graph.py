@@ -93,3 +93,10 @@ def test_transform_and_permute():
 def test_to_casts_only_floats():
     g = random_graph(4, generator=torch.Generator().manual_seed(0)).to(dtype=torch.float32)
     assert g.pos.dtype == torch.float32 and g.edge_index.dtype == torch.long and g.batch.dtype == torch.long
+
+
+def test_to_accepts_a_dtype_positionally():
+    g = random_graph(4, generator=torch.Generator().manual_seed(0))
+    g64 = g.to(torch.float64)
+    assert g64.pos.dtype == torch.float64 and g64.edge_index.dtype == torch.long
+    assert g64.pos.device == g.pos.device

@@ -178,7 +178,12 @@ class Graph:
         return dataclasses.replace(self, **changes)
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Graph:
-        """Move every tensor to ``device``; cast floating-point tensors to ``dtype``."""
+        """Move every tensor to ``device``; cast floating-point tensors to ``dtype``.
+
+        As with :meth:`torch.Tensor.to`, ``g.to(torch.float64)`` casts without moving.
+        """
+        if isinstance(device, torch.dtype):
+            device, dtype = None, device
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)

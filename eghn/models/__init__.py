@@ -23,8 +23,14 @@ from .linear import LinearDynamics
 from .mpnn import MPNN
 from .radial_field import RadialField
 from .registry import available, get, get_class, register
-from .se3_transformer import SE3Transformer
-from .tfn import TFN
+
+
+def __getattr__(name: str):
+    # TFN and SE3Transformer need e3nn, imported only when one of them is asked for
+    if name in ("TFN", "SE3Transformer"):
+        return get_class({"TFN": "tfn", "SE3Transformer": "se3_transformer"}[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "EGHN",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .mlp import MLP, activation, pair_linear
-from .scatter import aggregate
+from .lean import edge_chain
+from .mlp import MLP, activation
+from .scatter import aggregate, gather
 
 __all__ = ["EGNNLayer"]
 
@@ -58,16 +59,17 @@ class EGNNLayer(nn.Module):
     def messages(self, x: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None) -> tuple[Tensor, Tensor]:
         """Per-edge invariant messages :math:`m_{ij}` and coordinate terms :math:`(x_i-x_j)\\phi_x`."""
         i, j = edge_index
-        diff = x[i] - x[j]
+        diff = gather(x, i) - gather(x, j)
         dist2 = (diff * diff).sum(-1, keepdim=True)
         rest = dist2
         if self.edge_dim:
             if edge_attr is None:
                 raise ValueError(f"this layer expects {self.edge_dim} edge features, got none")
             rest = torch.cat([dist2, edge_attr], -1)
-        # phi_e(h_i, h_j, |x_i - x_j|^2, a_ij), first layer applied per node (same function)
-        m = self.phi_e.rest(pair_linear(self.phi_e[0], h, i, j, rest))
-        trans = diff * self.phi_x(m)
+        # phi_e(h_i, h_j, |x_i - x_j|^2, a_ij) and phi_x(m_ij); the first layer is applied per
+        # node, and the backward pass recomputes the edge activations (eghn.nn.lean.edge_chain)
+        m, coef = edge_chain(self.phi_e[0], h, i, j, rest, list(self.phi_e)[1:], self.phi_x)
+        trans = diff * coef
         if self.clamp is not None:
             trans = trans.clamp(-self.clamp, self.clamp)
         return m, trans

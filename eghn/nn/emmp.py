@@ -8,8 +8,9 @@ import torch
 from torch import Tensor, nn
 
 from .invariants import center, gram, position_mask
-from .mlp import MLP, activation, pair_linear
-from .scatter import aggregate
+from .lean import edge_chain
+from .mlp import MLP, activation
+from .scatter import aggregate, gather
 
 __all__ = ["EMMP", "EMMPMessage", "EMMPUpdate"]
 
@@ -44,9 +45,10 @@ class EMMPMessage(nn.Module):
             if edge_attr is None:
                 raise ValueError(f"this EMMP expects {self.edge_dim} edge features, got none")
             rest = torch.cat([rest, edge_attr], -1)
-        # phi(h_i, h_j, Zhat^T Zhat, e_ij), first layer applied per node (same function)
-        msg = self.phi.rest(pair_linear(self.phi[0], h, edge_index[0], edge_index[1], rest))
-        H = self.to_H(msg).view(-1, 2 * self.channels, self.channels)
+        # phi(h_i, h_j, Zhat^T Zhat, e_ij) and the H head; first layer applied per node, edge
+        # activations recomputed in the backward pass (eghn.nn.lean.edge_chain)
+        msg, H = edge_chain(self.phi[0], h, edge_index[0], edge_index[1], rest, list(self.phi)[1:], self.to_H)
+        H = H.view(-1, 2 * self.channels, self.channels)
         return H, msg
 
 
@@ -130,10 +132,10 @@ class EMMP(nn.Module):
         mask = position_mask(self.channels, self.position_channels, Z)
         Zc = center(Z, batch, num_graphs, mask)
         i, j = edge_index
-        Zhat = torch.cat([Zc[i], Zc[j]], dim=-1)  # (E, n, 2m), Eq. 3
+        Zhat = torch.cat([gather(Zc, i), gather(Zc, j)], dim=-1)  # (E, n, 2m), Eq. 3
         inv = gram(Zhat, self.normalize)  # (E, 2m, 2m)
         H, msg = self.message(inv, h, edge_index, edge_attr)  # Eq. 4
-        M = Zhat @ H  # (E, n, m), Eq. 5
+        M = torch.bmm(Zhat, H)  # (E, n, m), Eq. 5
         Z = Z + aggregate(M, i, n_nodes, self.aggr)  # Eq. 6
         h = self.update(h, aggregate(msg, i, n_nodes, self.feat_aggr))
         return Z, h

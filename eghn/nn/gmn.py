@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .mlp import MLP, activation, pair_linear
-from .scatter import aggregate
+from .invariants import gram
+from .lean import edge_chain
+from .mlp import MLP, activation
+from .scatter import aggregate, gather
 
 __all__ = ["GMNLayer"]
 
@@ -43,10 +45,7 @@ class GMNLayer(nn.Module):
 
     def invariant(self, Zij: Tensor) -> Tensor:
         """:math:`Z_{ij}^\\top Z_{ij}` (Frobenius-normalised if requested), shape ``(E, m, m)``."""
-        inv = torch.einsum("eni,enj->eij", Zij, Zij)
-        if self.normalize:
-            inv = inv / (torch.linalg.matrix_norm(inv).view(-1, 1, 1) + 1e-8)
-        return inv
+        return gram(Zij, self.normalize)
 
     def edge_function(self, inv: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None
                       ) -> tuple[Tensor, Tensor]:
@@ -56,8 +55,8 @@ class GMNLayer(nn.Module):
             if edge_attr is None:
                 raise ValueError(f"this layer expects {self.edge_dim} edge features, got none")
             rest = torch.cat([rest, edge_attr], -1)
-        m = self.phi_e.rest(pair_linear(self.phi_e[0], h, edge_index[0], edge_index[1], rest))
-        return self.phi_H(m).view(-1, self.channels, self.channels), m
+        m, H = edge_chain(self.phi_e[0], h, edge_index[0], edge_index[1], rest, list(self.phi_e)[1:], self.phi_H)
+        return H.view(-1, self.channels, self.channels), m
 
     def node_function(self, h: Tensor, agg: Tensor) -> Tensor:
         out = self.phi_h(torch.cat([h, agg], -1))
@@ -66,7 +65,7 @@ class GMNLayer(nn.Module):
     def forward(self, Z: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None
                 ) -> tuple[Tensor, Tensor]:
         i, j = edge_index
-        Zij = Z[i] - Z[j]
+        Zij = gather(Z, i) - gather(Z, j)
         H, m = self.edge_function(self.invariant(Zij), h, edge_index, edge_attr)
-        Z = Z + aggregate(Zij @ H, i, Z.shape[0], self.aggr)
+        Z = Z + aggregate(torch.bmm(Zij, H), i, Z.shape[0], self.aggr)
         return Z, self.node_function(h, aggregate(m, i, Z.shape[0], self.feat_aggr))

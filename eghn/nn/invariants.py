@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .scatter import graph_mean
+from .scatter import gather, graph_mean, uniform_graph_size
 
 __all__ = ["center", "gram", "position_mask"]
 
@@ -35,7 +35,10 @@ def center(Z: Tensor, batch: Tensor, num_graphs: int, mask: Tensor) -> Tensor:
         - Z: :math:`(N, n, m)`, batch: :math:`(N,)`, mask: :math:`(m,)` -> :math:`(N, n, m)`
     """
     zbar = graph_mean(Z, batch, num_graphs) * mask
-    return Z - zbar[batch]
+    n = uniform_graph_size(batch, num_graphs)
+    if n is not None:  # equal graph sizes: broadcast instead of gathering the means
+        return (Z.reshape(num_graphs, n, *Z.shape[1:]) - zbar.unsqueeze(1)).reshape(Z.shape)
+    return Z - gather(zbar, batch)
 
 
 def gram(Zhat: Tensor, normalize: bool = True, eps: float = 1e-8) -> Tensor:
@@ -44,7 +47,8 @@ def gram(Zhat: Tensor, normalize: bool = True, eps: float = 1e-8) -> Tensor:
     Shapes:
         - Zhat: :math:`(E, n, k)` -> :math:`(E, k, k)`
     """
-    inv = torch.einsum("eni,enj->eij", Zhat, Zhat)
+    inv = torch.bmm(Zhat.transpose(1, 2), Zhat)
     if normalize:
-        inv = inv / (torch.linalg.matrix_norm(inv).view(-1, 1, 1) + eps)
+        inv = inv / ((inv * inv).sum((-2, -1), keepdim=True).sqrt() + eps)
     return inv
+

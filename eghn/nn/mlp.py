@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
+
+from .lean import PairLinear, run_modules
 
 __all__ = ["MLP", "activation", "pair_linear"]
 
@@ -37,11 +38,14 @@ class MLP(nn.Sequential):
                 mods.append(activation(act))
         super().__init__(*mods)
 
+    def forward(self, x: Tensor) -> Tensor:
+        """Same function as ``nn.Sequential``; under autograd only the pre-activations are
+        kept for the backward pass (:mod:`eghn.nn.lean`)."""
+        return run_modules(x, self)[0]
+
     def rest(self, x: Tensor) -> Tensor:
         """Apply every module after the first Linear (used with :func:`pair_linear`)."""
-        for mod in list(self)[1:]:
-            x = mod(x)
-        return x
+        return run_modules(x, list(self)[1:])[0]
 
 
 def pair_linear(linear: nn.Linear, h: Tensor, i: Tensor, j: Tensor, rest: Tensor | None = None) -> Tensor:
@@ -49,16 +53,15 @@ def pair_linear(linear: nn.Linear, h: Tensor, i: Tensor, j: Tensor, rest: Tensor
 
     The weight is split into the blocks acting on :math:`h_i`, :math:`h_j` and the edge
     features; the node blocks are applied once per *node* and gathered, so an edge-level matrix
-    product of width ``2c + d`` shrinks to one of width ``d`` (fewer FLOPs and far less memory
-    kept for the backward pass when edges outnumber nodes). Same function, same gradients.
+    product of width ``2c + d`` shrinks to one of width ``d`` (fewer FLOPs), and the only
+    edge-sized tensor created is the result. Same function, same gradients.
 
     Shapes:
         - h: :math:`(N, c)`, i, j: :math:`(E,)`, rest: :math:`(E, d)` -> :math:`(E, \text{out})`
     """
-    c, out = h.shape[1], linear.out_features
+    c = h.shape[1]
     W = linear.weight
-    node = h @ torch.cat([W[:, :c], W[:, c:2 * c]], 0).T  # (N, 2 out)
-    y = node[i, :out] + node[j, out:]
+    Pi, Pj = h @ W[:, :c].t(), h @ W[:, c:2 * c].t()  # (N, out) each
     if rest is not None and rest.shape[1]:
-        y = y + rest @ W[:, 2 * c:].T
-    return y + linear.bias if linear.bias is not None else y
+        return PairLinear.apply(Pi, Pj, i, j, rest, W[:, 2 * c:], linear.bias)
+    return PairLinear.apply(Pi, Pj, i, j, None, None, linear.bias)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .scatter import scatter_sum
+from .scatter import gather, scatter_sum, uniform_graph_size
 
 __all__ = ["cluster_batch", "dense_to_edges", "pool_adjacency", "reduce_clusters", "unpool"]
 
@@ -28,7 +28,13 @@ def reduce_clusters(S: Tensor, x: Tensor, batch: Tensor, num_graphs: int, eps: f
     """
     n_nodes, k = S.shape
     flat = x.reshape(n_nodes, -1)
-    weighted = torch.einsum("nk,nf->nkf", S, flat)  # (N, K, F)
+    n = uniform_graph_size(batch, num_graphs)
+    if n is not None:  # equal graph sizes: S_g^T x_g as one batched product
+        Sg = S.reshape(num_graphs, n, k)
+        total = torch.bmm(Sg.transpose(1, 2), flat.reshape(num_graphs, n, -1))
+        mass = Sg.sum(1).clamp_min(eps)
+        return (total / mass.unsqueeze(-1)).reshape(num_graphs * k, *x.shape[1:])
+    weighted = S.unsqueeze(-1) * flat.unsqueeze(1)  # (N, K, F)
     total = scatter_sum(weighted, batch, num_graphs)  # (G, K, F)
     mass = scatter_sum(S, batch, num_graphs).clamp_min(eps)  # (G, K)
     return (total / mass.unsqueeze(-1)).reshape(num_graphs * k, *x.shape[1:])
@@ -42,7 +48,10 @@ def unpool(S: Tensor, x_high: Tensor, batch: Tensor) -> Tensor:
     """
     n_nodes, k = S.shape
     high = x_high.reshape(-1, k, x_high[0].numel())  # (G, K, F)
-    out = torch.einsum("nk,nkf->nf", S, high[batch])
+    n = uniform_graph_size(batch, high.shape[0])
+    if n is not None:  # equal graph sizes: S_g x^high_g as one batched product
+        return torch.bmm(S.reshape(-1, n, k), high).reshape(n_nodes, *x_high.shape[1:])
+    out = (S.unsqueeze(-1) * gather(high, batch)).sum(1)
     return out.reshape(n_nodes, *x_high.shape[1:])
 
 
@@ -58,9 +67,13 @@ def pool_adjacency(S: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int
         - output: :math:`(G, K, K)`
     """
     i, j = edge_index
-    sj = S[j] if edge_weight is None else S[j] * edge_weight.view(-1, 1)
+    sj = gather(S, j) if edge_weight is None else gather(S, j) * edge_weight.view(-1, 1)
     AS = scatter_sum(sj, i, S.shape[0])  # (N, K)
-    return scatter_sum(torch.einsum("nk,nl->nkl", S, AS), batch, num_graphs)
+    n = uniform_graph_size(batch, num_graphs)
+    if n is not None:  # equal graph sizes: S_g^T (AS)_g as one batched product
+        k = S.shape[1]
+        return torch.bmm(S.reshape(num_graphs, n, k).transpose(1, 2), AS.reshape(num_graphs, n, k))
+    return scatter_sum(S.unsqueeze(-1) * AS.unsqueeze(1), batch, num_graphs)
 
 
 def dense_to_edges(A: Tensor, eps: float = 1e-12) -> tuple[Tensor, Tensor]:
