@@ -235,3 +235,25 @@ def test_dataset_registry_and_mcomplex_generated_once(tmp_path, monkeypatch):
     bank = GraphBank(factory("train", **opts), "cpu", torch.float32)
     assert (root / "train.npz").stat().st_mtime_ns == stamp  # reused, not regenerated
     assert bank.batch([2, 0]).num_graphs == 2
+
+
+def test_recompute_edges_applies_during_training_only(tmp_path, monkeypatch):
+    from _train_toy import ToyModel
+
+    from eghn.nn import lean
+
+    seen = []
+    original = ToyModel.forward
+
+    def spy(self, g):
+        seen.append(lean._EDGE_RECOMPUTE)
+        return original(self, g)
+
+    monkeypatch.setattr(ToyModel, "forward", spy)
+    cfg = toy_config(tmp_path, epochs=2, threads=1)
+    cfg["train"]["recompute_edges"] = "always"
+    train(cfg, tmp_path / "rc", echo=_quiet)
+    assert seen and set(seen) == {True}
+    assert lean._EDGE_RECOMPUTE == "auto"  # restored
+    with pytest.raises(ConfigError, match="recompute_edges"):
+        resolve({"train": {"recompute_edges": "sometimes"}})

@@ -7,6 +7,7 @@ from .emmp import EMMP, EMMPMessage, EMMPUpdate
 from .epool import EPool, PoolOutput
 from .eunpool import EUnPool
 from .gmn import GMNLayer
+from .lean import set_edge_recompute
 from .mlp import MLP
 from .plain_mp import PlainMPLayer
 from .pool_ops import dense_to_edges, pool_adjacency, reduce_clusters, unpool
@@ -30,5 +31,6 @@ __all__ = [
     "emmp_from_gmn",
     "pool_adjacency",
     "reduce_clusters",
+    "set_edge_recompute",
     "unpool",
 ]

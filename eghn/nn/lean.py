@@ -301,18 +301,20 @@ _EDGE_RECOMPUTE: bool | str = "auto"
 _AUTO_THRESHOLD = 1 << 22  # elements of one edge activation (16 MB in float32)
 
 
-def set_edge_recompute(mode: bool | str = "auto") -> None:
+def set_edge_recompute(mode: bool | str = "auto") -> bool | str:
     """Choose when :func:`edge_chain` recomputes edge activations in the backward pass.
 
     ``True``: always (least memory: nothing edge-sized is kept); ``False``: never (the
     pre-activations are kept, no extra work); ``"auto"`` (default): when one edge activation
     has at least 2^22 elements (e.g. 65,536 edges at width 64), where memory, not the extra
-    matrix products, is what limits a training step.
+    matrix products, is what limits a training step. Returns the previous mode. Training
+    configurations set it with ``train.recompute_edges``.
     """
     global _EDGE_RECOMPUTE
-    if mode not in (True, False, "auto"):
+    if mode not in (True, False, "auto") or not isinstance(mode, (bool, str)):
         raise ValueError(f"edge recompute mode must be True, False or 'auto', got {mode!r}")
-    _EDGE_RECOMPUTE = mode
+    previous, _EDGE_RECOMPUTE = _EDGE_RECOMPUTE, mode
+    return previous
 
 
 def _recompute(elements: int) -> bool:

@@ -86,6 +86,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "amp": "off",               # mixed precision on CUDA: "off", "bf16" or "fp16"
     "dtype": "float32",         # "float32" or "float64"
     "threads": 0,               # torch.set_num_threads (0 = leave torch's default)
+    "recompute_edges": "auto",  # recompute edge-MLP activations in backward: "auto", "always", "never"
     "preload": "auto",          # keep batches on the device: "auto", "device", "cpu" or "lazy"
     "preload_max_gb": 4.0,      # "auto" pre-collates a split only below this size
     "checkpoint": True,         # write last.pt at every evaluation and best.pt at improvements
@@ -199,6 +200,7 @@ _CHOICES = {
     "train.amp": ("off", "bf16", "fp16"),
     "train.dtype": ("float32", "float64"),
     "train.preload": ("auto", "device", "cpu", "lazy"),
+    "train.recompute_edges": ("auto", "always", "never"),
 }
 
 

@@ -32,6 +32,7 @@ from torch import nn
 from ..data.graph import Graph
 from ..data.registry import build_dataset, get_dataset_class
 from ..models import registry as model_registry
+from ..nn.lean import set_edge_recompute
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, check_kwargs, save_config
 from .distributed import DistInfo, shard
@@ -258,6 +259,9 @@ def train(config: Mapping[str, Any], run_dir: str | Path | None = None, *, resum
           echo: Callable[[str], None] | None = None, stop_after: int | None = None) -> RunResult:
     """Train the model of ``config`` and return its :class:`RunResult`.
 
+    ``train.recompute_edges`` applies for the duration of the call
+    (:func:`eghn.nn.set_edge_recompute`).
+
     Args:
         config: a resolved config (:func:`eghn.train.config.load_config`).
         run_dir: where to write ``config.json``, ``metrics.csv``, ``train.log``, ``last.pt``,
@@ -269,6 +273,18 @@ def train(config: Mapping[str, Any], run_dir: str | Path | None = None, *, resum
         echo: function receiving each log line (default: print through tqdm).
         stop_after: testing hook -- raise after this epoch, as if the process had been killed.
     """
+    mode = {"auto": "auto", "always": True, "never": False}[config["train"]["recompute_edges"]]
+    previous = set_edge_recompute(mode)
+    try:
+        return _train(config, run_dir, resume=resume, datasets=datasets, info=info, echo=echo,
+                      stop_after=stop_after)
+    finally:
+        set_edge_recompute(previous)
+
+
+def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: bool,
+           datasets: Mapping[str, Any] | None, info: DistInfo | None, echo: Callable[[str], None] | None,
+           stop_after: int | None) -> RunResult:
     from .distributed import init_from_env
 
     tcfg = config["train"]
@@ -326,7 +342,9 @@ def train(config: Mapping[str, Any], run_dir: str | Path | None = None, *, resum
         ddp_model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=tcfg["ddp_find_unused"])
-    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], weight_decay=tcfg["weight_decay"])
+    # the fused Adam kernel (CPU and CUDA): one pass over all parameters instead of ~10 ops each
+    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], weight_decay=tcfg["weight_decay"],
+                                 fused=device.type in ("cpu", "cuda"))
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16)
     shuffle_gen = torch.Generator().manual_seed(seed)
 
