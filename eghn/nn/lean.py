@@ -1,14 +1,16 @@
-r"""Memory-lean evaluation of MLP chains for training.
+r"""MLP chains as single autograd nodes, and edge MLPs that keep nothing edge-sized.
 
-Autograd keeps, for every ``Linear -> activation`` stage, both the activation's input and its
-output (the next matrix product's input). On edge-level tensors these dominate the memory of a
-training step. :func:`run_chain` evaluates one MLP (optionally followed by *heads*, MLPs
-applied to its output, e.g. :math:`\phi_x(m_{ij})` after :math:`m_{ij} = \phi_e(\dots)`)
-inside a single autograd node that keeps only the pre-activations and recomputes each
-activation in the backward pass. :func:`edge_chain` does the same for an edge MLP whose first
-layer acts on ``[h_i, h_j, r_ij]``, and on large edge sets keeps nothing edge-sized at all
-(:func:`set_edge_recompute`). Values and gradients are those of the plain modules (the same
-operations in the same order); ``tests/test_lean.py`` checks both.
+:func:`run_chain` evaluates one MLP, optionally followed by *heads* (MLPs applied to its
+output, e.g. :math:`\phi_x(m_{ij})` after :math:`m_{ij} = \phi_e(\dots)`), as one autograd node
+with a hand-written backward pass: the same tensors are kept as autograd would keep, but a
+chain of a dozen operations costs one node instead of a dozen. :func:`edge_chain` does the same
+for an edge MLP whose first layer acts on ``[h_i, h_j, r_ij]``: that layer runs per node and
+is gathered per edge, and on large edge sets (:func:`set_edge_recompute`) nothing edge-sized
+is kept at all -- the backward pass recomputes the edge activations, so that the memory of a
+layer grows with the nodes rather than the edges (activation checkpointing of the edge MLPs).
+
+Values and gradients are those of the plain modules (the same operations in the same order);
+``tests/test_lean.py`` checks both.
 
 Supported activations: ``SiLU``, ``ReLU``, ``GELU`` (exact) and ``Tanh``. Anything else in
 a chain (dropout, normalisation) makes :func:`chain_spec` return ``None`` and the caller runs
@@ -202,15 +204,17 @@ def _chain_backward(grads: Sequence[Tensor | None], x: Tensor, all_pres: list[li
 
 
 class _Chain(torch.autograd.Function):
-    """Keeps the pre-activations (and the input) for the backward pass."""
+    """Keeps the input, the pre-activations and the activation outputs (what autograd would keep)
+    in one autograd node."""
 
     @staticmethod
     def forward(ctx, x: Tensor, specs: tuple[ChainSpec, ...], *params: Tensor | None) -> tuple[Tensor, ...]:
         ctx.set_materialize_grads(False)  # unused outputs give None, so unused heads get no gradient
-        outs, all_pres, y_kept = _chain_forward(x, specs, params)
+        all_posts: list[list[Tensor]] = []
+        outs, all_pres, y_kept = _chain_forward(x, specs, params, all_posts)
         ctx.specs, ctx.sizes, ctx.n_params = specs, [len(p) for p in all_pres], len(params)
         ctx.has_y = y_kept is not None
-        flat = [t for p in all_pres for t in p]
+        flat = [t for p in all_pres for t in p] + [t for p in all_posts for t in p]
         ctx.save_for_backward(x, *flat, *([y_kept] if ctx.has_y else []), *params)
         return outs
 
@@ -222,11 +226,15 @@ class _Chain(torch.autograd.Function):
         params = saved[len(saved) - ctx.n_params:]
         rest = saved[1:len(saved) - ctx.n_params]
         y_kept = rest.pop() if ctx.has_y else None
-        all_pres, at = [], 0
+        all_pres, all_posts, at = [], [], 0
         for n in ctx.sizes:
             all_pres.append(rest[at:at + n])
             at += n
-        gx, pgrads = _chain_backward(grads, x, all_pres, y_kept, ctx.specs, params, ctx.needs_input_grad[0])
+        for n in ctx.sizes:
+            all_posts.append(rest[at:at + n])
+            at += n
+        gx, pgrads = _chain_backward(grads, x, all_pres, y_kept, ctx.specs, params, ctx.needs_input_grad[0],
+                                     all_posts)
         return (gx, None, *pgrads)
 
 
@@ -372,11 +380,10 @@ def edge_chain(first: nn.Linear, h: Tensor, i: Tensor, j: Tensor, rest: Tensor |
     ``(y, *heads(y))`` with ``y = main(first(cat([h[i], h[j], rest])))``.
 
     The first layer is applied per *node* and gathered (fewer FLOPs than an edge-level matrix
-    product of width ``2c + d``). Under autograd only the pre-activations are kept; on large
-    edge sets (see :func:`set_edge_recompute`) not even those: nothing edge-sized but ``rest``
-    is kept and the backward pass recomputes the edge activations, so the memory of a layer
-    scales with the nodes, not the edges. ``main`` starts with the activation that follows
-    ``first``.
+    product of width ``2c + d``). On large edge sets (see :func:`set_edge_recompute`) nothing
+    edge-sized but ``rest`` is kept for the backward pass, which recomputes the edge
+    activations, so the memory of a layer scales with the nodes, not the edges. ``main``
+    starts with the activation that follows ``first``.
 
     Shapes:
         - h: :math:`(N, c)`, i, j: :math:`(E,)`, rest: :math:`(E, d)` or ``None``

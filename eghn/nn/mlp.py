@@ -39,8 +39,8 @@ class MLP(nn.Sequential):
         super().__init__(*mods)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Same function as ``nn.Sequential``; under autograd only the pre-activations are
-        kept for the backward pass (:mod:`eghn.nn.lean`)."""
+        """Same function as ``nn.Sequential``, evaluated as one autograd node
+        (:func:`eghn.nn.lean.run_chain`)."""
         return run_modules(x, self)[0]
 
     def rest(self, x: Tensor) -> Tensor:
