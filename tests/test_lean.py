@@ -170,3 +170,31 @@ def test_eghn_gradients_do_not_depend_on_recompute_mode():
     assert len(grads[0]) == len(grads[1]) > 0
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["eghn", "egnn", "gmn", "mpnn"])
+def test_models_train_under_cpu_autocast(name, recompute):
+    """Under torch.autocast the hand-written nodes compute in the autocast dtype, forward and
+    backward alike (bfloat16 on the CPU here; the CUDA variant is in tests/test_gpu.py)."""
+    from eghn.data import Graph, collate
+    from eghn.models import get
+
+    torch.manual_seed(6)
+    ring = torch.tensor([[0, 1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 0], [1, 2, 3, 4, 5, 0, 0, 1, 2, 3, 4, 5]])
+    g = collate([Graph(pos=torch.randn(6, 3), vel=torch.randn(6, 3), edge_index=ring, local_edge_index=ring)
+                 for _ in range(3)])
+    model = get(name, node_dim=1, edge_dim=0)
+    out32 = model(g).pos
+    grads = []
+    for amp in (False, True):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            out = model(g)
+            loss = (out.pos.float() - g.pos).square().mean()
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten().float() for p in model.parameters() if p.grad is not None]))
+        if amp:
+            torch.testing.assert_close(out.pos.float(), out32, rtol=0.1, atol=0.1)
+    assert torch.isfinite(grads[1]).all()
+    cos = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)
+    assert cos > 0.9, f"bfloat16 gradients point elsewhere (cosine {cos:.3f})"

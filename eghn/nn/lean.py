@@ -19,6 +19,7 @@ the modules as usual. The backward pass is not itself differentiable (no double 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -338,22 +339,66 @@ def _params(spec: ChainSpec) -> list[Tensor | None]:
     return out
 
 
+def _autocast_dtype(t: Tensor) -> torch.dtype | None:
+    """The autocast dtype active for ``t``'s device, or ``None``."""
+    dev = t.device.type
+    if torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)
+    return None
+
+
+def _cast(t: Tensor | None, dtype: torch.dtype | None) -> Tensor | None:
+    if t is None or dtype is None or not t.is_floating_point() or t.dtype == dtype:
+        return t
+    return t.to(dtype)
+
+
+def _no_autocast(t: Tensor, dtype: torch.dtype | None):
+    """Under autocast, inputs and weights are cast to the autocast dtype *before* entering the
+    hand-written autograd nodes (as autocast would cast them for each matrix product), and the
+    nodes run with autocast off so that forward and backward see one dtype."""
+    return torch.autocast(t.device.type, enabled=False) if dtype is not None else contextlib.nullcontext()
+
+
 def run_chain(x: Tensor, main: ChainSpec, *heads: ChainSpec) -> tuple[Tensor, ...]:
     """Evaluate ``main(x)`` and every ``head(main(x))``; returns ``(main(x), *heads)``.
 
     ``x`` may have any leading shape ``(*, in)``. Without gradients this is the plain
-    forward pass.
+    forward pass. Works under :func:`torch.autocast` (matrix products in the autocast dtype).
     """
     lead = x.shape[:-1]
-    x2 = x.reshape(-1, x.shape[-1])
     specs = (main, *heads)
-    if torch.is_grad_enabled():
-        params = [t for spec in specs for t in _params(spec)]
-        outs = _Chain.apply(x2, specs, *params)
-    else:
-        y, _ = _forward(x2, main, _params(main))
-        outs = (y, *(_forward(y, s, _params(s))[0] for s in heads))
+    dt = _autocast_dtype(x)
+    x2 = _cast(x.reshape(-1, x.shape[-1]), dt)
+    params = [_cast(t, dt) for spec in specs for t in _params(spec)]
+    with _no_autocast(x, dt):
+        if torch.is_grad_enabled():
+            outs = _Chain.apply(x2, specs, *params)
+        else:
+            outs = _chain_forward(x2, specs, params)[0]
     return tuple(o.reshape(*lead, o.shape[-1]) for o in outs)
+
+
+def pair_input(first: nn.Linear, h: Tensor, i: Tensor, j: Tensor, rest: Tensor | None) -> Tensor:
+    """``first(cat([h[i], h[j], rest], -1))`` with the node blocks of the weight applied per node
+    (see :func:`eghn.nn.mlp.pair_linear`)."""
+    Pi, Pj, rest, Wr, b, _, dt = _pair_parts(first, h, rest, ())
+    with _no_autocast(h, dt):
+        if torch.is_grad_enabled():
+            return PairLinear.apply(Pi, Pj, i, j, rest, Wr, b)
+        return _pair(Pi, Pj, i, j, rest, Wr, b)
+
+
+def _pair_parts(first: nn.Linear, h: Tensor, rest: Tensor | None, specs: Sequence[ChainSpec]):
+    c = h.shape[1]
+    W = first.weight
+    Pi, Pj = h @ W[:, :c].t(), h @ W[:, c:2 * c].t()  # (N, out) each; autocast applies here
+    has_rest = rest is not None and rest.shape[1] > 0
+    dt = _autocast_dtype(h)
+    Wr = _cast(W[:, 2 * c:], dt) if has_rest else None
+    rest = _cast(rest, dt) if has_rest else None
+    params = [_cast(t, dt) for spec in specs for t in _params(spec)]
+    return _cast(Pi, dt), _cast(Pj, dt), rest, Wr, _cast(first.bias, dt), params, dt
 
 
 def run_modules(x: Tensor, main: Sequence[nn.Module], *heads: Sequence[nn.Module]) -> tuple[Tensor, ...]:
@@ -389,17 +434,10 @@ def edge_chain(first: nn.Linear, h: Tensor, i: Tensor, j: Tensor, rest: Tensor |
         - h: :math:`(N, c)`, i, j: :math:`(E,)`, rest: :math:`(E, d)` or ``None``
         - output: :math:`(E, \cdot)` tensors
     """
-    c = h.shape[1]
-    W = first.weight
-    Pi, Pj = h @ W[:, :c].t(), h @ W[:, c:2 * c].t()  # (N, out) each
-    has_rest = rest is not None and rest.shape[1] > 0
-    Wr = W[:, 2 * c:] if has_rest else None
-    rest = rest if has_rest else None
     specs = [chain_spec(m) for m in (main, *heads)]
     if torch.is_grad_enabled() and all(sp is not None for sp in specs) and specs[0].act_first \
-            and _recompute(i.shape[0] * W.shape[0]):
-        params = [t for spec in specs for t in _params(spec)]
-        return _EdgeChain.apply(Pi, Pj, i, j, rest, Wr, first.bias, tuple(specs), *params)
-    if not torch.is_grad_enabled():
-        return run_modules(_pair(Pi, Pj, i, j, rest, Wr, first.bias), main, *heads)
-    return run_modules(PairLinear.apply(Pi, Pj, i, j, rest, Wr, first.bias), main, *heads)
+            and _recompute(i.shape[0] * first.out_features):
+        Pi, Pj, rest, Wr, b, params, dt = _pair_parts(first, h, rest, specs)
+        with _no_autocast(h, dt):
+            return _EdgeChain.apply(Pi, Pj, i, j, rest, Wr, b, tuple(specs), *params)
+    return run_modules(pair_input(first, h, i, j, rest), main, *heads)

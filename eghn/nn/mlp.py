@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .lean import PairLinear, run_modules
+from .lean import pair_input, run_modules
 
 __all__ = ["MLP", "activation", "pair_linear"]
 
@@ -59,9 +59,4 @@ def pair_linear(linear: nn.Linear, h: Tensor, i: Tensor, j: Tensor, rest: Tensor
     Shapes:
         - h: :math:`(N, c)`, i, j: :math:`(E,)`, rest: :math:`(E, d)` -> :math:`(E, \text{out})`
     """
-    c = h.shape[1]
-    W = linear.weight
-    Pi, Pj = h @ W[:, :c].t(), h @ W[:, c:2 * c].t()  # (N, out) each
-    if rest is not None and rest.shape[1]:
-        return PairLinear.apply(Pi, Pj, i, j, rest, W[:, 2 * c:], linear.bias)
-    return PairLinear.apply(Pi, Pj, i, j, None, None, linear.bias)
+    return pair_input(linear, h, i, j, rest)
