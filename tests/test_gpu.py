@@ -62,12 +62,22 @@ def test_every_model_trains_on_cuda(name):
     assert all(torch.isfinite(torch.tensor(losses)))
 
 
-def test_autocast_bfloat16_forward():
+@pytest.mark.parametrize("recompute", [True, False])
+def test_autocast_bfloat16_forward_backward(recompute):
+    from eghn.nn import set_edge_recompute
+
     g = _batch(torch.float32).to("cuda")
     model = _eghn(torch.float32).cuda()
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        out = model(g)
+    previous = set_edge_recompute(recompute)
+    try:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = model(g)
+            loss = (out.pos.float() - g.target).square().mean() + out.aux["reg_loss"]
+        loss.backward()
+    finally:
+        set_edge_recompute(previous)
     assert torch.isfinite(out.pos).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     ref = model(g).pos
     assert (out.pos.float() - ref).abs().max() / ref.abs().max() < 5e-2
 
