@@ -53,7 +53,7 @@ def test_learns_on_a_toy_problem():
         out = model(g)
         return ((out.pos - g.target) ** 2).mean() + out.aux["reg_loss"] * 0.01
 
-    first = float(loss_fn())
+    first = loss_fn().item()
     for _ in range(60):
         opt.zero_grad()
         loss = loss_fn()
@@ -63,7 +63,7 @@ def test_learns_on_a_toy_problem():
     # whose h^out (Eq. 14) has no consumer at the output level
     no_grad = {n for n, p in model.named_parameters() if p.grad is None}
     assert no_grad == {"unpools.0.to_h.weight", "unpools.0.to_h.bias"}
-    assert float(loss_fn()) < 0.5 * first
+    assert loss_fn().item() < 0.5 * first
 
 
 def test_deterministic():
