@@ -16,8 +16,11 @@ Usage::
     python benchmarks/bench_eghn.py mocap mcomplex55  # some of them
     python benchmarks/bench_eghn.py --device cuda     # on a GPU (peak CUDA memory reported)
 
-Prints one line per configuration: median ms per step, samples/s at that median, peak resident memory of the process
-(CPU) or peak allocated CUDA memory.
+``--live`` adds the peak of heap memory in use during one step (the tensors alive at the peak;
+CPU, glibc), ``--recompute-edges always|never`` overrides :func:`eghn.nn.set_edge_recompute`.
+
+Prints one line per configuration: median and fastest ms per step, samples/s at the median,
+peak resident memory of the process (CPU) or peak allocated CUDA memory.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import torch
 
 from eghn.data import Graph, collate
 from eghn.models import EGHN
+from eghn.nn import set_edge_recompute
 
 SCALES = [100, 1_000, 10_000, 100_000]
 
@@ -86,7 +90,54 @@ def radius_graph(n: int, neighbours: float = 16.0) -> tuple[Graph, dict]:
     return g, dict(node_dim=1, edge_dim=0, clusters=20)
 
 
-def run_one(name: str, device: str, steps: int) -> dict:
+class _LiveHeap:
+    """Peak bytes in use in glibc's malloc heap above a starting point, sampled from a thread
+    every 0.2 ms (``mallinfo2``): the tensors alive at the peak of a CPU step, as opposed to the
+    resident memory, which also keeps freed heap pages. ``None`` where glibc is not available."""
+
+    def __init__(self) -> None:
+        import ctypes
+        import threading
+
+        class _Info(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in
+                        "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+        try:
+            self._fn = ctypes.CDLL("libc.so.6").mallinfo2
+        except (OSError, AttributeError):
+            self._fn = None
+            return
+        self._fn.restype = _Info
+        self._threading = threading
+
+    def _used(self) -> int:
+        m = self._fn()
+        return m.uordblks + m.hblkhd
+
+    def __enter__(self) -> _LiveHeap:
+        self.peak_mb = None
+        if self._fn is None:
+            return self
+        self._base, self._peak, self._stop = self._used(), 0, False
+
+        def sample() -> None:
+            while not self._stop:
+                self._peak = max(self._peak, self._used() - self._base)
+                time.sleep(2e-4)
+
+        self._thread = self._threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fn is not None:
+            self._stop = True
+            self._thread.join()
+            self.peak_mb = self._peak / 2**20
+
+
+def run_one(name: str, device: str, steps: int, live: bool = False) -> dict:
     torch.manual_seed(0)
     if name == "mocap":
         g, cfg = mocap_batch()
@@ -114,6 +165,11 @@ def run_one(name: str, device: str, steps: int) -> dict:
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     times = []
+    live_mb = None
+    if live and not device.startswith("cuda"):
+        with _LiveHeap() as heap:
+            step()
+        live_mb = heap.peak_mb
     for _ in range(steps):
         t0 = time.perf_counter()
         step()
@@ -125,7 +181,8 @@ def run_one(name: str, device: str, steps: int) -> dict:
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return dict(config=name, nodes=g.num_nodes, edges=g.num_edges, graphs=g.num_graphs, ms_per_step=1e3 * dt,
-                samples_per_s=g.num_graphs / dt, peak_mb=peak_mb, device=device,
+                min_ms=1e3 * min(times), samples_per_s=g.num_graphs / dt, peak_mb=peak_mb, live_mb=live_mb,
+                device=device,
                 params=sum(p.numel() for p in model.parameters()), threads=torch.get_num_threads())
 
 
@@ -135,27 +192,35 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--recompute-edges", choices=["auto", "always", "never"], default="auto",
+                    help="eghn.nn.set_edge_recompute for the step (default: auto)")
+    ap.add_argument("--live", action="store_true",
+                    help="also report the peak of live heap memory during one step (CPU, glibc)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     configs = args.configs or ["mocap", "mcomplex55"] + [f"radius-{n}" for n in SCALES]
     if args.threads:
         torch.set_num_threads(args.threads)
+    set_edge_recompute({"auto": "auto", "always": True, "never": False}[args.recompute_edges])
     if args.child:
-        print(json.dumps(run_one(configs[0], args.device, args.steps)))
+        print(json.dumps(run_one(configs[0], args.device, args.steps, args.live)))
         return
-    print(f"{'config':<14}{'nodes':>8}{'edges':>10}{'ms/step':>10}{'samples/s':>11}{'peak MB':>9}")
+    print(f"{'config':<14}{'nodes':>8}{'edges':>10}{'ms/step':>10}{'min ms':>9}{'samples/s':>11}{'peak MB':>9}"
+          + (f"{'live MB':>9}" if args.live else ""))
     for name in configs:
         steps = args.steps if not name.startswith("radius-1000") else max(2, args.steps // 5)
         cmd = [sys.executable, __file__, name, "--child", "--device", args.device, "--steps", str(steps)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
+        cmd += ["--recompute-edges", args.recompute_edges] + (["--live"] if args.live else [])
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             print(f"{name:<14} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else proc.returncode}")
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"{r['config']:<14}{r['nodes']:>8}{r['edges']:>10}{r['ms_per_step']:>10.1f}"
-              f"{r['samples_per_s']:>11.1f}{r['peak_mb']:>9.0f}", flush=True)
+        live = "" if not args.live else (f"{r['live_mb']:>9.0f}" if r["live_mb"] is not None else f"{'-':>9}")
+        print(f"{r['config']:<14}{r['nodes']:>8}{r['edges']:>10}{r['ms_per_step']:>10.1f}{r['min_ms']:>9.1f}"
+              f"{r['samples_per_s']:>11.1f}{r['peak_mb']:>9.0f}" + live, flush=True)
 
 
 if __name__ == "__main__":
