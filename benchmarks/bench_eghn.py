@@ -17,7 +17,10 @@ Usage::
     python benchmarks/bench_eghn.py --device cuda     # on a GPU (peak CUDA memory reported)
 
 ``--live`` adds the peak of heap memory in use during one step (the tensors alive at the peak;
-CPU, glibc), ``--recompute-edges always|never`` overrides :func:`eghn.nn.set_edge_recompute`.
+CPU, glibc), ``--flops`` the GFLOP of matrix products in one step (forward and backward,
+``torch.utils.flop_counter``; its bookkeeping raises the peak RSS reported) and this
+machine's rate on an edge-sized product, and
+``--recompute-edges always|never`` overrides :func:`eghn.nn.set_edge_recompute`.
 
 Prints one line per configuration: median and fastest ms per step, samples/s at the median,
 peak resident memory of the process (CPU) or peak allocated CUDA memory.
@@ -137,7 +140,24 @@ class _LiveHeap:
             self.peak_mb = self._peak / 2**20
 
 
-def run_one(name: str, device: str, steps: int, live: bool = False) -> dict:
+def gemm_rate(device: str = "cpu", reps: int = 50) -> float:
+    """GFLOP/s of one edge-sized matrix product (13000 x 64 @ 64 x 64) on this machine."""
+    a = torch.randn(13000, 64, device=device)
+    w = torch.randn(64, 64, device=device)
+    for _ in range(5):
+        a @ w
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ w
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * 13000 * 64 * 64 / best / 1e9
+
+
+def run_one(name: str, device: str, steps: int, live: bool = False, flops: bool = False) -> dict:
     torch.manual_seed(0)
     if name == "mocap":
         g, cfg = mocap_batch()
@@ -164,6 +184,13 @@ def run_one(name: str, device: str, steps: int, live: bool = False) -> dict:
     sync()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
+    gflop = None
+    if flops:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            step()
+        gflop = counter.get_total_flops() / 1e9
     times = []
     live_mb = None
     if live and not device.startswith("cuda"):
@@ -182,6 +209,7 @@ def run_one(name: str, device: str, steps: int, live: bool = False) -> dict:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return dict(config=name, nodes=g.num_nodes, edges=g.num_edges, graphs=g.num_graphs, ms_per_step=1e3 * dt,
                 min_ms=1e3 * min(times), samples_per_s=g.num_graphs / dt, peak_mb=peak_mb, live_mb=live_mb,
+                matmul_gflop=gflop,
                 device=device,
                 params=sum(p.numel() for p in model.parameters()), threads=torch.get_num_threads())
 
@@ -194,6 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--recompute-edges", choices=["auto", "always", "never"], default="auto",
                     help="eghn.nn.set_edge_recompute for the step (default: auto)")
+    ap.add_argument("--flops", action="store_true",
+                    help="also count the matrix-product GFLOP of one step and measure this machine's GEMM rate")
     ap.add_argument("--live", action="store_true",
                     help="also report the peak of live heap memory during one step (CPU, glibc)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -203,16 +233,19 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     set_edge_recompute({"auto": "auto", "always": True, "never": False}[args.recompute_edges])
     if args.child:
-        print(json.dumps(run_one(configs[0], args.device, args.steps, args.live)))
+        print(json.dumps(run_one(configs[0], args.device, args.steps, args.live, args.flops)))
         return
+    if args.flops:
+        print(f"GEMM rate (13000x64 @ 64x64, best of 50): {gemm_rate(args.device):.0f} GFLOP/s")
     print(f"{'config':<14}{'nodes':>8}{'edges':>10}{'ms/step':>10}{'min ms':>9}{'samples/s':>11}{'peak MB':>9}"
-          + (f"{'live MB':>9}" if args.live else ""))
+          + (f"{'live MB':>9}" if args.live else "") + (f"{'GFLOP':>8}" if args.flops else ""))
     for name in configs:
         steps = args.steps if not name.startswith("radius-1000") else max(2, args.steps // 5)
         cmd = [sys.executable, __file__, name, "--child", "--device", args.device, "--steps", str(steps)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         cmd += ["--recompute-edges", args.recompute_edges] + (["--live"] if args.live else [])
+        cmd += ["--flops"] if args.flops else []
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             print(f"{name:<14} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else proc.returncode}")
@@ -220,7 +253,8 @@ def main(argv: list[str] | None = None) -> None:
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         live = "" if not args.live else (f"{r['live_mb']:>9.0f}" if r["live_mb"] is not None else f"{'-':>9}")
         print(f"{r['config']:<14}{r['nodes']:>8}{r['edges']:>10}{r['ms_per_step']:>10.1f}{r['min_ms']:>9.1f}"
-              f"{r['samples_per_s']:>11.1f}{r['peak_mb']:>9.0f}" + live, flush=True)
+              f"{r['samples_per_s']:>11.1f}{r['peak_mb']:>9.0f}" + live
+              + (f"{r['matmul_gflop']:>8.2f}" if args.flops else ""), flush=True)
 
 
 if __name__ == "__main__":
