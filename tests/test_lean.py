@@ -1,9 +1,10 @@
-"""The memory-lean MLP evaluation (eghn.nn.lean) equals the plain modules: values and gradients."""
+"""MLP chains as single autograd nodes (eghn.nn.lean) equal the plain modules: values and gradients."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.utils.prune
 from torch import nn
 
 from eghn.nn.lean import chain_spec, run_modules
@@ -73,6 +74,16 @@ def test_unsupported_chain_falls_back():
     assert chain_spec(main) is None
     x = torch.randn(2, 3)
     torch.testing.assert_close(run_modules(x, main)[0], main[2](main[0](x)))
+
+
+def test_hooked_modules_run_as_plain_modules():
+    """A pruning mask (a forward pre-hook) is honoured: hooked chains are not fused."""
+    torch.manual_seed(7)
+    main = [nn.Linear(3, 4), nn.SiLU(), nn.Linear(4, 2)]
+    torch.nn.utils.prune.l1_unstructured(main[0], "weight", amount=0.5)
+    assert chain_spec(main) is None
+    x = torch.randn(5, 3)
+    torch.testing.assert_close(run_modules(x, main)[0], main[2](main[1](main[0](x))))
 
 
 def test_no_grad_path_matches():

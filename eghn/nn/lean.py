@@ -77,8 +77,14 @@ class ChainSpec:
 
 
 def chain_spec(modules: Sequence[nn.Module]) -> ChainSpec | None:
-    """Describe ``modules`` (``[act,] Linear, act, Linear, ... [, act]``) or return ``None``."""
+    """Describe ``modules`` (``[act,] Linear, act, Linear, ... [, act]``) or return ``None``.
+
+    Modules with forward hooks (e.g. ``torch.nn.utils.prune``) also give ``None``: the chain
+    reads the weights directly and would bypass the hooks.
+    """
     mods = list(modules)
+    if any(m._forward_hooks or m._forward_pre_hooks for m in mods):
+        return None
     linears, acts, act_first, act_last = [], [], False, False
     expect_linear = True
     for k, mod in enumerate(mods):
