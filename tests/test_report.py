@@ -31,3 +31,33 @@ def test_table_and_figure(tmp_path):
     fig = plot_results("table2", [ok, failed], tmp_path, quick=False)
     curves = fig.axes[0].get_lines()
     assert len(curves) == 1 and list(curves[0].get_ydata()) == [90.0, 40.0]
+
+
+def test_gallery_run_modes(tmp_path, monkeypatch):
+    import torch
+
+    from eghn.train.report import GalleryRun
+
+    threads = torch.get_num_threads()
+    monkeypatch.delenv("EGHN_GALLERY", raising=False)
+    try:
+        fast = GalleryRun.from_env("table1", fast_only=["table1/eghn_single_3x3"], fast_summary="one cell",
+                                   overrides=["data.progress=false"], fast_overrides=["train.epochs=2"])
+    finally:
+        torch.set_num_threads(threads)
+    assert not fast.full and fast.seeds == 1 and fast.only == ("table1/eghn_single_3x3",)
+    assert fast.overrides == ["data.progress=false", "train.epochs=2"]
+    assert fast.mode.startswith("FAST mode") and "one cell" in fast.mode and "NOT comparable" in fast.mode
+    assert fast.out.is_dir()
+    fast.finish()
+    assert not fast.out.exists()
+
+    monkeypatch.setenv("EGHN_GALLERY", "full")
+    monkeypatch.setenv("EGHN_REPRODUCE_DIR", str(tmp_path / "runs"))
+    full = GalleryRun.from_env("table1", fast_only=["x"], fast_summary="s", overrides=["data.progress=false"],
+                               fast_overrides=["train.epochs=2"])
+    assert full.full and full.seeds == 3 and full.only == () and full.overrides == ["data.progress=false"]
+    assert full.out == tmp_path / "runs" and full.mode.startswith("FULL mode")
+    (tmp_path / "runs").mkdir()
+    full.finish()  # full runs are kept
+    assert (tmp_path / "runs").is_dir()

@@ -6,13 +6,70 @@ from __future__ import annotations
 
 import html
 import json
+import os
+import shutil
+import tempfile
+import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .reproduce import CellResult, paper_results
+import torch
 
-__all__ = ["ResultTable", "plot_results", "run_histories"]
+from ..data.paths import cache_dir
+from .reproduce import CellResult, paper_results, reproduce
+
+__all__ = ["GalleryRun", "ResultTable", "plot_results", "run_histories"]
+
+
+@dataclass
+class GalleryRun:
+    """How a gallery page that reproduces a paper table trains, chosen by ``EGHN_GALLERY``.
+
+    ``full`` (``EGHN_GALLERY=full``): every cell, three seeds, the paper's data and epochs, runs
+    kept under ``EGHN_REPRODUCE_DIR`` (default: the cache) for reuse. Otherwise *fast*: the cells
+    ``fast_only`` with the configs' ``[quick]`` tables and ``fast_overrides``, one seed, one
+    thread, in a temporary directory that :meth:`finish` removes.
+    """
+
+    table: str
+    full: bool
+    only: tuple[str, ...]
+    seeds: int
+    overrides: list[str]
+    out: Path
+    mode: str
+
+    @classmethod
+    def from_env(cls, table: str, *, fast_only: Sequence[str], fast_summary: str,
+                 overrides: Sequence[str] = (), fast_overrides: Sequence[str] = ()) -> GalleryRun:
+        if os.environ.get("EGHN_GALLERY", "fast") == "full":
+            out = Path(os.environ.get("EGHN_REPRODUCE_DIR", cache_dir() / "reproduce")).expanduser()
+            mode = ("FULL mode: every model of the table, the paper's data and epochs, 3 seeds "
+                    f"(device: {'cuda' if torch.cuda.is_available() else 'cpu'})")
+            return cls(table, True, (), 3, list(overrides), out, mode)
+        torch.set_num_threads(1)  # predictable on a busy CPU
+        mode = (f"FAST mode (CPU, reduced): {fast_summary} -- "
+                "these numbers only show that the pipeline runs; they are NOT comparable to the paper")
+        return cls(table, False, tuple(fast_only), 1, [*overrides, *fast_overrides],
+                   Path(tempfile.mkdtemp(prefix=f"eghn-gallery-{table}-")), mode)
+
+    def train(self) -> list[CellResult]:
+        """Run :func:`~eghn.train.reproduce.reproduce`, printing only each run's summary lines."""
+        start = time.perf_counter()
+        results = reproduce(
+            self.table, seeds=self.seeds, quick=not self.full, out=self.out, only=self.only,
+            overrides=self.overrides, progress=False,
+            echo=lambda line: print(line) if line.startswith(("[", "    ->", "done")) else None,
+        )
+        print(f"trained {len(results)} cells in {time.perf_counter() - start:.0f} s")
+        return results
+
+    def finish(self) -> None:
+        """Remove the runs of fast mode (they only served the page); full runs are kept."""
+        if not self.full:
+            shutil.rmtree(self.out, ignore_errors=True)
 
 
 class ResultTable:

@@ -26,38 +26,17 @@ The data are read from
 # %%
 # What runs
 # ---------
-import os
-import shutil
-import tempfile
-import time
-from pathlib import Path
-
 import matplotlib.pyplot as plt
-import torch
 
-from eghn.data.paths import cache_dir
-from eghn.train.report import ResultTable, plot_results
-from eghn.train.reproduce import reproduce
+from eghn.train.report import GalleryRun, ResultTable, plot_results
 
-TABLE = "table2"
-FULL = os.environ.get("EGHN_GALLERY", "fast") == "full"
-if FULL:
-    ONLY: tuple[str, ...] = ()  # every cell of the table
-    SEEDS = 3
-    OVERRIDES = []
-    OUT = Path(os.environ.get("EGHN_REPRODUCE_DIR", cache_dir() / "reproduce")).expanduser()
-    MODE = ("FULL mode: every model of the table, the paper's data and epochs, 3 seeds "
-            f"(device: {'cuda' if torch.cuda.is_available() else 'cpu'})")
-else:
-    torch.set_num_threads(1)  # predictable on a busy CPU
-    ONLY = ("mocap/run_mpnn", "mocap/run_egnn", "mocap/run_eghn")
-    SEEDS = 1
-    OVERRIDES = ["train.epochs=10", "train.batch_size=10"]
-    OUT = Path(tempfile.mkdtemp(prefix="eghn-gallery-table2-"))
-    MODE = ("FAST mode (CPU, reduced): "
-            "3 of 14 configs (run only), quick data and width, batch 10, 10 epochs, 1 seed -- "
-            "these numbers only show that the pipeline runs; they are NOT comparable to the paper")
-print(MODE)
+RUN = GalleryRun.from_env(
+    "table2",
+    fast_only=("mocap/run_mpnn", "mocap/run_egnn", "mocap/run_eghn"),
+    fast_summary="3 of 14 configs (run only), quick data and width, batch 10, 10 epochs, 1 seed",
+    fast_overrides=["train.epochs=10", "train.batch_size=10"],
+)
+print(RUN.mode)
 
 # %%
 # Training
@@ -67,12 +46,7 @@ print(MODE)
 # the config's ``[quick]`` table changes them in fast mode. Only the log lines that summarise
 # each run are shown.
 
-start = time.perf_counter()
-results = reproduce(
-    TABLE, seeds=SEEDS, quick=not FULL, out=OUT, only=ONLY, overrides=OVERRIDES, progress=False,
-    echo=lambda line: print(line) if line.startswith(("[", "    ->", "done")) else None,
-)
-print(f"trained {len(results)} cells in {time.perf_counter() - start:.0f} s")
+results = RUN.train()
 
 
 # %%
@@ -82,7 +56,7 @@ print(f"trained {len(results)} cells in {time.perf_counter() - start:.0f} s")
 # seeds.
 
 
-ResultTable(TABLE, results, MODE)
+ResultTable(RUN.table, results, RUN.mode)
 
 # %%
 # Training curves and the comparison
@@ -91,7 +65,6 @@ ResultTable(TABLE, results, MODE)
 # ``result.json``). Right: measured test MSE beside the published number (log scale).
 
 
-plot_results(TABLE, results, OUT, quick=not FULL)
+plot_results(RUN.table, results, RUN.out, quick=not RUN.full)
 plt.show()
-if not FULL:  # the fast runs only served this page; full runs are kept for reuse
-    shutil.rmtree(OUT, ignore_errors=True)
+RUN.finish()
