@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .scatter import gather, graph_mean, uniform_graph_size
+from .scatter import gather, scatter_mean, uniform_graph_size
 
 __all__ = ["center", "gram", "position_mask"]
 
@@ -34,11 +34,11 @@ def center(Z: Tensor, batch: Tensor, num_graphs: int, mask: Tensor) -> Tensor:
     Shapes:
         - Z: :math:`(N, n, m)`, batch: :math:`(N,)`, mask: :math:`(m,)` -> :math:`(N, n, m)`
     """
-    zbar = graph_mean(Z, batch, num_graphs) * mask
     n = uniform_graph_size(batch, num_graphs)
-    if n is not None:  # equal graph sizes: broadcast instead of gathering the means
-        return (Z.reshape(num_graphs, n, *Z.shape[1:]) - zbar.unsqueeze(1)).reshape(Z.shape)
-    return Z - gather(zbar, batch)
+    if n is not None:  # equal graph sizes: per-graph means by a reshape, broadcast back
+        Zg = Z.reshape(num_graphs, n, *Z.shape[1:])
+        return (Zg - Zg.mean(1, keepdim=True) * mask).reshape(Z.shape)
+    return Z - gather(scatter_mean(Z, batch, num_graphs) * mask, batch)
 
 
 def gram(Zhat: Tensor, normalize: bool = True, eps: float = 1e-8) -> Tensor:

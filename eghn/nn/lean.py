@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["ChainSpec", "chain_spec", "edge_chain", "run_chain", "run_modules", "set_edge_recompute"]
+__all__ = ["ChainSpec", "chain_spec", "edge_chain", "pair_linear", "run_chain", "run_modules", "set_edge_recompute"]
 
 _Act = tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor], Tensor]]
 
@@ -131,9 +131,10 @@ def _forward(x: Tensor, spec: ChainSpec, params: Sequence[Tensor | None], posts:
     return cur, pres
 
 
-def _backward(g: Tensor, x: Tensor, pres: list[Tensor], spec: ChainSpec, params: Sequence[Tensor | None],
-              need_input_grad: bool, posts: list[Tensor] | None = None) -> tuple[Tensor | None, list[Tensor | None]]:
-    fwd, bwd = spec.act
+def _backward(g: Tensor, x: Tensor, pres: Sequence[Tensor], posts: Sequence[Tensor], spec: ChainSpec,
+              params: Sequence[Tensor | None], need_input_grad: bool) -> tuple[Tensor | None, list[Tensor | None]]:
+    """Backward pass of one chain from its pre-activations and activation outputs."""
+    bwd = spec.act[1]
     grads: list[Tensor | None] = [None] * len(params)
     p = len(pres) - 1
     if spec.act_last:
@@ -142,7 +143,7 @@ def _backward(g: Tensor, x: Tensor, pres: list[Tensor], spec: ChainSpec, params:
     for k in reversed(range(len(spec.linears))):
         W, b = params[2 * k], params[2 * k + 1]
         has_act = k > 0 or spec.act_first
-        inp = (fwd(pres[p]) if posts is None else posts[p]) if has_act else x
+        inp = posts[p] if has_act else x
         grads[2 * k] = g.t() @ inp
         if b is not None:
             grads[2 * k + 1] = g.sum(0)
@@ -183,30 +184,27 @@ def _chain_forward(x: Tensor, specs: Sequence[ChainSpec], params: Sequence[Tenso
     return tuple(outs), all_pres, keep_y
 
 
-def _chain_backward(grads: Sequence[Tensor | None], x: Tensor, all_pres: list[list[Tensor]], y_kept: Tensor | None,
-                    specs: Sequence[ChainSpec], params: Sequence[Tensor | None], need_input_grad: bool,
-                    all_posts: list[list[Tensor]] | None = None) -> tuple[Tensor | None, list[Tensor | None]]:
+def _chain_backward(grads: Sequence[Tensor | None], x: Tensor, all_pres: Sequence[Sequence[Tensor]],
+                    all_posts: Sequence[Sequence[Tensor]], y_kept: Tensor | None, specs: Sequence[ChainSpec],
+                    params: Sequence[Tensor | None], need_input_grad: bool
+                    ) -> tuple[Tensor | None, list[Tensor | None]]:
     psplit = _split(params, specs)
-    posts = all_posts if all_posts is not None else [None] * len(specs)
     gy = grads[0]
     head_grads: list[list[Tensor | None]] = []
     if len(specs) > 1:
-        if y_kept is not None:
-            y = y_kept
-        else:
-            y = specs[0].act[0](all_pres[0][-1]) if all_posts is None else all_posts[0][-1]
-        for spec, hp, ps, g, po in zip(specs[1:], all_pres[1:], psplit[1:], grads[1:], posts[1:]):
+        y = y_kept if y_kept is not None else all_posts[0][-1]  # the heads' input, main(x)
+        for spec, hp, po, ps, g in zip(specs[1:], all_pres[1:], all_posts[1:], psplit[1:], grads[1:]):
             if g is None:
                 head_grads.append([None] * len(ps))
                 continue
-            gin, hg = _backward(g.contiguous(), y, list(hp), spec, ps, True, po)
+            gin, hg = _backward(g.contiguous(), y, hp, po, spec, ps, True)
             head_grads.append(hg)
             gy = gin if gy is None else gy + gin
     if gy is None:
         gx, main_grads = None, [None] * len(psplit[0])
     else:
-        gx, main_grads = _backward(gy.contiguous(), x, list(all_pres[0]), specs[0], psplit[0], need_input_grad,
-                                   posts[0])
+        gx, main_grads = _backward(gy.contiguous(), x, all_pres[0], all_posts[0], specs[0], psplit[0],
+                                   need_input_grad)
     return gx, main_grads + [t for hg in head_grads for t in hg]
 
 
@@ -240,8 +238,8 @@ class _Chain(torch.autograd.Function):
         for n in ctx.sizes:
             all_posts.append(rest[at:at + n])
             at += n
-        gx, pgrads = _chain_backward(grads, x, all_pres, y_kept, ctx.specs, params, ctx.needs_input_grad[0],
-                                     all_posts)
+        gx, pgrads = _chain_backward(grads, x, all_pres, all_posts, y_kept, ctx.specs, params,
+                                     ctx.needs_input_grad[0])
         return (gx, None, *pgrads)
 
 
@@ -258,7 +256,7 @@ def _pair(Pi: Tensor, Pj: Tensor, i: Tensor, j: Tensor, rest: Tensor | None, Wr:
 
 class PairLinear(torch.autograd.Function):
     """``a_ij = Pi[i] + Pj[j] + rest W_r^T + b`` as one autograd node that keeps nothing
-    edge-sized but ``rest`` (used by :func:`eghn.nn.mlp.pair_linear`)."""
+    edge-sized but ``rest`` (used by :func:`pair_linear`)."""
 
     @staticmethod
     def forward(ctx, Pi: Tensor, Pj: Tensor, i: Tensor, j: Tensor, rest: Tensor | None, Wr: Tensor | None,
@@ -306,7 +304,7 @@ class _EdgeChain(torch.autograd.Function):
         Pi, Pj, i, j, rest, Wr, b, *params = ctx.saved_tensors
         all_posts: list[list[Tensor]] = []
         _, all_pres, y_kept = _chain_forward(_pair(Pi, Pj, i, j, rest, Wr, b), ctx.specs, params, all_posts)
-        g, pgrads = _chain_backward(grads, all_pres[0][0], all_pres, y_kept, ctx.specs, params, True, all_posts)
+        g, pgrads = _chain_backward(grads, all_pres[0][0], all_pres, all_posts, y_kept, ctx.specs, params, True)
         if g is None:
             return (None,) * 8 + tuple(pgrads)
         return (*_pair_backward(ctx, g, i, j, rest, Wr, b is not None), None, *pgrads)
@@ -385,10 +383,18 @@ def run_chain(x: Tensor, main: ChainSpec, *heads: ChainSpec) -> tuple[Tensor, ..
     return tuple(o.reshape(*lead, o.shape[-1]) for o in outs)
 
 
-def pair_input(first: nn.Linear, h: Tensor, i: Tensor, j: Tensor, rest: Tensor | None) -> Tensor:
-    """``first(cat([h[i], h[j], rest], -1))`` with the node blocks of the weight applied per node
-    (see :func:`eghn.nn.mlp.pair_linear`)."""
-    Pi, Pj, rest, Wr, b, _, dt = _pair_parts(first, h, rest, ())
+def pair_linear(linear: nn.Linear, h: Tensor, i: Tensor, j: Tensor, rest: Tensor | None = None) -> Tensor:
+    r"""``linear(cat([h[i], h[j], rest], -1))`` without building the per-edge concatenation.
+
+    The weight is split into the blocks acting on :math:`h_i`, :math:`h_j` and the edge
+    features; the node blocks are applied once per *node* and gathered, so an edge-level matrix
+    product of width ``2c + d`` shrinks to one of width ``d`` (fewer FLOPs), and the only
+    edge-sized tensor created is the result. Same function, same gradients.
+
+    Shapes:
+        - h: :math:`(N, c)`, i, j: :math:`(E,)`, rest: :math:`(E, d)` -> :math:`(E, \text{out})`
+    """
+    Pi, Pj, rest, Wr, b, _, dt = _pair_parts(linear, h, rest, ())
     with _no_autocast(h, dt):
         if torch.is_grad_enabled():
             return PairLinear.apply(Pi, Pj, i, j, rest, Wr, b)
@@ -441,9 +447,10 @@ def edge_chain(first: nn.Linear, h: Tensor, i: Tensor, j: Tensor, rest: Tensor |
         - output: :math:`(E, \cdot)` tensors
     """
     specs = [chain_spec(m) for m in (main, *heads)]
-    if torch.is_grad_enabled() and all(sp is not None for sp in specs) and specs[0].act_first \
-            and _recompute(i.shape[0] * first.out_features):
+    fused = all(sp is not None for sp in specs)
+    if fused and torch.is_grad_enabled() and specs[0].act_first and _recompute(i.shape[0] * first.out_features):
         Pi, Pj, rest, Wr, b, params, dt = _pair_parts(first, h, rest, specs)
         with _no_autocast(h, dt):
             return _EdgeChain.apply(Pi, Pj, i, j, rest, Wr, b, tuple(specs), *params)
-    return run_modules(pair_input(first, h, i, j, rest), main, *heads)
+    a1 = pair_linear(first, h, i, j, rest)
+    return run_chain(a1, *specs) if fused else run_modules(a1, main, *heads)

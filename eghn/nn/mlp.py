@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .lean import pair_input, run_modules
+from .lean import pair_linear, run_modules
 
 __all__ = ["MLP", "activation", "pair_linear"]
 
@@ -46,17 +46,3 @@ class MLP(nn.Sequential):
     def rest(self, x: Tensor) -> Tensor:
         """Apply every module after the first Linear (used with :func:`pair_linear`)."""
         return run_modules(x, list(self)[1:])[0]
-
-
-def pair_linear(linear: nn.Linear, h: Tensor, i: Tensor, j: Tensor, rest: Tensor | None = None) -> Tensor:
-    r"""``linear(cat([h[i], h[j], rest], -1))`` without building the per-edge concatenation.
-
-    The weight is split into the blocks acting on :math:`h_i`, :math:`h_j` and the edge
-    features; the node blocks are applied once per *node* and gathered, so an edge-level matrix
-    product of width ``2c + d`` shrinks to one of width ``d`` (fewer FLOPs), and the only
-    edge-sized tensor created is the result. Same function, same gradients.
-
-    Shapes:
-        - h: :math:`(N, c)`, i, j: :math:`(E,)`, rest: :math:`(E, d)` -> :math:`(E, \text{out})`
-    """
-    return pair_input(linear, h, i, j, rest)
