@@ -5,17 +5,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .pool_ops import pool_adjacency
+from .pool_ops import pool_adjacency, row_normalize
 
 __all__ = ["connectivity_loss", "connectivity_loss_dense"]
 
 
-def connectivity_loss_dense(A_high: Tensor, reduction: str = "mean", eps: float = 1e-12) -> Tensor:
+def connectivity_loss_dense(A_high: Tensor, reduction: str = "mean") -> Tensor:
     r""":math:`\lVert \mathrm{rownorm}(A^{high}) - I\rVert_F^2` for pooled adjacencies ``(G, K, K)``.
 
     ``reduction`` is ``"mean"`` or ``"sum"`` over graphs, or ``"none"`` for a ``(G,)`` tensor.
+    Rows are normalised by :func:`~eghn.nn.pool_ops.row_normalize` (an empty row stays zero).
     """
-    rows = A_high / A_high.sum(-1, keepdim=True).clamp_min(eps)
+    rows = row_normalize(A_high)
     eye = torch.eye(A_high.shape[-1], dtype=A_high.dtype, device=A_high.device)
     per_graph = ((rows - eye) ** 2).sum((-2, -1))
     if reduction == "mean":

@@ -17,10 +17,12 @@ __all__ = ["EPool", "PoolOutput"]
 
 @dataclass
 class PoolOutput:
-    """Result of :class:`EPool`.
+    r"""Result of :class:`EPool`.
 
     Attributes:
         scores: soft assignment :math:`S`, shape ``(N, K)``, rows sum to 1 (invariant).
+        log_scores: :math:`\log S` (``log_softmax`` of the score logits), shape ``(N, K)``; finite
+            even where :math:`S` underflows to 0.
         Z: cluster matrices :math:`Z^{high}`, shape ``(G K, n, m)`` (equivariant).
         h: cluster features :math:`h^{high}`, shape ``(G K, c)`` (invariant).
         batch: graph id of each cluster, shape ``(G K,)``.
@@ -28,6 +30,7 @@ class PoolOutput:
     """
 
     scores: Tensor
+    log_scores: Tensor
     Z: Tensor
     h: Tensor
     batch: Tensor
@@ -48,6 +51,12 @@ class EPool(nn.Module):
     run over the nodes of each graph separately; every graph gets ``K`` clusters, so ``K``
     must not exceed the size of any graph. :math:`A^{high}` is computed by
     :func:`eghn.nn.pool_ops.pool_adjacency` (the *connect* step).
+
+    The weights :math:`s_{ik} / \sum_i s_{ik}` of Eq. 9-10 are computed in log space from the
+    score logits (:func:`eghn.nn.pool_ops.cluster_weights`): they sum to 1 over each graph's
+    nodes for any scores, including clusters whose total score underflows, so cluster
+    positions are always affine combinations of particle positions (translation equivariance
+    in floating point, not only on paper).
 
     Args:
         channels: vector channels :math:`m` of :math:`Z`.
@@ -84,13 +93,19 @@ class EPool(nn.Module):
             )
         self.score = MLP(hidden if layers else node_dim, hidden, clusters, layers=2, act=act)
 
-    def select(self, Z: Tensor, h: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int,
-               edge_attr: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Internal EMMP (Eq. 7) and scores (Eq. 8): returns ``(Z', S)``."""
+    def select_log(self, Z: Tensor, h: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int,
+                   edge_attr: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Internal EMMP (Eq. 7) and log-scores (Eq. 8): returns ``(Z', log S)``."""
         hp = h
         for layer in self.emmps:
             Z, hp = layer(Z, hp, edge_index, batch, num_graphs, edge_attr)
-        return Z, torch.softmax(self.score(hp), dim=-1)
+        return Z, torch.log_softmax(self.score(hp), dim=-1)
+
+    def select(self, Z: Tensor, h: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int,
+               edge_attr: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Internal EMMP (Eq. 7) and scores (Eq. 8): returns ``(Z', S)``."""
+        Z, log_S = self.select_log(Z, h, edge_index, batch, num_graphs, edge_attr)
+        return Z, log_S.exp()
 
     def forward(self, Z: Tensor, h: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int,
                 edge_attr: Tensor | None = None) -> PoolOutput:
@@ -99,11 +114,13 @@ class EPool(nn.Module):
             small = int(sizes.min())
             raise ValueError(f"E-Pool with K = {self.clusters} clusters needs at least K nodes per graph, "
                              f"but a graph of the batch has only {small}")
-        Zp, S = self.select(Z, h, edge_index, batch, num_graphs, edge_attr)
+        Zp, log_S = self.select_log(Z, h, edge_index, batch, num_graphs, edge_attr)
+        S = log_S.exp()
         return PoolOutput(
             scores=S,
-            Z=reduce_clusters(S, Zp, batch, num_graphs),
-            h=reduce_clusters(S, h, batch, num_graphs),
+            log_scores=log_S,
+            Z=reduce_clusters(S, Zp, batch, num_graphs, log_scores=log_S),
+            h=reduce_clusters(S, h, batch, num_graphs, log_scores=log_S),
             batch=cluster_batch(num_graphs, self.clusters, Z.device),
             num_graphs=num_graphs,
         )

@@ -11,7 +11,8 @@ from torch import Tensor
 
 from .scatter import gather, scatter_sum, uniform_graph_size
 
-__all__ = ["cluster_batch", "dense_to_edges", "pool_adjacency", "reduce_clusters", "unpool"]
+__all__ = ["cluster_batch", "cluster_weights", "dense_to_edges", "pool_adjacency", "reduce_clusters", "row_normalize",
+           "unpool"]
 
 
 def cluster_batch(num_graphs: int, clusters: int, device: torch.device | None = None) -> Tensor:
@@ -19,25 +20,72 @@ def cluster_batch(num_graphs: int, clusters: int, device: torch.device | None = 
     return torch.arange(num_graphs, device=device).repeat_interleave(clusters)
 
 
-def reduce_clusters(S: Tensor, x: Tensor, batch: Tensor, num_graphs: int, eps: float = 1e-12) -> Tensor:
-    r"""Score-weighted cluster means (paper Eq. 9-10):
-    :math:`x^{high}_k = \sum_i s_{ik} x_i / \sum_i s_{ik}` over the nodes of each graph.
+def cluster_weights(log_scores: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+    r"""Normalised cluster weights of Eq. 9-10, computed in log space.
+
+    .. math:: w_{ik} = \frac{s_{ik}}{\sum_{j \in g(i)} s_{jk}}
+              = \frac{\exp(\log s_{ik} - m_{gk})}{\sum_{j \in g(i)} \exp(\log s_{jk} - m_{gk})},
+              \qquad m_{gk} = \max_{j \in g} \log s_{jk}
+
+    i.e. a softmax over the nodes of each graph of every column of :math:`\log S`. The largest
+    term of each sum is :math:`\exp(0) = 1`, so the denominator is at least 1: it never
+    underflows, even when the total score :math:`\sum_j s_{jk}` of a cluster is a denormal or 0
+    in floating point, and every column of :math:`W` sums to 1 over each graph's nodes up to
+    rounding. Cluster quantities :math:`W^\top x` are therefore always affine combinations of the
+    particles' quantities, the property Lemma 2.6 of ``proofs/theorem2.md`` relies on.
+
+    A column of a graph whose log-scores are all :math:`-\infty` (:math:`s_{jk} = 0` for every
+    node, possible only when ``log_scores`` is taken from an underflowed ``S``) gets uniform weights
+    (the centroid).
 
     Shapes:
-        - S: :math:`(N, K)`, x: :math:`(N, *)`, batch: :math:`(N,)` -> :math:`(G K, *)`
+        - log_scores: :math:`(N, K)`, batch: :math:`(N,)` -> :math:`(N, K)`
+    """
+    if not log_scores.is_floating_point():
+        raise TypeError(f"log_scores must be floating point, got {log_scores.dtype}")
+    n_nodes, k = log_scores.shape
+    n = uniform_graph_size(batch, num_graphs)
+    if n is not None:  # equal graph sizes: a softmax over dim 1 of (G, n, K)
+        Lg = log_scores.reshape(num_graphs, n, k)
+        top = Lg.detach().amax(1, keepdim=True)
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+        e = torch.exp(Lg - top)
+        total = e.sum(1, keepdim=True)
+        W = torch.where(total > 0, e / torch.where(total > 0, total, torch.ones_like(total)), 1.0 / n)
+        return W.reshape(n_nodes, k)
+    index = batch.view(-1, 1).expand(-1, k)
+    top = log_scores.new_full((num_graphs, k), -torch.inf)
+    top = top.scatter_reduce(0, index, log_scores.detach(), reduce="amax", include_self=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    e = torch.exp(log_scores - gather(top, batch))
+    total = gather(scatter_sum(e, batch, num_graphs), batch)
+    size = gather(torch.bincount(batch, minlength=num_graphs).to(log_scores.dtype), batch).unsqueeze(-1)
+    return torch.where(total > 0, e / torch.where(total > 0, total, torch.ones_like(total)), 1.0 / size)
+
+
+def reduce_clusters(S: Tensor, x: Tensor, batch: Tensor, num_graphs: int, *,
+                    log_scores: Tensor | None = None) -> Tensor:
+    r"""Score-weighted cluster means (paper Eq. 9-10):
+    :math:`x^{high}_k = \sum_i s_{ik} x_i / \sum_i s_{ik} = \sum_i w_{ik} x_i` over the nodes of each graph.
+
+    The weights :math:`w_{ik}` are computed by :func:`cluster_weights` from ``log_scores``
+    (:math:`\log S`, e.g. the ``log_softmax`` of the score logits; pass it whenever it is
+    available) or else from ``S.log()``. No division by a possibly underflowed cluster mass
+    takes place, so :math:`x^{high}` is an affine combination of the :math:`x_i` for any scores.
+
+    Shapes:
+        - S: :math:`(N, K)`, x: :math:`(N, *)`, batch: :math:`(N,)`, log_scores: :math:`(N, K)`
+          -> :math:`(G K, *)`
     """
     n_nodes, k = S.shape
+    W = cluster_weights(S.log() if log_scores is None else log_scores, batch, num_graphs)
     flat = x.reshape(n_nodes, -1)
     n = uniform_graph_size(batch, num_graphs)
-    if n is not None:  # equal graph sizes: S_g^T x_g as one batched product
-        Sg = S.reshape(num_graphs, n, k)
-        total = torch.bmm(Sg.transpose(1, 2), flat.reshape(num_graphs, n, -1))
-        mass = Sg.sum(1).clamp_min(eps)
-        return (total / mass.unsqueeze(-1)).reshape(num_graphs * k, *x.shape[1:])
-    weighted = S.unsqueeze(-1) * flat.unsqueeze(1)  # (N, K, F)
-    total = scatter_sum(weighted, batch, num_graphs)  # (G, K, F)
-    mass = scatter_sum(S, batch, num_graphs).clamp_min(eps)  # (G, K)
-    return (total / mass.unsqueeze(-1)).reshape(num_graphs * k, *x.shape[1:])
+    if n is not None:  # equal graph sizes: W_g^T x_g as one batched product
+        total = torch.bmm(W.reshape(num_graphs, n, k).transpose(1, 2), flat.reshape(num_graphs, n, -1))
+        return total.reshape(num_graphs * k, *x.shape[1:])
+    total = scatter_sum(W.unsqueeze(-1) * flat.unsqueeze(1), batch, num_graphs)  # (G, K, F)
+    return total.reshape(num_graphs * k, *x.shape[1:])
 
 
 def unpool(S: Tensor, x_high: Tensor, batch: Tensor) -> Tensor:
@@ -76,17 +124,33 @@ def pool_adjacency(S: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int
     return scatter_sum(S.unsqueeze(-1) * AS.unsqueeze(1), batch, num_graphs)
 
 
-def dense_to_edges(A: Tensor, eps: float = 1e-12) -> tuple[Tensor, Tensor]:
+def row_normalize(A: Tensor) -> Tensor:
+    r"""Rows of the pooled adjacencies divided by their sums, :math:`A_{kl} / \sum_{l'} A_{kl'}`.
+
+    A row whose sum is zero (a cluster without edges, or whose score mass underflowed) stays
+    zero: the division happens only where the sum is positive, so neither the value nor its
+    gradient is ever a division by zero.
+
+    Shapes:
+        - A: :math:`(G, K, K)` -> :math:`(G, K, K)`
+    """
+    total = A.sum(-1, keepdim=True)
+    positive = total > 0
+    return torch.where(positive, A / torch.where(positive, total, torch.ones_like(total)), torch.zeros_like(A))
+
+
+def dense_to_edges(A: Tensor) -> tuple[Tensor, Tensor]:
     r"""Turn per-graph dense cluster adjacencies into a weighted edge list between clusters.
 
     Every ordered pair :math:`k \neq l` of clusters of a graph becomes an edge; its attribute
-    is the row-normalised weight :math:`A_{kl} / \sum_{l'} A_{kl'}` (an invariant).
+    is the row-normalised weight :math:`A_{kl} / \sum_{l'} A_{kl'}` (an invariant; see
+    :func:`row_normalize`).
 
     Shapes:
         - A: :math:`(G, K, K)` -> edge_index :math:`(2, G K (K-1))`, edge_attr :math:`(G K (K-1), 1)`
     """
     g, k, _ = A.shape
-    rows = A / A.sum(-1, keepdim=True).clamp_min(eps)
+    rows = row_normalize(A)
     off = ~torch.eye(k, dtype=torch.bool, device=A.device)
     kk, ll = torch.nonzero(off, as_tuple=True)
     base = (torch.arange(g, device=A.device) * k).view(-1, 1)
