@@ -112,7 +112,7 @@ def test_missing_normalisation_in_eq9_breaks_epool(monkeypatch):
 
     assert_equivariant(fn, g, outputs="position:fixed", checks=("translation",))
 
-    def unnormalised(S, x, batch, num_graphs, eps=1e-12):
+    def unnormalised(S, x, batch, num_graphs, **_):
         n, k = S.shape
         total = scatter_sum(torch.einsum("nk,nf->nkf", S, x.reshape(n, -1)), batch, num_graphs)
         return total.reshape(num_graphs * k, *x.shape[1:])

@@ -21,10 +21,15 @@ at dimension 1 (``(N, n)`` or ``(N, n, m)``).
 
 The error reported is relative: :math:`\max |f(Tg) - T f(g)| / \max(|T f(g)|, 1)`, per
 transformation type. Default tolerances depend on the dtype (:data:`TOLERANCES`).
+
+Non-finite outputs never pass: a NaN or infinity in :math:`f(g)` or :math:`f(Tg)` makes the
+error of that check ``nan`` (:func:`equivariance_error`), and :func:`assert_equivariant` fails
+naming the transformation (or the untransformed input) that produced it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -45,7 +50,11 @@ __all__ = [
 
 #: Relative tolerances per dtype. float64 is the paper-proof check (1e-9); float32 budget:
 #: a few hundred ulps of accumulated error through a deep network (measured max ~1e-6 for
-#: EGHN with L = 2 on graphs of <= 40 nodes; see ``tests/test_testing.py``).
+#: EGHN with L = 2 on graphs of <= 40 nodes; see ``tests/test_testing.py``). The error is
+#: relative to the largest transformed output, so a translation by :math:`t` is judged against
+#: the rounding of coordinates of size :math:`|t|`; the same budgets hold for coordinate scales
+#: 1e-3 to 1e5 and translations up to 1e5 once coordinates are standardised
+#: (``tests/test_units.py``).
 TOLERANCES: dict[torch.dtype, float] = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2,
                                         torch.bfloat16: 5e-2}
 
@@ -124,10 +133,28 @@ def _apply(y: Tensor, kind: str, Q: Tensor | None, t: Tensor | None, perm: Tenso
 
 
 def _rel(a: Tensor, b: Tensor) -> float:
+    """Relative error of ``a`` against ``b``; ``nan`` when either holds a NaN or an infinity."""
     if a.shape != b.shape:
         raise AssertionError(f"output shapes differ after the transformation: {tuple(a.shape)} vs {tuple(b.shape)}")
-    scale = max(float(b.abs().max()) if b.numel() else 0.0, 1.0)
-    return float((a - b).abs().max()) / scale if a.numel() else 0.0
+    if not a.numel():
+        return 0.0
+    if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(b).all())):
+        return math.nan
+    scale = max(float(b.abs().max()), 1.0)
+    return float((a - b).abs().max()) / scale
+
+
+def _nonfinite(outputs: Mapping[str, tuple[Tensor, str]]) -> list[str]:
+    return [name for name, (y, _) in outputs.items() if y.is_floating_point() and not bool(torch.isfinite(y).all())]
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def _worse(a: float, b: float) -> float:
+    """``max`` that keeps ``nan`` (Python's ``max(0.0, nan)`` is ``0.0``)."""
+    return math.nan if math.isnan(a) or math.isnan(b) else max(a, b)
 
 
 def equivariance_error(
@@ -139,6 +166,8 @@ def equivariance_error(
     trials: int = 2,
     rotation_axis: int | None = None,
     seed: int = 0,
+    translation_scale: float = 10.0,
+    report: dict[str, str] | None = None,
 ) -> dict[str, float]:
     r"""Largest relative equivariance error of ``fn`` on ``graph`` for each kind of transformation.
 
@@ -154,17 +183,34 @@ def equivariance_error(
         trials: random transformations per check.
         rotation_axis: restrict rotations/reflections to those fixing this coordinate axis.
         seed: seed of the random transformations.
+        translation_scale: standard deviation of each component of the random translations.
+        report: if given, filled with ``{check: message}`` for every check whose output held a
+            NaN or an infinity (key ``"input"`` for the untransformed graph).
 
     Returns:
-        ``{check: error}`` for each requested check.
+        ``{check: error}`` for each requested check; ``nan`` where an output was not finite.
+
+    Example:
+        >>> import torch
+        >>> from eghn.testing.strategies import random_graph
+        >>> g = random_graph(6, node_dim=1)
+        >>> err = equivariance_error(lambda gr: gr.pos - gr.pos.mean(0), g, outputs="vector")
+        >>> sorted(err), max(err.values()) < 1e-12
+        (['permutation', 'reflection', 'rotation', 'translation'], True)
     """
+    if not math.isfinite(translation_scale) or translation_scale < 0:
+        raise ValueError(f"translation_scale must be finite and >= 0, got {translation_scale}")
     gen = torch.Generator().manual_seed(seed)
     n = graph.dim
+    notes = report if report is not None else {}
     with torch.no_grad():
         ref = _flatten(fn(graph), outputs)
+        bad_ref = _nonfinite(ref)
+        if bad_ref:
+            notes["input"] = f"non-finite (NaN/inf) values in {_names(bad_ref)} on the untransformed input"
         errors: dict[str, float] = {}
         for check in checks:
-            worst = 0.0
+            worst = math.nan if bad_ref else 0.0
             for _ in range(trials):
                 Q = t = perm = None
                 if check in ("rotation", "reflection"):
@@ -176,7 +222,7 @@ def equivariance_error(
                                                        dtype=graph.pos.dtype, det=det)
                     g2 = graph.transform(rotation=Q)
                 elif check == "translation":
-                    t = (torch.randn(n, generator=gen, dtype=torch.float64) * 10).to(graph.pos.dtype)
+                    t = (torch.randn(n, generator=gen, dtype=torch.float64) * translation_scale).to(graph.pos.dtype)
                     if rotation_axis is not None:
                         t[rotation_axis] = 0
                     g2 = graph.transform(translation=t)
@@ -186,9 +232,12 @@ def equivariance_error(
                 else:
                     raise ValueError(f"unknown check {check!r}")
                 out = _flatten(fn(g2), outputs)
+                bad = _nonfinite(out)
+                if bad and check not in notes:
+                    notes[check] = f"non-finite (NaN/inf) values in {_names(bad)} after the {check}"
                 for name, (y, kind) in ref.items():
                     expected = _apply(y, kind, Q, t, perm, graph.batch)
-                    worst = max(worst, _rel(out[name][0], expected))
+                    worst = _worse(worst, _rel(out[name][0], expected))
             errors[check] = worst
     return errors
 
@@ -196,9 +245,37 @@ def equivariance_error(
 def assert_equivariant(fn: Callable[[Graph], Any], graph: Graph, *, tolerance: float | None = None,
                        **kwargs: Any) -> dict[str, float]:
     """Raise ``AssertionError`` unless :func:`equivariance_error` stays below ``tolerance``
-    for every check (default: :data:`TOLERANCES` of the graph's dtype). Returns the errors."""
+    for every check.
+
+    Args:
+        fn: model or layer, as for :func:`equivariance_error`.
+        graph: the input graph (its dtype picks the default tolerance).
+        tolerance: largest relative error allowed; default :data:`TOLERANCES` of the graph's dtype.
+        **kwargs: passed on to :func:`equivariance_error` (``outputs``, ``checks``, ``trials``,
+            ``rotation_axis``, ``seed``, ``translation_scale``).
+
+    Returns:
+        The errors ``{check: error}``.
+
+    Raises:
+        AssertionError: an error above ``tolerance``, or a NaN/infinity in any output; the
+            message names the transformation (or the untransformed input) responsible.
+
+    Example:
+        >>> import torch
+        >>> from eghn.testing.strategies import random_graph
+        >>> g = random_graph(6, node_dim=1)
+        >>> _ = assert_equivariant(lambda gr: gr.pos * 2 - gr.pos.mean(0), g)
+        >>> assert_equivariant(lambda gr: gr.pos * float("nan"), g)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        AssertionError: not equivariant (torch.float64): non-finite (NaN/inf) values in 'output' on the untransformed...
+    """
     tol = TOLERANCES.get(graph.pos.dtype, 1e-4) if tolerance is None else tolerance
-    errors = equivariance_error(fn, graph, **kwargs)
+    notes: dict[str, str] = {}
+    errors = equivariance_error(fn, graph, report=notes, **kwargs)
+    if notes:
+        raise AssertionError(f"not equivariant ({graph.pos.dtype}): " + "; ".join(notes.values()))
     bad = {k: v for k, v in errors.items() if not v <= tol}
     if bad:
         detail = ", ".join(f"{k}: {v:.3e}" for k, v in bad.items())
