@@ -40,6 +40,24 @@ class _OnZ(nn.Module):
         return (torch.stack([x, v], -1) if v is not None else x.unsqueeze(-1)), h
 
 
+def _nonfinite_message(g: Graph, model: nn.Module) -> str:
+    """Why EGHN's output is not finite, as far as can be told: weights, or coordinate scale."""
+    bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        return (f"EGHN produced non-finite positions (NaN/inf): {len(bad)} parameter tensors are not finite "
+                f"(first: {bad[0]}); the weights were corrupted, e.g. by a diverged training step")
+    with torch.no_grad():
+        pos = g.pos.double()
+        count = torch.bincount(g.batch, minlength=g.num_graphs).clamp_min(1).double()
+        centroid = torch.zeros(g.num_graphs, g.dim, dtype=torch.float64).to(pos).index_add_(0, g.batch, pos)
+        extent = float(((pos - centroid[g.batch] / count[g.batch, None]) ** 2).sum(-1).mean().sqrt())
+    return (f"EGHN produced non-finite positions (NaN/inf) in {str(g.pos.dtype).removeprefix('torch.')}. The input "
+            f"systems have an RMS extent of {extent:.3g}: EGHN's EGNN layers feed raw squared distances into "
+            "their edge MLPs, so coordinates far from unit scale overflow. Standardise lengths first: "
+            "eghn.data.LengthScaled(dataset, eghn.data.length_scale(train_dataset)) (what `eghn train` does, "
+            "data.length_scale = 'auto'), and multiply predictions by that scale.")
+
+
 @register("eghn")
 class EGHN(nn.Module):
     r"""Equivariant Graph Hierarchy-based Network (Han et al., NeurIPS 2022).
@@ -59,7 +77,9 @@ class EGHN(nn.Module):
       :class:`~eghn.nn.EUnPool` with the :math:`S_l` and the skip connection of level
       :math:`l - 1`.
 
-    The prediction is the position channel of the final :math:`Z^{out}`. The auxiliary record
+    The prediction is the position channel of the final :math:`Z^{out}`; a NaN or infinity in
+    it raises ``FloatingPointError`` naming the likely cause (corrupted weights, or coordinates
+    far from unit scale: standardise them, see :mod:`eghn.data.units`). The auxiliary record
     holds the score matrices, the connectivity loss :math:`\sum_l \lVert\mathrm{rownorm}
     (S_l^\top A^{local}_{l-1} S_l) - I\rVert_F^2` (mean over graphs) and ``reg_loss`` =
     ``lam`` times it, so that the training loss is Eq. 16.
@@ -213,5 +233,8 @@ class EGHN(nn.Module):
             Z_low, h_low, batch_low = skips[lv]
             Z, h = self.unpools[lv](Z_low, h_low, Z, h, scores[lv], batch_low, G)
         conn_loss = torch.stack(conn).sum()
-        return ModelOutput(pos=Z[..., 0], aux={"scores": scores, "connectivity_loss": conn_loss,
+        pos = Z[..., 0]
+        if not bool(torch.isfinite(pos).all()):
+            raise FloatingPointError(_nonfinite_message(g, self))
+        return ModelOutput(pos=pos, aux={"scores": scores, "connectivity_loss": conn_loss,
                                                 "reg_loss": self.lam * conn_loss})
