@@ -8,6 +8,8 @@ position, velocity and the graph centroid, so a small equivariant model can lear
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -21,6 +23,7 @@ class ToyDataset:
     """Synthetic split; ``size`` samples drawn from ``seed`` (+ a per-split offset)."""
 
     node_dim, edge_dim, local_edge_dim = 1, 1, 0
+    feature_length_powers: ClassVar[dict] = {"h": (1,)}  # h = |v|
 
     def __init__(self, size: int = 40, seed: int = 0, split: str = "train") -> None:
         offset = {"train": 0, "val": 1000, "test": 2000}[split]

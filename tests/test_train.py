@@ -10,6 +10,7 @@ import pytest
 import torch
 from _train_toy import ToyDataset, toy_config
 
+from eghn.data import LengthScaled, length_scale
 from eghn.train import reproduce as rep
 from eghn.train.checkpoint import load_checkpoint
 from eghn.train.config import (
@@ -133,7 +134,9 @@ def test_train_learns_and_writes_run_files(tmp_path):
     ck = load_checkpoint(run / "best.pt")
     model = build_model(cfg, ToyDataset(size=2)).double()
     model.load_state_dict(ck["model"])
-    bank = GraphBank(ToyDataset(size=40, seed=0, split="test"), "cpu", torch.float64)
+    scale = json.loads((run / "config.json").read_text())["data"]["length_scale"]
+    assert scale == pytest.approx(length_scale(ToyDataset(size=40, seed=0)), rel=1e-12)  # "auto": from train
+    bank = GraphBank(LengthScaled(ToyDataset(size=40, seed=0, split="test"), scale), "cpu", torch.float64)
     assert evaluate_model(model, bank, 8) == pytest.approx(res.test, rel=1e-12)
 
 
@@ -168,7 +171,8 @@ def test_evaluation_under_rotation_and_translation(tmp_path):
     ck = load_checkpoint(tmp_path / "r" / "best.pt")
     model = build_model(ck["config"], ToyDataset(size=2)).double()
     model.load_state_dict(ck["model"])
-    bank = GraphBank(ToyDataset(size=40, seed=0, split="test"), "cpu", torch.float64)
+    scale = json.loads((tmp_path / "r" / "config.json").read_text())["data"]["length_scale"]
+    bank = GraphBank(LengthScaled(ToyDataset(size=40, seed=0, split="test"), scale), "cpu", torch.float64)
     plain = evaluate_model(model, bank, 8)
     assert plain == pytest.approx(res.test, rel=1e-12)
     moved = evaluate_model(model, bank, 8, rotate=True, translate=10.0, generator=torch.Generator().manual_seed(1))

@@ -4,8 +4,9 @@ from .graph import Graph, collate
 from .mcomplex import MComplexDataset, simulate_mcomplex
 from .mocap import MocapDataset, read_amc, read_asf
 from .protein import ProteinMDDataset
+from .units import LengthScaled, length_scale, standardize_graph
 
 __all__ = [
-    "Graph", "MComplexDataset", "MocapDataset", "ProteinMDDataset", "collate", "read_amc", "read_asf",
-    "simulate_mcomplex",
+    "Graph", "LengthScaled", "MComplexDataset", "MocapDataset", "ProteinMDDataset", "collate", "length_scale",
+    "read_amc", "read_asf", "simulate_mcomplex", "standardize_graph",
 ]

@@ -40,7 +40,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -229,6 +229,10 @@ class MComplexDataset:
     node_dim = 1
     edge_dim = 3
     local_edge_dim = 3
+    #: power of length of each feature column (see :mod:`eghn.data.units`): speed |v|; charge
+    #: product, same-complex flag, squared distance
+    feature_length_powers: ClassVar[dict[str, tuple[int, ...]]] = {
+        "h": (1,), "edge_attr": (0, 0, 2), "local_edge_attr": (0, 0, 2)}
 
     def __init__(self, root: str | os.PathLike, split: str = "train", *, input_frame: int = 10,
                  target_frame: int = 25, max_samples: int | None = None, dtype: torch.dtype = torch.float32):

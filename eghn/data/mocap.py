@@ -43,6 +43,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -480,6 +481,11 @@ class MocapDataset:
     node_dim = 1
     edge_dim = 2
     local_edge_dim = 0
+    #: power of length of each feature column (see :mod:`eghn.data.units`): the height y / 10;
+    #: two bond-type flags
+    feature_length_powers: ClassVar[dict[str, tuple[int, ...]]] = {"h": (1,), "edge_attr": (0, 0)}
+    #: the node feature is the height: models are equivariant about the vertical axis only
+    rotation_axis: ClassVar[int] = 1
 
     def __init__(self, split: str = "train", subject: str = "walk", data_dir: str | os.PathLike | None = None,
                  max_samples: int | None = None, *, delta_frame: int = 30,

@@ -66,7 +66,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -703,6 +703,10 @@ class ProteinMDDataset:
         return [str(v) for v in vocab], h
 
     # ---------------------------------------------------------------- interface
+    #: every feature is dimensionless (see :mod:`eghn.data.units`): atom masses or one-hot types,
+    #: distances relative to the cutoff
+    feature_length_powers: ClassVar[dict[str, tuple[int, ...]]] = {}
+
     @property
     def num_atoms(self) -> int:
         return self.frames.n_atoms

@@ -31,6 +31,7 @@ from torch import nn
 
 from ..data.graph import Graph
 from ..data.registry import build_dataset, get_dataset_class
+from ..data.units import LengthScaled, length_scale
 from ..models import registry as model_registry
 from ..nn.lean import set_edge_recompute
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -45,6 +46,7 @@ __all__ = [
     "build_model",
     "evaluate_model",
     "make_run_dir",
+    "resolve_length_scale",
     "select_device",
     "split_options",
     "train",
@@ -100,7 +102,7 @@ def split_options(data: Mapping[str, Any], split: str) -> dict[str, Any]:
     >>> split_options({"name": "mocap", "subject": "run", "val": {"max_samples": 30}}, "val")
     {'subject': 'run', 'max_samples': 30}
     """
-    opts = {k: v for k, v in data.items() if k not in ("name", *_SPLITS)}
+    opts = {k: v for k, v in data.items() if k not in ("name", "length_scale", *_SPLITS)}
     per = data.get(split, {})
     if not isinstance(per, Mapping):
         raise ConfigError(f"config key 'data.{split}' must be a table of options for the {split} split")
@@ -108,10 +110,12 @@ def split_options(data: Mapping[str, Any], split: str) -> dict[str, Any]:
     return opts
 
 
-def build_datasets(config: Mapping[str, Any], splits=_SPLITS) -> dict[str, Any]:
+def build_datasets(config: Mapping[str, Any], splits=_SPLITS, *, raw: bool = False) -> dict[str, Any]:
     """Build the dataset splits named by ``config["data"]`` (unknown options are errors).
 
     Options under ``[data.train]``, ``[data.val]`` or ``[data.test]`` apply to that split only.
+    Unless ``raw``, every split is standardised by the length scale ``data.length_scale``
+    (:class:`~eghn.data.units.LengthScaled`; see :func:`resolve_length_scale`).
     """
     name = config["data"]["name"]
     cls = get_dataset_class(name)
@@ -120,7 +124,27 @@ def build_datasets(config: Mapping[str, Any], splits=_SPLITS) -> dict[str, Any]:
         opts = split_options(config["data"], s)
         check_kwargs(cls, {**opts, "split": s}, "data", f"dataset {name!r}")
         out[s] = build_dataset(name, s, **opts)
-    return out
+    if raw:
+        return out
+    spec = config["data"].get("length_scale", "auto")
+    train_ds = out.get("train")
+    if spec == "auto" and train_ds is None:
+        train_ds = build_dataset(name, "train", **split_options(config["data"], "train"))
+    scale = resolve_length_scale(spec, train_ds)
+    return {s: LengthScaled(ds, scale) for s, ds in out.items()}
+
+
+def resolve_length_scale(spec: Any, train_dataset: Any = None) -> float:
+    """The number behind ``data.length_scale``: ``"auto"`` (default) is the RMS extent of the
+    training systems (:func:`eghn.data.units.length_scale`); a positive number is used as given
+    (``1`` turns standardisation off)."""
+    if spec == "auto":
+        if train_dataset is None:
+            raise ValueError("data.length_scale = 'auto' needs the training split")
+        return length_scale(train_dataset)
+    if isinstance(spec, bool) or not isinstance(spec, (int, float)) or not (math.isfinite(spec) and spec > 0):
+        raise ConfigError(f"data.length_scale must be 'auto' or a finite positive number, got {spec!r}")
+    return float(spec)
 
 
 _RESERVED_MODEL_KEYS = frozenset({"node_dim", "edge_dim", "local_edge_dim"})
@@ -197,8 +221,15 @@ def evaluate_model(model: nn.Module, bank: GraphBank, batch_size: int, *, info: 
     With ``rotate`` every graph gets its own random rotation (det +1), with ``translate > 0``
     its own translation drawn from N(0, translate^2 I); inputs and targets are transformed
     together, so an E(n)-equivariant model scores the same as without.
+
+    When the bank's dataset is standardised (:class:`~eghn.data.units.LengthScaled`, length
+    scale :math:`L`), ``translate`` is in the data's own units and the MSE is returned in
+    them too (times :math:`L^2`).
     """
     info = info if info is not None else DistInfo()
+    unit = float(getattr(bank.dataset, "length_scale", 1.0))
+    translate = translate / unit
+    axis = getattr(bank.dataset, "rotation_axis", None)
     was_training = model.training
     model.eval()
     acc = MSEAccumulator(bank.device)
@@ -209,13 +240,29 @@ def evaluate_model(model: nn.Module, bank: GraphBank, batch_size: int, *, info: 
             continue
         g = bank.batch(idx)
         if rotate or translate:
-            g = transformed_batch(g, rotate, translate, generator)
+            g = transformed_batch(g, rotate, translate, generator, axis)
         with _autocast(bank.device, amp_dtype):
             pred = model(g).pos
         acc.add(pred, g.target)
     acc.all_reduce()
     model.train(was_training)
-    return acc.value()
+    return acc.value() * unit**2
+
+
+def _standardise(config: Mapping[str, Any], datasets: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Resolve ``data.length_scale`` (recorded as a number in the returned config, hence in
+    ``config.json`` and every checkpoint) and wrap the splits in :class:`LengthScaled`."""
+    config = json.loads(json.dumps(config))
+    given = {getattr(ds, "length_scale", None) for ds in datasets.values() if isinstance(ds, LengthScaled)}
+    if given:  # already standardised by the caller
+        if len(given) > 1 or not all(isinstance(ds, LengthScaled) for ds in datasets.values()):
+            raise ValueError("all dataset splits must share one length scale")
+        scale = given.pop()
+        config["data"]["length_scale"] = scale
+        return config, dict(datasets)
+    scale = resolve_length_scale(config["data"].get("length_scale", "auto"), datasets["train"])
+    config["data"]["length_scale"] = scale
+    return config, {s: LengthScaled(ds, scale) for s, ds in datasets.items()}
 
 
 def _autocast(device: torch.device, amp_dtype: torch.dtype | None):
@@ -326,10 +373,11 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
     torch.manual_seed(seed)
     if datasets is None:
         validate_config(config)
-        datasets = build_datasets(config)
+        datasets = build_datasets(config, raw=True)
     for s in ("train", "val", "test"):
         if s not in datasets:
             raise ValueError(f"datasets must provide a {s!r} split")
+    config, datasets = _standardise(config, datasets)
     banks = {s: GraphBank(datasets[s], device, dtype, tcfg["preload"], tcfg["preload_max_gb"])
              for s in ("train", "val", "test")}
     torch.manual_seed(seed)
@@ -373,10 +421,11 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
     writer = _tensorboard(run_dir, tcfg["tensorboard"] and info.is_main, log)
 
     n_train = banks["train"].size
+    unit = float(config["data"]["length_scale"])
     log(f"run {run_dir}: model {config['model']['name']} ({n_params:,} parameters), data "
         f"{config['data']['name']} ({n_train}/{banks['val'].size}/{banks['test'].size} samples), "
         f"device {device}{f' x{info.world_size} processes' if info.enabled else ''}, "
-        f"batch {tcfg['batch_size']}, lr {tcfg['lr']:g}"
+        f"batch {tcfg['batch_size']}, lr {tcfg['lr']:g}, length scale {unit:.4g}"
         + (" [quick mode: reduced data and epochs]" if config.get("quick") else ""))
 
     def checkpoint(epoch: int) -> None:
@@ -447,7 +496,11 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
 
                 dist.all_reduce(stats)
             denom = max(float(stats[2]), 1.0)
-            train_mse, train_loss = float(stats[0]) / denom, float(stats[1]) / denom
+            # in the data's own units: the MSE, and the loss as that MSE plus the (unitless)
+            # regulariser; the objective itself is minimised in standardised units
+            train_mse_std, train_loss_std = float(stats[0]) / denom, float(stats[1]) / denom
+            train_mse = train_mse_std * unit**2
+            train_loss = train_mse + (train_loss_std - train_mse_std)
             val = evaluate_model(ddp_model.module if info.enabled else model, banks["val"], bs, info=info,
                                  amp_dtype=amp_dtype)
             test = (evaluate_model(model, banks["test"], bs, info=info, amp_dtype=amp_dtype)
@@ -548,9 +601,20 @@ def _append_csv(path: Path, row: dict[str, float]) -> None:
         csv.DictWriter(f, fieldnames=_CSV_FIELDS).writerow(row)
 
 
-def transformed_batch(g: Graph, rotate: bool, translate: float, generator: torch.Generator) -> Graph:
-    """``g`` with a random rotation and/or translation per graph (see :func:`evaluate_model`)."""
-    q = random_rotations(g.num_graphs, g.dim, generator=generator).to(g.pos) if rotate else None
-    t = (torch.randn(g.num_graphs, g.dim, generator=generator, dtype=torch.float64) * translate).to(g.pos) \
-        if translate else None
-    return g.transform(q, t)
+def transformed_batch(g: Graph, rotate: bool, translate: float, generator: torch.Generator,
+                      axis: int | None = None) -> Graph:
+    """``g`` with a random rotation and/or translation per graph (see :func:`evaluate_model`).
+
+    With ``axis`` the rotations fix that coordinate axis and the translations leave it alone
+    (data whose features single out a direction, e.g. the height in motion capture).
+    """
+    q = random_rotations(g.num_graphs, g.dim, generator=generator) if rotate else None
+    if q is not None and axis is not None:
+        others = [k for k in range(g.dim) if k != axis]
+        sub = random_rotations(g.num_graphs, g.dim - 1, generator=generator)
+        q = torch.eye(g.dim, dtype=torch.float64).repeat(g.num_graphs, 1, 1)
+        q[:, torch.tensor(others)[:, None], torch.tensor(others)[None, :]] = sub
+    t = torch.randn(g.num_graphs, g.dim, generator=generator, dtype=torch.float64) * translate if translate else None
+    if t is not None and axis is not None:
+        t[:, axis] = 0
+    return g.transform(None if q is None else q.to(g.pos), None if t is None else t.to(g.pos))

@@ -1,0 +1,116 @@
+"""Equivariance of a *trained* model, checked on a whole data split in float64.
+
+Fresh models of the test-suite being equivariant proves little about the weights a training
+run ends with (e.g. score heads saturated until a cluster's total score underflows). The
+trainer's end-of-run report and ``tests/test_trained_equivariance.py`` run this check on the
+model as trained, on every graph of a split (up to ``max_graphs``), with translations of at
+least 100 times the largest extent of the systems.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..testing.equivariance import TOLERANCES, equivariance_error
+from .loader import GraphBank
+
+__all__ = ["EquivarianceReport", "model_equivariance_error", "trained_equivariance_error"]
+
+_ALL = ("rotation", "reflection", "translation", "permutation")
+
+
+@dataclass
+class EquivarianceReport:
+    """Result of :func:`model_equivariance_error`.
+
+    Attributes:
+        errors: largest relative error per check (``nan`` where an output was not finite).
+        graphs: number of graphs checked.
+        translation_scale: standard deviation of the translations, in the data's units.
+        extent: largest distance of a particle from its graph's centroid, in the data's units.
+        dtype: dtype of the check.
+        nonfinite: ``{check: message}`` for checks whose output held NaN or inf.
+    """
+
+    errors: dict[str, float]
+    graphs: int
+    translation_scale: float
+    extent: float
+    dtype: str
+    nonfinite: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def worst(self) -> float:
+        vals = list(self.errors.values())
+        return math.nan if any(math.isnan(v) for v in vals) else max(vals, default=0.0)
+
+    def passed(self, tolerance: float | None = None) -> bool:
+        """Every error within ``tolerance`` (default :data:`~eghn.testing.TOLERANCES` of the dtype)."""
+        tol = TOLERANCES[getattr(torch, self.dtype)] if tolerance is None else tolerance
+        return not self.nonfinite and self.worst <= tol
+
+    def summary(self) -> str:
+        errs = ", ".join(f"{k} {v:.2e}" for k, v in self.errors.items())
+        return (f"{errs} ({self.dtype}, {self.graphs} graphs, translations of {self.translation_scale:.3g} "
+                f"= {self.translation_scale / max(self.extent, 1e-300):.3g} x the largest system extent)")
+
+
+def model_equivariance_error(model: nn.Module, dataset: Any, *, max_graphs: int = 1000, batch_size: int = 100,
+                             dtype: torch.dtype = torch.float64, extent_factor: float = 100.0,
+                             min_translation: float = 1000.0, trials: int = 1, seed: int = 0) -> EquivarianceReport:
+    """Equivariance error of ``model`` on the first ``max_graphs`` graphs of ``dataset``.
+
+    The model is evaluated in ``dtype`` (a copy is not made: cast it first). Checks are the
+    model's ``symmetries`` (default: rotations, reflections, translations, permutations);
+    rotations are restricted to those about the dataset's ``rotation_axis`` when it declares one
+    (e.g. motion capture, whose node feature is the height). Translations have a standard
+    deviation of ``max(min_translation, extent_factor * extent)`` in the dataset's units, where
+    ``extent`` is the largest distance of a particle from its graph's centroid.
+    """
+    n = min(len(dataset), int(max_graphs))
+    if n < 1:
+        raise ValueError("cannot check equivariance on an empty split")
+    bank = GraphBank(dataset, "cpu", dtype, mode="lazy")
+    checks = tuple(c for c in _ALL if c in getattr(model, "symmetries", _ALL))
+    axis = getattr(dataset, "rotation_axis", None)
+    unit = float(getattr(dataset, "length_scale", 1.0))
+    batches = [bank.batch(torch.arange(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
+    extent = 0.0
+    for g in batches:
+        count = torch.bincount(g.batch, minlength=g.num_graphs).clamp_min(1).to(g.pos)
+        centroid = torch.zeros(g.num_graphs, g.dim, dtype=g.pos.dtype).index_add_(0, g.batch, g.pos) / count[:, None]
+        extent = max(extent, float((g.pos - centroid[g.batch]).norm(dim=-1).max()))
+    t_scale = max(min_translation / unit, extent_factor * extent)  # in the model's (standardised) units
+    errors = dict.fromkeys(checks, 0.0)
+    notes: dict[str, str] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        for k, g in enumerate(batches):
+            err = equivariance_error(model, g, checks=checks, trials=trials, rotation_axis=axis, seed=seed + k,
+                                     translation_scale=t_scale, report=notes)
+            for c, v in err.items():
+                errors[c] = math.nan if math.isnan(v) or math.isnan(errors[c]) else max(errors[c], v)
+    finally:
+        model.train(was_training)
+    return EquivarianceReport(errors=errors, graphs=n, translation_scale=t_scale * unit, extent=extent * unit,
+                              dtype=str(dtype).removeprefix("torch."), nonfinite=notes)
+
+
+def trained_equivariance_error(config: Mapping[str, Any], state_dict: Mapping[str, Any], *, split: str = "test",
+                               max_graphs: int = 1000, batch_size: int = 100,
+                               dtype: torch.dtype = torch.float64) -> EquivarianceReport:
+    """:func:`model_equivariance_error` of the model a run's ``config`` describes, with the
+    weights ``state_dict``, on ``split`` of the run's (standardised) data, in ``dtype``."""
+    from .loop import build_datasets, build_model
+
+    ds = build_datasets(config, splits=(split,))[split]
+    model = build_model(config, ds).to(dtype=dtype)
+    model.load_state_dict(state_dict)
+    return model_equivariance_error(model, ds, max_graphs=max_graphs, batch_size=batch_size, dtype=dtype)
