@@ -35,6 +35,16 @@ def shared_data_dir() -> Path | None:
     return None
 
 
+@pytest.fixture(scope="session")
+def small_mcomplex(tmp_path_factory) -> Path:
+    """A small generated M-complex (3,3) dataset folder (60/20/30 trajectories, 2,600 steps),
+    shared by the tests that train through the package."""
+    from eghn.data.mcomplex import generate_mcomplex_dataset
+
+    return generate_mcomplex_dataset(tmp_path_factory.mktemp("mcomplex") / "m3s3", 3, 3, 1, n_train=60, n_val=20,
+                                     n_test=30, seed=3, n_steps=2600, progress=False)
+
+
 @pytest.fixture(params=[torch.float64, torch.float32], ids=["float64", "float32"])
 def dtype(request) -> torch.dtype:
     return request.param

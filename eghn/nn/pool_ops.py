@@ -124,19 +124,19 @@ def pool_adjacency(S: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int
     return scatter_sum(S.unsqueeze(-1) * AS.unsqueeze(1), batch, num_graphs)
 
 
-def row_normalize(A: Tensor) -> Tensor:
-    r"""Rows of the pooled adjacencies divided by their sums, :math:`A_{kl} / \sum_{l'} A_{kl'}`.
+def row_normalize(A: Tensor, eps: float = 1e-12) -> Tensor:
+    r"""Rows of the pooled adjacencies divided by their sums, :math:`A_{kl} / \max(\sum_{l'} A_{kl'}, \epsilon)`.
 
-    A row whose sum is zero (a cluster without edges, or whose score mass underflowed) stays
-    zero: the division happens only where the sum is positive, so neither the value nor its
-    gradient is ever a division by zero.
+    Rows whose sum is below :math:`\epsilon` (a cluster without edges, or whose score mass
+    underflowed) are divided by :math:`\epsilon` instead: they shrink continuously to zero with
+    the row, and value and gradient stay finite (the gradient is bounded by :math:`1/\epsilon`)
+    even for a zero or denormal row sum, where a plain division would give NaN or infinity.
+    The result is an invariant whatever :math:`\epsilon`, since row sums are.
 
     Shapes:
         - A: :math:`(G, K, K)` -> :math:`(G, K, K)`
     """
-    total = A.sum(-1, keepdim=True)
-    positive = total > 0
-    return torch.where(positive, A / torch.where(positive, total, torch.ones_like(total)), torch.zeros_like(A))
+    return A / A.sum(-1, keepdim=True).clamp_min(eps)
 
 
 def dense_to_edges(A: Tensor) -> tuple[Tensor, Tensor]:

@@ -86,7 +86,9 @@ def model_equivariance_error(model: nn.Module, dataset: Any, *, max_graphs: int 
         count = torch.bincount(g.batch, minlength=g.num_graphs).clamp_min(1).to(g.pos)
         centroid = torch.zeros(g.num_graphs, g.dim, dtype=g.pos.dtype).index_add_(0, g.batch, g.pos) / count[:, None]
         extent = max(extent, float((g.pos - centroid[g.batch]).norm(dim=-1).max()))
-    t_scale = max(min_translation / unit, extent_factor * extent)  # in the model's (standardised) units
+    extent_user = extent * unit
+    t_user = max(min_translation, extent_factor * extent_user)
+    t_scale = t_user / unit  # in the model's (standardised) units
     errors = dict.fromkeys(checks, 0.0)
     notes: dict[str, str] = {}
     was_training = model.training
@@ -99,7 +101,7 @@ def model_equivariance_error(model: nn.Module, dataset: Any, *, max_graphs: int 
                 errors[c] = math.nan if math.isnan(v) or math.isnan(errors[c]) else max(errors[c], v)
     finally:
         model.train(was_training)
-    return EquivarianceReport(errors=errors, graphs=n, translation_scale=t_scale * unit, extent=extent * unit,
+    return EquivarianceReport(errors=errors, graphs=n, translation_scale=t_user, extent=extent_user,
                               dtype=str(dtype).removeprefix("torch."), nonfinite=notes)
 
 
