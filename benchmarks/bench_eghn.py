@@ -3,9 +3,9 @@
 Configurations (each runs in its own process so that peak RSS is its own):
 
 * ``mocap``: batch of 100 motion-capture graphs (31 nodes, 130 global + 60 local directed
-  edges), the published preset (width 64, K = 5, 3 interaction / 3 pooling / 1 decoder layers).
+  edges), the ``EGHN.single_level`` preset (width 64, K = 5, 3 interaction / 3 pooling / 1 decoder layers).
 * ``mcomplex55``: batch of 100 M-complex (5,5) systems (25 particles, fully connected: 600
-  global edges with 3 features, 100 local edges within the complexes), published preset, K = 3.
+  global edges with 3 features, 100 local edges within the complexes), ``single_level`` preset, K = 3.
 * ``radius-N`` for N in 10^2 .. 10^5: one random system of N particles in a box of constant
   density, global edges within a cutoff (about 16 neighbours), a bonded chain as local edges,
   K = 20; one forward + backward + Adam step.
@@ -168,7 +168,7 @@ def run_one(name: str, device: str, steps: int, live: bool = False, flops: bool 
     else:
         raise SystemExit(f"unknown configuration {name!r}")
     g = g.to(device)
-    model = EGHN.published(cfg["node_dim"], cfg["edge_dim"], clusters=cfg["clusters"]).to(device)
+    model = EGHN.single_level(cfg["node_dim"], cfg["edge_dim"], clusters=cfg["clusters"]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=5e-4, fused=True)  # as eghn train does
 
     def step():

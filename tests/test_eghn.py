@@ -28,8 +28,8 @@ def test_forward_shapes_and_aux(dim):
     assert out.aux["reg_loss"].shape == () and float(out.aux["reg_loss"].detach()) >= 0
 
 
-def test_published_preset():
-    m = EGHN.published(2, 1, clusters=5)
+def test_single_level_preset():
+    m = EGHN.single_level(2, 1, clusters=5)
     assert m.clusters == [5] and len(m.encoders[0]) == 3 and len(m.pools[0].emmps) == 3
     assert len(m.decoders[0]) == 1 and m.embed.out_features == 64
 

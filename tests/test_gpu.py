@@ -96,7 +96,7 @@ def test_large_radius_graph_step():
                            edge_index=torch.nonzero(near).T.contiguous(),
                            local_edge_index=torch.cat([chain, chain.flip(0)], 1), target=pos))
     g = collate(parts).to("cuda")
-    model = EGHN.published(1, 0, clusters=20).cuda()
+    model = EGHN.single_level(1, 0, clusters=20).cuda()
     out = model(g)
     ((out.pos - g.target) ** 2).mean().add(out.aux["reg_loss"]).backward()
     assert torch.isfinite(out.pos).all()

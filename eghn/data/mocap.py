@@ -464,6 +464,12 @@ class MocapDataset:
             user cache.
         download: fetch the raw files from the CMU site when nothing is found locally.
         dtype: floating dtype of the tensors.
+        features: ``"paper"`` (node feature height / 10, global edge feature one-hot hop
+            count, no local edge features) or ``"released"`` (the authors' released code:
+            node features ``[|v|, y / 10]``, global edge features ``[hop count, |x_i - x_j|^2]``,
+            local edge features ``[1, |x_i - x_j|^2]`` of the input positions; that code
+            also divides the second node feature by its maximum over the batch, which
+            :class:`~eghn.models.EGHN` does with ``batch_max_features=[1]``).
 
     Each sample is a :class:`~eghn.data.graph.Graph` with ``pos`` = :math:`x_t`, ``vel`` =
     :math:`v_t = x_{t+1} - x_t`, ``h`` = height / 10, ``target`` = :math:`x_{t+30}`,
@@ -490,7 +496,9 @@ class MocapDataset:
     def __init__(self, split: str = "train", subject: str = "walk", data_dir: str | os.PathLike | None = None,
                  max_samples: int | None = None, *, delta_frame: int = 30,
                  cache_dir: str | os.PathLike | None = None, download: bool = False,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, features: str = "paper"):
+        if features not in ("paper", "released"):
+            raise ValueError(f"features must be 'paper' or 'released', got {features!r}")
         if split not in _SPLITS:
             raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
         spec = _subject(subject)
@@ -536,6 +544,20 @@ class MocapDataset:
         self.edge_index, self.edge_attr, self.local_edge_index = skeleton_graph(edges, 31)
         self.edge_attr = self.edge_attr.to(dtype)
         self.num_nodes = 31
+        self.features = features
+        self.local_edge_attr = None
+        self._d2 = self._local_d2 = None
+        if features == "released":
+            self.node_dim, self.edge_dim, self.local_edge_dim = 2, 2, 2
+            self.h = torch.cat([self.vel.norm(dim=-1, keepdim=True), self.h], -1)
+            self.edge_attr = (self.edge_attr[:, :1] + 2 * self.edge_attr[:, 1:]).to(dtype)  # hop count
+
+            def d2(ei: Tensor) -> Tensor:
+                diff = self.pos[:, ei[0]] - self.pos[:, ei[1]]
+                return (diff * diff).sum(-1, keepdim=True)  # (S, E, 1)
+
+            self._d2, self._local_d2 = d2(self.edge_index), d2(self.local_edge_index)
+            self.local_edge_attr = torch.ones(self.local_edge_index.shape[1], 1, dtype=dtype)
 
     def __len__(self) -> int:
         return int(self.pos.shape[0])
@@ -552,8 +574,12 @@ class MocapDataset:
 
     def __getitem__(self, i: int) -> Graph:
         i = self._index(int(i))
+        ea, lea = self.edge_attr, self.local_edge_attr
+        if self._d2 is not None:
+            ea, lea = torch.cat([ea, self._d2[i]], -1), torch.cat([lea, self._local_d2[i]], -1)
         return Graph(pos=self.pos[i], h=self.h[i], vel=self.vel[i], edge_index=self.edge_index,
-                     edge_attr=self.edge_attr, local_edge_index=self.local_edge_index, target=self.target[i])
+                     edge_attr=ea, local_edge_index=self.local_edge_index, local_edge_attr=lea,
+                     target=self.target[i])
 
     def collate(self, indices: Sequence[int] | Tensor) -> Graph:
         """A batch of samples, built by stacking (the skeleton is the same in every sample).
@@ -574,11 +600,16 @@ class MocapDataset:
         def tile(ei: Tensor) -> Tensor:
             return (ei.unsqueeze(1) + offsets.view(1, b, 1)).reshape(2, -1)
 
+        ea = self.edge_attr.repeat(b, 1)
+        lea = None
+        if self._d2 is not None:
+            ea = torch.cat([ea, self._d2[idx].reshape(-1, 1)], -1)
+            lea = torch.cat([self.local_edge_attr.repeat(b, 1), self._local_d2[idx].reshape(-1, 1)], -1)
         return Graph(
-            pos=self.pos[idx].reshape(b * k, 3), h=self.h[idx].reshape(b * k, 1),
+            pos=self.pos[idx].reshape(b * k, 3), h=self.h[idx].reshape(b * k, self.node_dim),
             vel=self.vel[idx].reshape(b * k, 3), target=self.target[idx].reshape(b * k, 3),
-            edge_index=tile(self.edge_index), edge_attr=self.edge_attr.repeat(b, 1),
-            local_edge_index=tile(self.local_edge_index),
+            edge_index=tile(self.edge_index), edge_attr=ea,
+            local_edge_index=tile(self.local_edge_index), local_edge_attr=lea,
             batch=torch.arange(b).repeat_interleave(k), num_graphs=b,
         )
 

@@ -15,6 +15,7 @@ name                      class                       reference
 """
 
 from ._common import ModelOutOfMemoryError
+from .authors import authors_key_map, load_authors_state_dict
 from .base import ModelOutput, check_input
 from .eghn import EGHN
 from .egnn import EGNN
@@ -43,9 +44,11 @@ __all__ = [
     "ModelOutput",
     "RadialField",
     "SE3Transformer",
+    "authors_key_map",
     "available",
     "check_input",
     "get",
     "get_class",
+    "load_authors_state_dict",
     "register",
 ]

@@ -3,6 +3,7 @@ r"""EGHN: the equivariant graph U-Net of paper Section 3.4."""
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -14,7 +15,15 @@ from ..nn.egnn import EGNNLayer
 from ..nn.epool import EPool
 from ..nn.eunpool import EUnPool
 from ..nn.plain_mp import PlainMPLayer
-from ..nn.pool_ops import dense_to_edges, pool_adjacency
+from ..nn.pool_ops import cluster_batch, dense_to_edges, pool_adjacency
+from ..nn.released import (
+    ReleasedPool,
+    ReleasedUnPool,
+    connectivity_loss_released,
+    dense_to_full_edges,
+    reduce_released,
+)
+from ..nn.scatter import gather, scatter_mean
 from .base import ModelOutput, check_input
 from .registry import register
 
@@ -104,6 +113,20 @@ class EGHN(nn.Module):
             :math:`\mathcal{A}_{local}`), ``"global"`` or ``"local"`` (one edge set for all).
         hierarchy: ``False`` is the "no hierarchy" ablation, :math:`s_i = 1`: a single cluster.
         dim: spatial dimension, needed only by ``emmp="mpnn"`` (its layers see raw coordinates).
+        egnn_form, pool_form, cluster_graph, unpool_form, conn_loss: ``"paper"`` (default: the
+            paper's equations) or ``"released"`` (the authors' released code; see
+            :mod:`eghn.nn.released` and the Fidelity page of the documentation). ``egnn_form``:
+            EGNN layers without the residual on :math:`h`, the aggregated coordinate update
+            clamped to :math:`\pm 100`, the input velocity in every layer, a biased coordinate
+            head, and a Linear on :math:`h` at the start of every block. ``pool_form``: scores
+            from :class:`~eghn.nn.released.ReleasedPool`, clusters averaging the block's
+            *input* positions and velocities. ``cluster_graph``: all cluster pairs with
+            self-loops, raw :math:`S^\top A S` as edge feature. ``unpool_form``:
+            :class:`~eghn.nn.released.ReleasedUnPool`. ``conn_loss``: rows L2-normalised,
+            Frobenius norm not squared.
+        unpool_layers: stacked networks of the released unpooling (``unpool_form="released"``).
+        batch_max_features: indices of input node features divided by their maximum over the
+            batch before the embedding (the released code divides the height that way).
 
     Shapes:
         - input: a :class:`~eghn.data.Graph` with ``N`` nodes in ``n`` dimensions
@@ -128,8 +151,20 @@ class EGHN(nn.Module):
                  clusters: Sequence[int] = (5, 3), enc_layers: int = 2, pool_layers: int = 2,
                  dec_layers: int = 2, lam: float = 1.0, act: str = "silu", velocity: bool = True,
                  normalize: bool = True, layers: int | None = None, emmp: str = "matrix",
-                 adjacency: str = "paper", hierarchy: bool = True, dim: int = 3) -> None:
+                 adjacency: str = "paper", hierarchy: bool = True, dim: int = 3, egnn_form: str = "paper",
+                 pool_form: str = "paper", cluster_graph: str = "paper", unpool_form: str = "paper",
+                 conn_loss: str = "paper", unpool_layers: int = 1,
+                 batch_max_features: Sequence[int] = ()) -> None:
         super().__init__()
+        forms = dict(egnn_form=egnn_form, pool_form=pool_form, cluster_graph=cluster_graph,
+                     unpool_form=unpool_form, conn_loss=conn_loss)
+        for key, val in forms.items():
+            if val not in ("paper", "released"):
+                raise ValueError(f"{key} must be 'paper' or 'released', got {val!r}")
+        if egnn_form == "released" and emmp == "mpnn":
+            raise ValueError("egnn_form='released' needs EGNN layers; emmp='mpnn' replaces them")
+        if pool_form == "released" and emmp == "egnn":
+            raise ValueError("emmp='egnn' replaces E-Pool's EMMPs, which pool_form='released' does not use")
         if emmp not in ("matrix", "egnn", "mpnn"):
             raise ValueError(f"emmp must be 'matrix', 'egnn' or 'mpnn', got {emmp!r}")
         if adjacency not in ("paper", "global", "local"):
@@ -146,6 +181,9 @@ class EGHN(nn.Module):
         self.node_dim, self.edge_dim, self.local_edge_dim = node_dim, edge_dim, local_edge_dim
         self.clusters, self.lam, self.velocity = clusters, lam, velocity
         self.emmp, self.adjacency = emmp, adjacency
+        self.egnn_form, self.pool_form, self.cluster_graph = egnn_form, pool_form, cluster_graph
+        self.unpool_form, self.conn_loss = unpool_form, conn_loss
+        self.batch_max_features = tuple(int(k) for k in batch_max_features)
         if emmp == "mpnn":
             self.symmetries = ("permutation",)
         m = 2 if velocity else 1
@@ -159,6 +197,9 @@ class EGHN(nn.Module):
         def radial(e_dim: int) -> nn.Module:
             if emmp == "mpnn":
                 return PlainMPLayer(hidden, e_dim, dim=dim, velocity=velocity, act=act)
+            if egnn_form == "released":
+                return EGNNLayer(hidden, e_dim, velocity=velocity, act=act, residual=False, clamp=100.0,
+                                 clamp_mode="sum", velocity_update=False, coord_bias=True)
             return EGNNLayer(hidden, e_dim, velocity=velocity, act=act)
 
         def block(n: int, e_dim: int) -> nn.ModuleList:
@@ -169,23 +210,63 @@ class EGHN(nn.Module):
                 return None
             return [_OnZ(radial(int_dims[lv])) for _ in range(pool_layers)]
 
+        def pool(lv: int) -> nn.Module:
+            if pool_form == "released":  # vectors [x - mean x, x' - x(, v)]
+                return ReleasedPool(m + 1, hidden, clusters[lv], int_dims[lv], layers=pool_layers, act=act)
+            return EPool(m, hidden, hidden, clusters[lv], int_dims[lv], layers=pool_layers, normalize=normalize,
+                         act=act, message_layers=pool_layers_for(lv))
+
+        def unpool(lv: int) -> nn.Module:
+            if unpool_form == "released":
+                return ReleasedUnPool(hidden, velocity=velocity, layers=unpool_layers, act=act)
+            return EUnPool(m, hidden, hidden, normalize=normalize, act=act)
+
         self.embed = nn.Linear(node_dim, hidden)
+        if egnn_form == "released":  # a Linear on h at the start of every block
+            self.enc_linear = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(n_levels))
         self.encoders = nn.ModuleList(block(enc_layers, ext_dims[lv]) for lv in range(n_levels))
-        self.pools = nn.ModuleList(
-            EPool(m, hidden, hidden, clusters[lv], int_dims[lv], layers=pool_layers, normalize=normalize, act=act,
-                  message_layers=pool_layers_for(lv))
-            for lv in range(n_levels)
-        )
+        self.pools = nn.ModuleList(pool(lv) for lv in range(n_levels))
+        if egnn_form == "released":
+            self.dec_linear = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(n_levels))
         self.decoders = nn.ModuleList(block(dec_layers, ext_dims[lv + 1]) for lv in range(n_levels))
-        self.unpools = nn.ModuleList(EUnPool(m, hidden, hidden, normalize=normalize, act=act)
-                                     for _ in range(n_levels))
+        self.unpools = nn.ModuleList(unpool(lv) for lv in range(n_levels))
 
     @classmethod
-    def published(cls, node_dim: int, edge_dim: int = 0, local_edge_dim: int = 0, clusters: int = 5,
-                  **kwargs) -> EGHN:
-        """The configuration of the authors' released code: one level, 3 interaction / 3 pooling /
-        1 decoder layers, width 64, position and velocity channels."""
+    def single_level(cls, node_dim: int, edge_dim: int = 0, local_edge_dim: int = 0, clusters: int = 5,
+                     **kwargs) -> EGHN:
+        """The paper's equations with one pooling level, width 64, position and velocity
+        channels, 3 interaction and 3 pooling layers (as the released code) and 1 layer at cluster
+        level (the released code has 3 there; its one "decoder layer" is its unpooling network).
+        This is *not* the authors' released model (that is :meth:`released`; on mocap this one has
+        252,305 parameters, the released model 362,032)."""
         kw = dict(hidden=64, enc_layers=3, pool_layers=3, dec_layers=1, lam=1.0, velocity=True)
+        kw.update(kwargs)
+        return cls(node_dim, edge_dim, local_edge_dim, clusters=[clusters], **kw)
+
+    @classmethod
+    def published(cls, *args, **kwargs) -> EGHN:
+        """Deprecated name of :meth:`single_level` (which is not the authors' configuration)."""
+        warnings.warn("EGHN.published is deprecated: it is not the authors' released model. Use "
+                      "EGHN.single_level (same model) or EGHN.released (the authors' architecture)",
+                      DeprecationWarning, stacklevel=2)
+        return cls.single_level(*args, **kwargs)
+
+    @classmethod
+    def released(cls, node_dim: int, edge_dim: int = 0, local_edge_dim: int = 0, clusters: int = 5, *,
+                 hidden: int = 64, layers: int = 3, pool_layers: int = 3, unpool_layers: int = 1,
+                 **kwargs) -> EGHN:
+        """The architecture of the authors' released code (github ``hanjq17/EGHN``), every
+        difference from the paper's equations switched to ``"released"``: one level of ``clusters``
+        clusters, ``layers`` EGNN layers in the encoder block and at cluster level, ``pool_layers``
+        layers in the pooling network, ``unpool_layers`` in the unpooling. With the released mocap
+        inputs (``MocapDataset(features="released")``: node features ``[|v|, y / 10]``, global and
+        local edge features with squared distances) it has the authors' 362,032 parameters at
+        width 64; ``batch_max_features=[1]`` divides the height by its batch maximum as their
+        training script does (the shipped configs set it). Load weights saved by their code with
+        :func:`eghn.models.load_authors_state_dict`."""
+        kw = dict(hidden=hidden, enc_layers=layers, pool_layers=pool_layers, dec_layers=layers, lam=1.0,
+                  velocity=True, egnn_form="released", pool_form="released", cluster_graph="released",
+                  unpool_form="released", conn_loss="released", unpool_layers=unpool_layers)
         kw.update(kwargs)
         return cls(node_dim, edge_dim, local_edge_dim, clusters=[clusters], **kw)
 
@@ -207,31 +288,63 @@ class EGHN(nn.Module):
                              f"nodes in every graph; the smallest graph has {int(sizes.min())}")
         G = g.num_graphs
         Z = torch.stack([g.pos, g.vel], -1) if self.velocity else g.pos.unsqueeze(-1)
-        h = self.embed(g.h)
+        h = g.h
+        if self.batch_max_features:
+            cols = list(self.batch_max_features)
+            h = h.clone()
+            h[:, cols] = h[:, cols] / h[:, cols].amax(0)
+        h = self.embed(h)
+        released_egnn = self.egnn_form == "released"
         batch = g.batch
         ei, ea, gw = g.edge_index, g.edge_attr, None
         lei = g.local_edge_index if g.local_edge_index is not None else _empty_edges(g.pos.device)
         lea = g.local_edge_attr if self.local_edge_dim else None
         lw = None
         skips, scores, conn, level_edges = [], [], [], []
-        for enc, pool in zip(self.encoders, self.pools):
+        for lv, (enc, pool) in enumerate(zip(self.encoders, self.pools)):
             ext = (lei, lea) if self.adjacency == "local" else (ei, ea)
+            internal = (ei, ea) if self.adjacency == "global" else (lei, lea)
+            Z_in = Z
+            if released_egnn:
+                h = self.enc_linear[lv](h)
             Z, h = self._run(enc, Z, h, *ext)
-            skips.append((Z, h, batch))
-            p = pool(Z, h, *((ei, batch, G, ea) if self.adjacency == "global" else (lei, batch, G, lea)))
-            A_loc = pool_adjacency(p.scores, lei, batch, G, lw)
-            A_glob = pool_adjacency(p.scores, ei, batch, G, gw)
-            conn.append(connectivity_loss_dense(A_loc))
-            scores.append(p.scores)
-            ei, ea = dense_to_edges(A_glob)
-            lei, lea = dense_to_edges(A_loc)
+            if self.pool_form == "released":
+                x_in = Z_in[..., 0]
+                vecs = [x_in - gather(scatter_mean(x_in, batch, G), batch), Z[..., 0] - x_in]
+                if self.velocity:
+                    vecs.append(Z_in[..., 1])
+                S = pool(torch.stack(vecs, -1), h, internal[0], internal[1])
+                Z_high, h_high = reduce_released(S, Z_in, batch, G), reduce_released(S, h, batch, G)
+                batch_high = cluster_batch(G, self.clusters[lv], g.pos.device)
+            else:
+                p = pool(Z, h, internal[0], batch, G, internal[1])
+                S, Z_high, h_high, batch_high = p.scores, p.Z, p.h, p.batch
+            skips.append((Z_in, Z, h, batch))
+            A_loc = pool_adjacency(S, lei, batch, G, lw)
+            A_glob = pool_adjacency(S, ei, batch, G, gw)
+            conn.append(connectivity_loss_released(A_loc) if self.conn_loss == "released"
+                        else connectivity_loss_dense(A_loc))
+            scores.append(S)
+            to_edges = dense_to_full_edges if self.cluster_graph == "released" else dense_to_edges
+            ei, ea = to_edges(A_glob)
+            lei, lea = to_edges(A_loc)
             gw, lw = ea[:, 0], lea[:, 0]
             level_edges.append((lei, lea) if self.adjacency == "local" else (ei, ea))
-            Z, h, batch = p.Z, p.h, p.batch
+            Z, h, batch = Z_high, h_high, batch_high
         for lv in reversed(range(len(self.clusters))):
+            Z_top = Z
+            if released_egnn:
+                h = self.dec_linear[lv](h)
             Z, h = self._run(self.decoders[lv], Z, h, *level_edges[lv])
-            Z_low, h_low, batch_low = skips[lv]
-            Z, h = self.unpools[lv](Z_low, h_low, Z, h, scores[lv], batch_low, G)
+            Z_in, Z_low, h_low, batch_low = skips[lv]
+            if self.unpool_form == "released":
+                v_in = Z_in[..., 1] if self.velocity else None
+                x, h = self.unpools[lv](Z_in[..., 0], v_in, Z_low[..., 0] - Z_in[..., 0], h_low, Z_top[..., 0],
+                                        Z_top[..., 1] if self.velocity else None, Z[..., 0], h, scores[lv],
+                                        batch_low)
+                Z = torch.stack([x, v_in], -1) if self.velocity else x.unsqueeze(-1)
+            else:
+                Z, h = self.unpools[lv](Z_low, h_low, Z, h, scores[lv], batch_low, G)
         conn_loss = torch.stack(conn).sum()
         pos = Z[..., 0]
         if not bool(torch.isfinite(pos).all()):

@@ -37,6 +37,14 @@ class EGNNLayer(nn.Module):
         clamp: if set, each per-edge coordinate message is clamped to ``[-clamp, clamp]`` as in
             the original code. This is *not* rotation-equivariant when it triggers.
         residual: add :math:`h_i` to the node update.
+        clamp_mode: ``"edge"`` clamps every per-edge coordinate message, ``"sum"`` the
+            aggregated coordinate update :math:`C\sum_j (x_i - x_j)\phi_x(m_{ij})` (the
+            authors' released code, with ``clamp=100``).
+        velocity_update: ``True`` returns :math:`v'_i` as above; ``False`` moves the particle by
+            the same :math:`\phi_v(h_i) v_i + C\sum_j \dots` but returns the input velocity
+            unchanged, so every layer of a block sees the input :math:`v` (the released code).
+        coord_bias: give the last layer of :math:`\phi_x` a bias and PyTorch's default
+            initialisation (the released code) instead of no bias and a near-zero start.
 
     Shapes:
         - x: :math:`(N, n)`, h: :math:`(N, \text{hidden})`, edge_index: :math:`(2, E)`,
@@ -46,13 +54,18 @@ class EGNNLayer(nn.Module):
 
     def __init__(self, hidden: int, edge_dim: int = 0, *, velocity: bool = False, act: str = "silu",
                  coord_aggr: str = "mean", feat_aggr: str = "sum", clamp: float | None = None,
-                 residual: bool = True) -> None:
+                 residual: bool = True, clamp_mode: str = "edge", velocity_update: bool = True,
+                 coord_bias: bool = False) -> None:
         super().__init__()
+        if clamp_mode not in ("edge", "sum"):
+            raise ValueError(f"clamp_mode must be 'edge' or 'sum', got {clamp_mode!r}")
         self.hidden, self.edge_dim, self.velocity = hidden, edge_dim, velocity
         self.coord_aggr, self.feat_aggr, self.clamp, self.residual = coord_aggr, feat_aggr, clamp, residual
+        self.clamp_mode, self.velocity_update = clamp_mode, velocity_update
         self.phi_e = MLP(2 * hidden + 1 + edge_dim, hidden, hidden, layers=2, act=act, act_last=True)
-        self.phi_x = nn.Sequential(nn.Linear(hidden, hidden), activation(act), nn.Linear(hidden, 1, bias=False))
-        nn.init.xavier_uniform_(self.phi_x[-1].weight, gain=0.001)
+        self.phi_x = nn.Sequential(nn.Linear(hidden, hidden), activation(act), nn.Linear(hidden, 1, bias=coord_bias))
+        if not coord_bias:
+            nn.init.xavier_uniform_(self.phi_x[-1].weight, gain=0.001)
         self.phi_h = MLP(2 * hidden, hidden, hidden, layers=2, act=act)
         self.phi_v = MLP(hidden, hidden, 1, layers=2, act=act) if velocity else None
 
@@ -70,7 +83,7 @@ class EGNNLayer(nn.Module):
         # node, and the backward pass recomputes the edge activations (eghn.nn.lean.edge_chain)
         m, coef = edge_chain(self.phi_e[0], h, i, j, rest, list(self.phi_e)[1:], self.phi_x)
         trans = diff * coef
-        if self.clamp is not None:
+        if self.clamp is not None and self.clamp_mode == "edge":
             trans = trans.clamp(-self.clamp, self.clamp)
         return m, trans
 
@@ -79,11 +92,15 @@ class EGNNLayer(nn.Module):
         n_nodes = x.shape[0]
         m, trans = self.messages(x, h, edge_index, edge_attr)
         delta = aggregate(trans, edge_index[0], n_nodes, self.coord_aggr)
+        if self.clamp is not None and self.clamp_mode == "sum":
+            delta = delta.clamp(-self.clamp, self.clamp)
         if self.velocity:
             if vel is None:
                 raise ValueError("EGNNLayer(velocity=True) needs velocities")
-            vel = self.phi_v(h) * vel + delta
-            x = x + vel
+            step = self.phi_v(h) * vel + delta
+            x = x + step
+            if self.velocity_update:
+                vel = step
         else:
             x = x + delta
         upd = self.phi_h(torch.cat([h, aggregate(m, edge_index[0], n_nodes, self.feat_aggr)], -1))

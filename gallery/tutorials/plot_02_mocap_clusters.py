@@ -40,13 +40,13 @@ print(f"{len(train)} training and {len(test)} test samples, {train[0].num_nodes}
 # %%
 # Model and training
 # ------------------
-# ``EGHN.published`` is the configuration of the authors' code (one pooling level, 3
+# ``EGHN.single_level`` is the paper's model with one pooling level (3
 # interaction / 3 pooling / 1 decoder layers, width 64), here with :math:`K = 5` clusters as
 # in the paper's motion-capture experiments. The loss is Eq. 16: the position error plus
 # :math:`\lambda` times the connectivity regulariser, which the model returns as
 # ``aux["reg_loss"]``.
 
-model = EGHN.published(train.node_dim, train.edge_dim, train.local_edge_dim, clusters=5)
+model = EGHN.single_level(train.node_dim, train.edge_dim, train.local_edge_dim, clusters=5)
 opt = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-12)
 test_batch = test.collate(list(range(len(test))))
 steps, batch_size = (3000, 100) if FULL else (40, 20)

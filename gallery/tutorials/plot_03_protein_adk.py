@@ -58,7 +58,7 @@ fig.tight_layout()
 # no-motion baseline. Reproducing the paper's Table 3 takes the full trajectory and a long
 # training run (``eghn reproduce table3``).
 
-model = EGHN.published(train.node_dim, train.edge_dim, train.local_edge_dim, clusters=20, hidden=32)
+model = EGHN.single_level(train.node_dim, train.edge_dim, train.local_edge_dim, clusters=20, hidden=32)
 opt = torch.optim.Adam(model.parameters(), lr=5e-4)
 steps = 400 if FULL else 8
 test_batch = test.collate(list(range(min(len(test), 4 if FULL else 2))))

@@ -64,7 +64,7 @@ print(f"{g.num_nodes} particles, {g.num_edges} global edges (all pairs), "
 # %%
 # Training
 # --------
-# ``EGHN.published`` is the configuration of the authors' code (3 interaction / 3 pooling /
+# ``EGHN.single_level`` is the paper's model with one pooling level (3 interaction / 3 pooling /
 # 1 decoder layers, width 64 -- 32 in the fast build) with :math:`K = 3` clusters, as in the
 # paper's M-complex runs.
 # The loss is Eq. 16: position MSE plus the connectivity regulariser ``aux["reg_loss"]``.
@@ -73,7 +73,7 @@ print(f"{g.num_nodes} particles, {g.num_edges} global edges (all pairs), "
 def fit(train, test, steps, batch_size=BATCH, record_every=20):
     """Train a fresh EGHN with Adam (lr 5e-4); returns the model and (step, train, test) MSEs."""
     torch.manual_seed(0)
-    model = EGHN.published(train.node_dim, train.edge_dim, train.local_edge_dim, clusters=3, hidden=HIDDEN)
+    model = EGHN.single_level(train.node_dim, train.edge_dim, train.local_edge_dim, clusters=3, hidden=HIDDEN)
     opt = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-12)
     # batches are collated once: building graphs is slower than a training step on this scale
     order = torch.randperm(len(train)).tolist()

@@ -1,0 +1,225 @@
+r"""The pieces in which the authors' released EGHN code differs from the paper's equations.
+
+:class:`~eghn.models.EGHN` uses them when built with ``pool_form``, ``cluster_graph``,
+``unpool_form`` or ``conn_loss`` set to ``"released"`` (all at once: :meth:`EGHN.released
+<eghn.models.EGHN.released>`). Every function here is written from the mathematics of the
+released model, which ``docs/fidelity.rst`` sets beside the paper's equations:
+
+* **Pooling network** (:class:`ReleasedPool`): ``layers`` message layers
+  (:class:`EdgeGramLayer`) on the local edges over three vectors per particle,
+  :math:`[x_i - \bar x,\; x'_i - x_i,\; v_i]` (input position about the graph mean, the
+  displacement made by the encoder block, input velocity), then a score network
+  :math:`\mathrm{Linear}(c, 8c)\text{-}\tanh\text{-}\mathrm{Linear}(8c, K)` and a softmax. Only
+  the scores are used: the clusters average the *input* positions and velocities
+  (:func:`reduce_released`), not the vectors of the pooling network.
+* **Cluster graph** (:func:`dense_to_full_edges`): every ordered pair of clusters of a graph,
+  self-loops included, with the raw entry of :math:`S^\top A S` as its one edge feature.
+* **Unpooling** (:class:`ReleasedUnPool`): the particle moves with its clusters,
+  :math:`x^{out}_i = \sum_k s_{ik} X'_k + \sum_c \alpha_{ic} u_{ic}` with the vectors
+  :math:`u_i = [\sum_k s_{ik}(X'_k - X_k),\; x_i - \sum_k s_{ik} X_k,\; v_i - \sum_k s_{ik}
+  V_k,\; x'_i - x_i]` and coefficients :math:`\alpha_i` from an MLP of their normalised Gram
+  matrix, :math:`h_i` and :math:`\sum_k s_{ik} h^{high}_k` (:class:`GramScalarNet`).
+* **Connectivity loss** (:func:`connectivity_loss_released`): :math:`\lVert \mathrm{rownorm}_2
+  (S^\top A S) - I\rVert_F`, rows scaled to unit Euclidean norm, Frobenius norm not squared.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .mlp import MLP
+from .pool_ops import unpool
+from .scatter import gather, scatter_mean, scatter_sum
+
+__all__ = [
+    "EdgeGramLayer",
+    "GramScalarNet",
+    "ReleasedPool",
+    "ReleasedUnPool",
+    "connectivity_loss_released",
+    "dense_to_full_edges",
+    "reduce_released",
+]
+
+
+def _normalized_gram(A: Tensor, B: Tensor) -> Tensor:
+    r""":math:`A^\top B` per row, flattened and scaled to unit Euclidean norm: ``(E, n, a), (E, n, b) -> (E, a b)``."""
+    return F.normalize(torch.bmm(A.transpose(1, 2), B).flatten(1), p=2, dim=-1)
+
+
+class EdgeGramLayer(nn.Module):
+    r"""A message layer of the released code's pooling network.
+
+    .. math::
+        m_{ij} &= \phi\big(\mathrm{n}(Z_j^\top Z_i),\, h_i,\, h_j,\, e_{ij}\big) \\
+        Z'_i &= Z_i + \tfrac{1}{\deg i} \textstyle\sum_j Z_j\, \psi(m_{ij}) \\
+        h'_i &= h_i + \phi_h\big(h_i, \textstyle\sum_j m_{ij}\big)
+
+    :math:`\mathrm{n}` flattens the :math:`m \times m` matrix and scales it to unit norm;
+    :math:`\psi(m_{ij})` is an :math:`m \times m` matrix. ``Z`` holds translation-invariant
+    vectors (the caller centres the positions), so no centring is done here.
+
+    Shapes:
+        - Z: :math:`(N, n, m)`, h: :math:`(N, c)`, edge_index: :math:`(2, E)`, edge_attr: :math:`(E, d)`
+        - output: ``(Z', h')`` with the same shapes
+    """
+
+    def __init__(self, channels: int, hidden: int, edge_dim: int = 0, act: str = "silu") -> None:
+        super().__init__()
+        self.channels, self.edge_dim = channels, edge_dim
+        self.phi = MLP(channels * channels + 2 * hidden + edge_dim, hidden, hidden, layers=2, act=act, act_last=True)
+        self.to_H = MLP(hidden, hidden, channels * channels, layers=2, act=act)
+        self.phi_h = MLP(2 * hidden, hidden, hidden, layers=2, act=act)
+
+    def forward(self, Z: Tensor, h: Tensor, edge_index: Tensor, batch: Tensor | None = None,
+                num_graphs: int | None = None, edge_attr: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        i, j = edge_index
+        n_nodes, m = Z.shape[0], self.channels
+        Zi, Zj = gather(Z, i), gather(Z, j)
+        parts = [_normalized_gram(Zj, Zi), gather(h, i), gather(h, j)]
+        if self.edge_dim:
+            if edge_attr is None:
+                raise ValueError(f"this layer expects {self.edge_dim} edge features, got none")
+            parts.append(edge_attr)
+        msg = self.phi(torch.cat(parts, -1))
+        M = torch.bmm(Zj, self.to_H(msg).view(-1, m, m))
+        Z = Z + scatter_mean(M, i, n_nodes)
+        h = h + self.phi_h(torch.cat([h, scatter_sum(msg, i, n_nodes)], -1))
+        return Z, h
+
+
+class ReleasedPool(nn.Module):
+    r"""Cluster scores of the released code: :class:`EdgeGramLayer` s, then
+    :math:`\mathrm{softmax}(\mathrm{Linear}(8c, K)(\tanh(\mathrm{Linear}(c, 8c)(h))))`.
+
+    Shapes:
+        - Z: :math:`(N, n, m)` (the vectors the layers see), h: :math:`(N, c)`
+        - output: scores :math:`S` of shape :math:`(N, K)`, rows summing to one
+    """
+
+    def __init__(self, channels: int, hidden: int, clusters: int, edge_dim: int = 0, *, layers: int = 3,
+                 act: str = "silu", width: int = 8) -> None:
+        super().__init__()
+        if clusters < 1:
+            raise ValueError(f"pooling needs at least one cluster, got K = {clusters}")
+        self.clusters = clusters
+        self.layers = nn.ModuleList(EdgeGramLayer(channels, hidden, edge_dim, act) for _ in range(layers))
+        self.score = nn.Sequential(nn.Linear(hidden, width * hidden), nn.Tanh(), nn.Linear(width * hidden, clusters))
+
+    def forward(self, Z: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None) -> Tensor:
+        for layer in self.layers:
+            Z, h = layer(Z, h, edge_index, edge_attr=edge_attr)
+        return torch.softmax(self.score(h), dim=-1)
+
+
+def reduce_released(S: Tensor, x: Tensor, batch: Tensor, num_graphs: int, eps: float = 1e-5) -> Tensor:
+    r"""Cluster means :math:`\sum_i s_{ik} x_i / \max(\sum_i s_{ik}, \epsilon)` per graph (the
+    released code's floor :math:`\epsilon = 10^{-5}`).
+
+    Shapes:
+        - S: :math:`(N, K)`, x: :math:`(N, *)`, batch: :math:`(N,)` -> :math:`(G K, *)`
+    """
+    n_nodes, k = S.shape
+    flat = x.reshape(n_nodes, -1)
+    total = scatter_sum(S.unsqueeze(-1) * flat.unsqueeze(1), batch, num_graphs)  # (G, K, F)
+    mass = scatter_sum(S, batch, num_graphs).clamp_min(eps)  # (G, K)
+    return (total / mass.unsqueeze(-1)).reshape(num_graphs * k, *x.shape[1:])
+
+
+def dense_to_full_edges(A: Tensor) -> tuple[Tensor, Tensor]:
+    r"""All ordered pairs :math:`(k, l)` of the clusters of each graph, self-loops included,
+    with the raw weight :math:`A_{kl}` as edge feature.
+
+    Shapes:
+        - A: :math:`(G, K, K)` -> edge_index :math:`(2, G K^2)`, edge_attr :math:`(G K^2, 1)`
+    """
+    g, k, _ = A.shape
+    kk = torch.arange(k, device=A.device)
+    base = (torch.arange(g, device=A.device) * k).view(-1, 1)
+    rows = (base + kk.repeat_interleave(k)).flatten()
+    cols = (base + kk.repeat(k)).flatten()
+    return torch.stack([rows, cols]), A.reshape(-1, 1)
+
+
+def connectivity_loss_released(A_high: Tensor) -> Tensor:
+    r""":math:`\lVert \mathrm{rownorm}_2(A) - I\rVert_F`, mean over graphs: rows scaled to unit
+    Euclidean norm, the Frobenius norm *not* squared (the released code's cut loss).
+
+    Shapes:
+        - A_high: :math:`(G, K, K)` -> scalar
+    """
+    rows = F.normalize(A_high, p=2, dim=-1)
+    eye = torch.eye(A_high.shape[-1], dtype=A_high.dtype, device=A_high.device)
+    return torch.linalg.matrix_norm(rows - eye).mean()
+
+
+class GramScalarNet(nn.Module):
+    r"""An O(n)-equivariant map of ``vectors`` vectors and ``scalars`` invariants to one vector
+    and ``hidden`` invariants:
+
+    .. math::
+        y = \phi\big(\mathrm{n}(U^\top U),\, s\big), \qquad u^{out} = U \psi(y), \qquad s^{out} = \chi(y)
+
+    with :math:`U \in \mathbb{R}^{n \times \text{vectors}}` and :math:`\mathrm{n}` the
+    flattening scaled to unit norm.
+
+    Shapes:
+        - U: :math:`(N, n, \text{vectors})`, s: :math:`(N, \text{scalars})`
+        - output: ``(u, s')`` of shapes :math:`(N, n)` and :math:`(N, \text{hidden})`
+    """
+
+    def __init__(self, vectors: int, scalars: int, hidden: int, act: str = "silu") -> None:
+        super().__init__()
+        self.phi = MLP(vectors * vectors + scalars, hidden, hidden, layers=2, act=act, act_last=True)
+        self.to_coef = MLP(hidden, hidden, vectors, layers=2, act=act)
+        self.to_h = MLP(hidden, hidden, hidden, layers=2, act=act)
+
+    def forward(self, U: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+        y = self.phi(torch.cat([_normalized_gram(U, U), s], -1))
+        return torch.bmm(U, self.to_coef(y).unsqueeze(-1)).squeeze(-1), self.to_h(y)
+
+
+class ReleasedUnPool(nn.Module):
+    r"""The released code's unpooling (see the module docstring).
+
+    With ``layers > 1`` the :class:`GramScalarNet` s are stacked: layer :math:`l` sees the
+    vectors of layer :math:`l-1` plus the vector it returned and its invariants; the last
+    vector is the correction.
+
+    Args:
+        velocity: the systems carry velocities (four vectors per particle, else three).
+        hidden: width of :math:`h`.
+        layers: number of :class:`GramScalarNet` s.
+
+    Shapes:
+        - x_low, nf_low: :math:`(N, n)`, v_low: :math:`(N, n)` or ``None``, h_low: :math:`(N, c)`,
+          X_high, X_new: :math:`(G K, n)`, V_high: :math:`(G K, n)` or ``None``,
+          h_new: :math:`(G K, c)`, S: :math:`(N, K)`
+        - output: ``(x_out, h_out)`` of shapes :math:`(N, n)` and :math:`(N, c)`
+    """
+
+    def __init__(self, hidden: int, *, velocity: bool = True, layers: int = 1, act: str = "silu") -> None:
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"the unpooling needs at least one layer, got {layers}")
+        n_vec = 4 if velocity else 3
+        self.velocity = velocity
+        self.nets = nn.ModuleList(GramScalarNet(n_vec + k, 2 * hidden if k == 0 else hidden, hidden, act)
+                                  for k in range(layers))
+
+    def forward(self, x_low: Tensor, v_low: Tensor | None, nf_low: Tensor, h_low: Tensor, X_high: Tensor,
+                V_high: Tensor | None, X_new: Tensor, h_new: Tensor, S: Tensor, batch: Tensor
+                ) -> tuple[Tensor, Tensor]:
+        vecs = [unpool(S, X_new - X_high, batch), x_low - unpool(S, X_high, batch)]
+        if self.velocity:
+            if v_low is None or V_high is None:
+                raise ValueError("ReleasedUnPool(velocity=True) needs velocities")
+            vecs.append(v_low - unpool(S, V_high, batch))
+        vecs.append(nf_low)
+        s = torch.cat([h_low, unpool(S, h_new, batch)], -1)
+        for net in self.nets:
+            u, s = net(torch.stack(vecs, -1), s)
+            vecs.append(u)
+        return unpool(S, X_new, batch) + u, s
