@@ -2,7 +2,7 @@
 
 One fully connected system of 12 particles (positions drawn from N(0, s^2 I), unit
 velocities, one constant node feature), EGHN with the configuration of the M-complex
-experiments (``EGHN.published(1, 0, 0, clusters=3)``, seed 0, as initialised). For every
+experiments (``EGHN.single_level(1, 0, 0, clusters=3)``, seed 0, as initialised). For every
 scale ``s`` and dtype it records:
 
 * ``raw``: the bare model on the coordinates as given. ``finite`` or ``error`` (EGHN raises
@@ -60,7 +60,7 @@ def system(s: float, dtype: torch.dtype, n: int = 12) -> Graph:
 
 def measure(s: float, dtype: torch.dtype) -> dict[str, object]:
     torch.manual_seed(0)
-    model = EGHN.published(1, 0, 0, clusters=3).to(dtype).eval()
+    model = EGHN.single_level(1, 0, 0, clusters=3).to(dtype).eval()
     g = system(s, dtype)
     row: dict[str, object] = {"scale": f"{s:g}", "dtype": str(dtype).removeprefix("torch.")}
     with torch.no_grad():

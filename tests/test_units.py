@@ -175,7 +175,7 @@ def test_bare_eghn_raises_instead_of_returning_nan():
     row, col = idx.repeat_interleave(n), idx.repeat(n)
     ei = torch.stack([row[row != col], col[row != col]])
     torch.manual_seed(0)
-    model = EGHN.published(1, 0, 0, clusters=3).eval()
+    model = EGHN.single_level(1, 0, 0, clusters=3).eval()
     g = Graph(pos=torch.randn(n, 3) * 1e3, vel=torch.randn(n, 3), h=torch.ones(n, 1), edge_index=ei,
               local_edge_index=ei)
     with pytest.raises(FloatingPointError, match=r"RMS extent of 1.*[Ss]tandardise"):

@@ -549,6 +549,7 @@ class MocapDataset:
         self._d2 = self._local_d2 = None
         if features == "released":
             self.node_dim, self.edge_dim, self.local_edge_dim = 2, 2, 2
+            self.feature_length_powers = {"h": (1, 1), "edge_attr": (0, 2), "local_edge_attr": (0, 2)}
             self.h = torch.cat([self.vel.norm(dim=-1, keepdim=True), self.h], -1)
             self.edge_attr = (self.edge_attr[:, :1] + 2 * self.edge_attr[:, 1:]).to(dtype)  # hop count
 
