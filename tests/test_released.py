@@ -80,6 +80,10 @@ def test_reproduces_the_authors_model(dtype):
     ref = torch.from_numpy(z["out_pos"]).to(dtype)
     assert (out.pos - ref).abs().max().item() <= 1e-5
     assert abs(out.aux["connectivity_loss"].item() - float(z["cut_loss"])) <= 1e-5
+    # the released code's mass floor (an option) gives the same numbers on this batch
+    m1 = load_authors_state_dict(EGHN.released(2, 2, 2, clusters=5, mass_floor=1e-5), weights).to(dtype).eval()
+    with torch.no_grad():
+        assert (m1(g.to(dtype=dtype)).pos - ref).abs().max().item() <= 1e-5
     # batch-max normalisation in the model is a no-op on these already-normalised features
     m2 = EGHN.released(2, 2, 2, clusters=5, batch_max_features=[1])
     load_authors_state_dict(m2, weights).to(dtype).eval()

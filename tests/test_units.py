@@ -297,3 +297,25 @@ def test_training_without_standardisation_fails_loudly_in_large_units(tmp_path, 
 
     with pytest.raises(FloatingPointError, match="RMS extent"):
         train(_config(tmp_path, mcomplex_dirs[1e4], "raw", length_scale=1.0), tmp_path / "raw", echo=lambda _: None)
+
+
+# ---------------------------------------------------------------------------- the released architecture
+def _released(mass_floor=None):
+    torch.manual_seed(2)
+    model = EGHN(2, 2, 1, hidden=16, clusters=[4], unpool_layers=1, egnn_form="released", pool_form="released",
+                 cluster_graph="released", unpool_form="released", conn_loss="released", mass_floor=mass_floor)
+    model = randomize_parameters(model, gain=0.5, seed=2).double()
+    with torch.no_grad():  # saturate the released score head
+        model.pools[0].score[-1].weight.mul_(1e4)
+        model.pools[0].score[-1].bias.mul_(1e4)
+    return model
+
+
+def test_released_pooling_is_affine_under_saturation():
+    """EGHN.released normalises its cluster weights in log space too: equivariant with a
+    saturated score head, where the released code's mass floor (mass_floor=1e-5, kept as an
+    option for bit-for-bit reproduction) is not."""
+    g = _batch(torch.float64)
+    assert_equivariant(_released(), g, checks=("translation", "permutation"), translation_scale=1e3)
+    with pytest.raises(AssertionError, match="translation"):
+        assert_equivariant(_released(mass_floor=1e-5), g, checks=("translation",), translation_scale=1e3)

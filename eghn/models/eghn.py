@@ -15,7 +15,7 @@ from ..nn.egnn import EGNNLayer
 from ..nn.epool import EPool
 from ..nn.eunpool import EUnPool
 from ..nn.plain_mp import PlainMPLayer
-from ..nn.pool_ops import cluster_batch, dense_to_edges, pool_adjacency
+from ..nn.pool_ops import cluster_batch, dense_to_edges, pool_adjacency, reduce_clusters
 from ..nn.released import (
     ReleasedPool,
     ReleasedUnPool,
@@ -127,6 +127,11 @@ class EGHN(nn.Module):
         unpool_layers: stacked networks of the released unpooling (``unpool_form="released"``).
         batch_max_features: indices of input node features divided by their maximum over the
             batch before the embedding (the released code divides the height that way).
+        mass_floor: with ``pool_form="released"``, ``None`` (default) normalises the cluster
+            weights in log space like E-Pool (:func:`~eghn.nn.pool_ops.cluster_weights`: affine
+            for any scores); a number divides by :math:`\max(\sum_i s_{ik}, \text{mass\_floor})`
+            as the released code does with ``1e-5``, which reproduces it bit for bit but breaks
+            translation equivariance for a cluster whose total score falls below the floor.
 
     Shapes:
         - input: a :class:`~eghn.data.Graph` with ``N`` nodes in ``n`` dimensions
@@ -154,7 +159,7 @@ class EGHN(nn.Module):
                  adjacency: str = "paper", hierarchy: bool = True, dim: int = 3, egnn_form: str = "paper",
                  pool_form: str = "paper", cluster_graph: str = "paper", unpool_form: str = "paper",
                  conn_loss: str = "paper", unpool_layers: int = 1,
-                 batch_max_features: Sequence[int] = ()) -> None:
+                 batch_max_features: Sequence[int] = (), mass_floor: float | None = None) -> None:
         super().__init__()
         forms = dict(egnn_form=egnn_form, pool_form=pool_form, cluster_graph=cluster_graph,
                      unpool_form=unpool_form, conn_loss=conn_loss)
@@ -183,6 +188,9 @@ class EGHN(nn.Module):
         self.emmp, self.adjacency = emmp, adjacency
         self.egnn_form, self.pool_form, self.cluster_graph = egnn_form, pool_form, cluster_graph
         self.unpool_form, self.conn_loss = unpool_form, conn_loss
+        if mass_floor is not None and not mass_floor > 0:
+            raise ValueError(f"mass_floor must be None or positive, got {mass_floor!r}")
+        self.mass_floor = mass_floor
         self.batch_max_features = tuple(int(k) for k in batch_max_features)
         if emmp == "mpnn":
             self.symmetries = ("permutation",)
@@ -313,8 +321,14 @@ class EGHN(nn.Module):
                 vecs = [x_in - gather(scatter_mean(x_in, batch, G), batch), Z[..., 0] - x_in]
                 if self.velocity:
                     vecs.append(Z_in[..., 1])
-                S = pool(torch.stack(vecs, -1), h, internal[0], internal[1])
-                Z_high, h_high = reduce_released(S, Z_in, batch, G), reduce_released(S, h, batch, G)
+                log_S = pool.log_scores(torch.stack(vecs, -1), h, internal[0], internal[1])
+                S = log_S.exp()
+                if self.mass_floor is None:
+                    Z_high = reduce_clusters(S, Z_in, batch, G, log_scores=log_S)
+                    h_high = reduce_clusters(S, h, batch, G, log_scores=log_S)
+                else:
+                    Z_high = reduce_released(S, Z_in, batch, G, eps=self.mass_floor)
+                    h_high = reduce_released(S, h, batch, G, eps=self.mass_floor)
                 batch_high = cluster_batch(G, self.clusters[lv], g.pos.device)
             else:
                 p = pool(Z, h, internal[0], batch, G, internal[1])

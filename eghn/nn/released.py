@@ -108,10 +108,14 @@ class ReleasedPool(nn.Module):
         self.layers = nn.ModuleList(EdgeGramLayer(channels, hidden, edge_dim, act) for _ in range(layers))
         self.score = nn.Sequential(nn.Linear(hidden, width * hidden), nn.Tanh(), nn.Linear(width * hidden, clusters))
 
-    def forward(self, Z: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None) -> Tensor:
+    def log_scores(self, Z: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None) -> Tensor:
+        r""":math:`\log S` (``log_softmax`` of the logits; finite where :math:`S` underflows)."""
         for layer in self.layers:
             Z, h = layer(Z, h, edge_index, edge_attr=edge_attr)
-        return torch.softmax(self.score(h), dim=-1)
+        return torch.log_softmax(self.score(h), dim=-1)
+
+    def forward(self, Z: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None) -> Tensor:
+        return self.log_scores(Z, h, edge_index, edge_attr).exp()
 
 
 def reduce_released(S: Tensor, x: Tensor, batch: Tensor, num_graphs: int, eps: float = 1e-5) -> Tensor:

@@ -90,6 +90,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "eval_every": 5,            # evaluate (val + test) every this many epochs
     "patience": 50,             # early stopping: evaluations without val improvement
     "eval_test": True,          # also evaluate the test split at every evaluation
+    "lr_schedule": "constant",  # "constant" (the paper) or "cosine" (decay to 0 over train.epochs)
     "clip_grad": 0.0,           # max gradient norm (0 = off)
     "amp": "off",               # mixed precision on CUDA: "off", "bf16" or "fp16"
     "dtype": "float32",         # "float32" or "float64"

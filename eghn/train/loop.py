@@ -45,6 +45,7 @@ __all__ = [
     "build_datasets",
     "build_model",
     "evaluate_model",
+    "lr_at",
     "make_run_dir",
     "resolve_length_scale",
     "select_device",
@@ -163,6 +164,7 @@ def _import_models() -> None:
 
 def validate_config(config: Mapping[str, Any]) -> None:
     """Check the ``[data]`` and ``[model]`` options against their classes before any work starts."""
+    lr_at(config["train"], 0.0)  # a known learning-rate schedule
     name = config["data"]["name"]
     cls = get_dataset_class(name)
     for s in _SPLITS:
@@ -248,6 +250,25 @@ def evaluate_model(model: nn.Module, bank: GraphBank, batch_size: int, *, info: 
     acc.all_reduce()
     model.train(was_training)
     return acc.value() * unit**2
+
+
+def lr_at(tcfg: Mapping[str, Any], progress: float) -> float:
+    r"""Learning rate after ``progress`` epochs (fractional) under ``train.lr_schedule``.
+
+    ``"constant"``: ``train.lr`` throughout. ``"cosine"``: :math:`\eta\,(1 + \cos(\pi p / T))/2`
+    from ``train.lr`` at the start to 0 at ``T = train.epochs``; a pure function of the step, so
+    a resumed run follows the same schedule.
+
+    >>> lr_at({"lr": 1e-3, "lr_schedule": "cosine", "epochs": 10}, 5.0)
+    0.0005
+    """
+    lr, kind = float(tcfg["lr"]), tcfg.get("lr_schedule", "constant")
+    if kind == "constant":
+        return lr
+    if kind == "cosine":
+        frac = min(max(progress / max(int(tcfg["epochs"]), 1), 0.0), 1.0)
+        return lr * 0.5 * (1.0 + math.cos(math.pi * frac))
+    raise ConfigError(f"train.lr_schedule must be 'constant' or 'cosine', got {kind!r}")
 
 
 def _standardise(config: Mapping[str, Any], datasets: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -463,6 +484,9 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
             gidx = perm[b * bs:(b + 1) * bs]
             lidx = shard(gidx, info)
             global_nodes = banks["train"].num_nodes(gidx)
+            if tcfg["lr_schedule"] != "constant":
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(tcfg, epoch - 1 + b / n_batches)
             optimizer.zero_grad(set_to_none=True)
             if lidx.numel() == 0:  # fewer graphs than processes: contribute a zero gradient
                 loss = sum(p.sum() for p in model.parameters()) * 0.0
