@@ -277,6 +277,7 @@ def test_training_is_unit_invariant(tmp_path, mcomplex_dirs):
     """The same data in units 1e-3x and 1e4x: equal learning curves and test MSE up to the
     unit conversion (MSE scales with the square of the unit), and predictions in the data's
     own units."""
+    from eghn.train import load_run
     from eghn.train.loop import train
 
     res = {f: train(_config(tmp_path, d, f"u{f:g}"), tmp_path / f"u{f:g}", echo=lambda _: None)
@@ -287,6 +288,15 @@ def test_training_is_unit_invariant(tmp_path, mcomplex_dirs):
         cfg = json.loads((tmp_path / f"u{f:g}" / "config.json").read_text())
         saved = json.loads((tmp_path / "u1" / "config.json").read_text())
         assert cfg["data"]["length_scale"] / f == pytest.approx(saved["data"]["length_scale"], rel=1e-6)
+    # predictions in the data's own units: a raw test graph in, positions in its units out
+    runs = {f: load_run(tmp_path / f"u{f:g}") for f in mcomplex_dirs}
+    tests = {f: MComplexDataset(d, "test") for f, d in mcomplex_dirs.items()}
+    g = {f: tests[f].collate(range(len(tests[f]))) for f in mcomplex_dirs}
+    pred = {f: runs[f].predict(g[f]) for f in mcomplex_dirs}
+    for f in mcomplex_dirs:
+        mse = float(((pred[f].double() - g[f].target.double()) ** 2).mean())
+        assert mse == pytest.approx(res[f].test, rel=1e-4)
+        assert torch.allclose(pred[f] / f, pred[1.0], rtol=1e-3, atol=1e-3 * float(pred[1.0].abs().max()))
 
 
 @pytest.mark.slow

@@ -5,11 +5,15 @@
 * :mod:`eghn.train.loop` -- the trainer (:func:`train`) and :func:`evaluate_model`;
 * :mod:`eghn.train.checkpoint` -- checkpoints loadable with ``torch.load(weights_only=True)``;
 * :mod:`eghn.train.distributed` -- DistributedDataParallel through ``torchrun``;
-* :mod:`eghn.train.reproduce` -- ``eghn reproduce table1..table4``.
+* :mod:`eghn.train.reproduce` -- ``eghn reproduce table1..table4``;
+* :mod:`eghn.train.equivariance` -- equivariance of a trained model on a whole split;
+* :mod:`eghn.train.trained` -- a trained run as a predictor in the data's own units (:func:`load_run`).
 """
 
 from .config import ConfigError, list_configs, load_config
 from .loader import GraphBank
 from .loop import RunResult, evaluate_model, train
+from .trained import TrainedRun, load_run
 
-__all__ = ["ConfigError", "GraphBank", "RunResult", "evaluate_model", "list_configs", "load_config", "train"]
+__all__ = ["ConfigError", "GraphBank", "RunResult", "TrainedRun", "evaluate_model", "list_configs", "load_config",
+           "load_run", "train"]
