@@ -222,6 +222,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     print(f"test MSE (at best val epoch {result.best_epoch}): {result.test:.6g}")
     try:
+        from .train.references import reference_mses
+
+        for label, value in reference_mses(config):
+            print(f"  for comparison, {label}: {value:.4g}")
+    except Exception as e:  # informative only
+        print(f"(reference MSEs skipped: {type(e).__name__}: {e})")
+    try:
         rep = _equivariance_report(Path(result.run_dir))
         print(f"equivariance error of the trained model (relative): {rep.summary()}")
         if not rep.passed():

@@ -79,6 +79,7 @@ TOP_DEFAULTS: dict[str, Any] = {
     "out_dir": "runs",
     "description": "",
     "protocol": "",             # "released" (the authors' released code) or "paper" (the paper's text)
+    "paper_reference": "",      # "tableN/ROW/COLUMN" of eghn/results/paper.json, printed beside the result
 }
 
 #: The ``[train]`` table: the published EGHN code's defaults.
