@@ -1,0 +1,201 @@
+"""Training state under faults: divergence, corrupt checkpoints, resume overrides, locks, bad config."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+from _train_toy import ToyModel, toy_config
+
+from eghn.io import DirLock, LockedError
+from eghn.models import register
+from eghn.models.registry import available
+from eghn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from eghn.train.config import ConfigError, resolve
+from eghn.train.loop import TrainingDiverged, _Interrupted, train, validate_config
+
+
+class NaNToy(ToyModel):
+    """The toy model whose ``nan_at``-th training forward pass (and every later one) gives NaN."""
+
+    def __init__(self, node_dim: int, edge_dim: int, local_edge_dim: int = 0, hidden: int = 8,
+                 nan_at: int = 0) -> None:
+        super().__init__(node_dim, edge_dim, local_edge_dim, hidden)
+        self.nan_at, self.calls = nan_at, 0
+
+    def forward(self, g):
+        out = super().forward(g)
+        if self.training:
+            self.calls += 1
+            if self.nan_at and self.calls >= self.nan_at:
+                out.pos = out.pos * float("nan")
+        return out
+
+
+if "_nan_toy" not in available():
+    register("_nan_toy")(NaNToy)
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def _nan_config(tmp_path, nan_at: int, **train_opts):
+    cfg = toy_config(tmp_path, **train_opts)
+    cfg["model"] = {"name": "_nan_toy", "hidden": 8, "nan_at": nan_at}
+    return cfg
+
+
+def test_nan_loss_mid_epoch_stops_and_keeps_last_finite_checkpoints(tmp_path):
+    # 40 samples, batches of 8: 5 batches per epoch; the 18th forward pass is batch 3 of epoch 4
+    cfg = _nan_config(tmp_path, nan_at=18)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match=r"training loss is nan \(batch 3 of 5\) at epoch 4"):
+        train(cfg, run, echo=_quiet)
+    last, best = load_checkpoint(run / "last.pt"), load_checkpoint(run / "best.pt")
+    assert last["epoch"] == 2 and best["epoch"] == 2
+    assert all(torch.isfinite(v).all() for v in last["model"].values())
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [2]
+    assert "training diverged" in (run / "train.log").read_text()
+    # resumable: the same run continues from epoch 2 once the cause is gone
+    cfg["model"]["nan_at"] = 0
+    res = train(cfg, run, resume=True, echo=_quiet)
+    assert res.epochs == 6 and math.isfinite(res.test)
+
+
+def test_nan_before_first_evaluation_writes_no_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match="no checkpoint was written yet"):
+        train(_nan_config(tmp_path, nan_at=3), run, echo=_quiet)
+    assert not (run / "last.pt").exists() and not (run / "best.pt").exists()
+
+
+def test_non_finite_weights_are_never_saved(tmp_path, monkeypatch):
+    # a finite loss but an optimizer step that makes a weight infinite (as a huge lr does)
+    cfg = toy_config(tmp_path)
+    run = tmp_path / "run"
+    real_step = torch.optim.Adam.step
+    calls = [0]
+
+    def step(self, *a, **kw):
+        out = real_step(self, *a, **kw)
+        calls[0] += 1
+        if calls[0] == 20:  # the last step of epoch 4, just before its evaluation
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].fill_(float("inf"))
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    with pytest.raises(TrainingDiverged, match="some weights are NaN or infinite at epoch 4"):
+        train(cfg, run, echo=_quiet)
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2
+
+
+def test_resume_applies_a_new_learning_rate_and_records_it(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(_Interrupted):
+        train(toy_config(tmp_path, lr=1e-2), run, echo=_quiet, stop_after=2)
+    lines = []
+    res = train(toy_config(tmp_path, lr=1e-3, weight_decay=1e-4, epochs=4), run, resume=True,
+                echo=lines.append)
+    assert res.epochs == 4
+    state = load_checkpoint(run / "last.pt")
+    groups = state["optimizer"]["param_groups"]
+    assert all(g["lr"] == 1e-3 and g["weight_decay"] == 1e-4 for g in groups)
+    assert state["resumes"] == [{"after_epoch": 2, "changed": {"train.lr": [1e-2, 1e-3],
+                                                               "train.weight_decay": [1e-12, 1e-4]}}]
+    assert any("train.lr 0.01 -> 0.001" in m for m in lines)
+    assert json.loads((run / "config.json").read_text())["train"]["lr"] == 1e-3
+
+
+def test_checkpoint_checksum_detects_corruption(tmp_path):
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, {"model": {"w": torch.arange(4000, dtype=torch.float64)}, "epoch": 3})
+    assert load_checkpoint(path)["epoch"] == 3
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 64] = bytes(range(64))
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=str(path)):
+        load_checkpoint(path)
+    path.write_bytes(bytes(data[:len(data) // 3]))  # truncated
+    with pytest.raises(CheckpointError, match=str(path)):
+        load_checkpoint(path)
+
+
+def test_checkpoint_write_leaves_no_temporary_files(tmp_path):
+    save_checkpoint(tmp_path / "a.pt", {"model": {}})
+    save_checkpoint(tmp_path / "a.pt", {"model": {}, "epoch": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt"]
+
+
+def test_run_directory_is_locked_while_training(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with DirLock(run, "run directory"), pytest.raises(LockedError, match="in use by another eghn process"):
+        train(toy_config(tmp_path), run, echo=_quiet)
+    assert not (run / "last.pt").exists()
+    train(toy_config(tmp_path, epochs=2), run, echo=_quiet)  # free again
+
+
+def test_failed_start_leaves_no_run_directory(tmp_path):
+    cfg = toy_config(tmp_path)
+    cfg["model"]["hidden"] = 0
+    run = tmp_path / "runs" / "r1"
+    with pytest.raises(ConfigError, match=r"'model.hidden' must be >= 1"):
+        train(cfg, run, echo=_quiet)
+    assert not (tmp_path / "runs").exists()
+    cfg["model"]["hidden"] = 8
+    cfg["device"] = "cuda:7" if not torch.cuda.is_available() else "cuda:99"
+    with pytest.raises(ConfigError):
+        train(cfg, run, echo=_quiet)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("lr", float("nan"), "train.lr' must be a finite number > 0"),
+    ("lr", float("inf"), "train.lr' must be a finite number > 0"),
+    ("lr", -1.0, "train.lr' must be a finite number > 0"),
+    ("weight_decay", -1e-3, "train.weight_decay' must be a finite number >= 0"),
+    ("clip_grad", float("nan"), "train.clip_grad"),
+])
+def test_train_values_are_range_checked(tmp_path, key, value, match):
+    raw = {"data": {"name": "_toy"}, "model": {"name": "_toy"}, "train": {key: value}}
+    with pytest.raises(ConfigError, match=match):
+        resolve(raw)
+
+
+@pytest.mark.parametrize("section, key, value, match", [
+    ("model", "hidden", 0, "'model.hidden' must be >= 1"),
+    ("model", "hidden", "big", "'model.hidden' must be an integer"),
+    ("data", "size", -5, "'data.size' must be >= 1"),
+    ("data", "size", 2.5, "'data.size' must be an integer"),
+])
+def test_model_and_data_values_are_checked(tmp_path, section, key, value, match):
+    cfg = toy_config(tmp_path)
+    cfg[section][key] = value
+    with pytest.raises(ConfigError, match=match):
+        validate_config(cfg)
+
+
+def test_eghn_clusters_larger_than_the_smallest_system(tmp_path):
+    cfg = toy_config(tmp_path)
+    cfg["model"] = {"name": "eghn", "hidden": 8, "clusters": [20], "enc_layers": 1, "pool_layers": 1,
+                    "dec_layers": 1}
+    with pytest.raises(ConfigError, match=r"smallest system of the train split has 3 nodes"):
+        train(cfg, tmp_path / "run", echo=_quiet)
+
+
+def test_graph_dtype_must_match_the_model(tmp_path):
+    from _train_toy import ToyDataset
+
+    import eghn.models
+
+    g = ToyDataset(4).collate([0, 1]).to(dtype=torch.float16)
+    model = eghn.models.get("egnn", node_dim=1, edge_dim=1, hidden=8, layers=1).double()
+    with pytest.raises(ValueError, match="the graph is float16 but the model is float64"):
+        model(g)
