@@ -199,3 +199,43 @@ def test_graph_dtype_must_match_the_model(tmp_path):
     model = eghn.models.get("egnn", node_dim=1, edge_dim=1, hidden=8, layers=1).double()
     with pytest.raises(ValueError, match="the graph is float16 but the model is float64"):
         model(g)
+
+
+def _toy_table(tmp_path, monkeypatch):
+    from eghn.train import reproduce as rep
+
+    cfg = tmp_path / "toy.toml"
+    cfg.write_text('name = "t"\ndevice = "cpu"\n[data]\nname = "_toy"\nsize = 16\n[model]\nname = "_toy"\n'
+                   '[train]\nepochs = 2\nbatch_size = 8\neval_every = 1\nlr = 0.01\ndtype = "float64"\n'
+                   'progress = false\nthreads = 1\n')
+    monkeypatch.setitem(rep.TABLES, "table2", rep.TableSpec("table2", (rep.Cell("EGNN", "Walk (Subject 35)",
+                                                                                 str(cfg)),)))
+    return rep
+
+
+def test_reproduce_reuses_a_run_only_with_the_same_config_and_version(tmp_path, monkeypatch):
+    rep = _toy_table(tmp_path, monkeypatch)
+    out = tmp_path / "out"
+    seed_dir = out / "table2" / str(tmp_path / "toy.toml").replace("/", "__") / "seed1"
+
+    def run(*overrides):
+        lines: list[str] = []
+        res = rep.reproduce("table2", seeds=1, out=out, overrides=list(overrides), echo=lines.append,
+                            progress=False)
+        return res[0].values[0], json.loads((seed_dir / "result.json").read_text()), "\n".join(lines)
+
+    v1, r1, _ = run()
+    assert r1["epochs"] == 2
+    v2, _, log2 = run()  # same options: reused
+    assert v2 == v1 and "reusing the finished run" in log2
+    v3, r3, log3 = run("train.epochs=3")  # another option: trained again, the old run kept aside
+    assert r3["epochs"] == 3 and v3 != v1
+    assert "train.epochs 2 -> 3" in log3 and len(list(seed_dir.parent.glob("seed1.replaced-*"))) == 1
+    v4, _, _ = run("train.epochs=3", "train.lr=0.02")
+    assert v4 != v3
+    # a run written by another eghn version is not reused either
+    r = json.loads((seed_dir / "result.json").read_text())
+    r["version"] = "0.0.1"
+    (seed_dir / "result.json").write_text(json.dumps(r))
+    _, _, log5 = run("train.epochs=3", "train.lr=0.02")
+    assert "trained by eghn 0.0.1" in log5

@@ -84,6 +84,7 @@ class RunResult:
     wall_s: float
     stopped_early: bool
     history: list[dict[str, float]] = field(default_factory=list)
+    version: str = ""  #: the eghn version that trained the run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -398,7 +399,11 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
     last_path = run_dir / "last.pt"
     if resume and result_path.is_file():
         log(f"run {run_dir} already finished; nothing to resume")
-        return RunResult(**json.loads(result_path.read_text()))
+        try:
+            return RunResult(**json.loads(result_path.read_text()))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{result_path} is unreadable ({e}); remove it to resume the run from "
+                             "last.pt") from None
     if not resume and last_path.exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, "
                               "or choose another run directory")
@@ -628,7 +633,7 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
     wall = wall_offset + time.perf_counter() - t0
     result = RunResult(run_dir=str(run_dir), best_epoch=int(best["epoch"]), best_val=float(best["val"]),
                        test=float(best["test"]), epochs=int(epoch), wall_s=round(wall, 3),
-                       stopped_early=stopped_early, history=history)
+                       stopped_early=stopped_early, history=history, version=_version())
     if info.is_main:
         atomic_write_text(result_path, json.dumps(result.to_dict(), indent=2) + "\n")
     log(f"done: best val MSE {_fmt(result.best_val)} at epoch {result.best_epoch}, "
@@ -675,6 +680,12 @@ def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:
         w = csv.DictWriter(f, fieldnames=_CSV_FIELDS)
         w.writeheader()
         w.writerows(rows)
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
 
 
 def _weights_finite(model: nn.Module) -> bool:
