@@ -239,3 +239,104 @@ def test_reproduce_reuses_a_run_only_with_the_same_config_and_version(tmp_path, 
     (seed_dir / "result.json").write_text(json.dumps(r))
     _, _, log5 = run("train.epochs=3", "train.lr=0.02")
     assert "trained by eghn 0.0.1" in log5
+
+
+# ---------------------------------------------------------------------------- generated datasets
+def _gen(root, seed, **kw):
+    from eghn.data.mcomplex import generate_mcomplex_dataset
+
+    return generate_mcomplex_dataset(root, 3, 3, 2, n_train=3, n_val=2, n_test=2, seed=seed, n_steps=300,
+                                     sample_every=100, progress=False, **kw)
+
+
+def _seeds(root):
+    """The seed recorded by config.json and the draws of each split (a fingerprint of the seed)."""
+    import numpy as np
+
+    cfg = json.loads((root / "config.json").read_text())
+    return cfg["seed"], {s: np.load(root / f"{s}.npz")["pos"].tobytes() for s in ("train", "val", "test")}
+
+
+def test_mcomplex_overwrite_killed_midway_keeps_the_old_dataset(tmp_path, monkeypatch):
+    import eghn.data.mcomplex as mc
+
+    root = tmp_path / "ds"
+    _gen(root, seed=1)
+    before = _seeds(root)
+    real = mc.simulate_mcomplex
+    calls = [0]
+
+    def dying(*a, **kw):
+        calls[0] += 1
+        if calls[0] == 2:  # after train.npz of the new seed has been written
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(mc, "simulate_mcomplex", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _gen(root, seed=2, overwrite=True)
+    assert _seeds(root) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no temporary folder left
+    monkeypatch.setattr(mc, "simulate_mcomplex", real)
+    _gen(root, seed=2, overwrite=True)
+    assert _seeds(root)[0] == 2 and _seeds(root)[1]["train"] != before[1]["train"]
+
+
+def test_mcomplex_swap_interrupted_between_renames_is_recovered(tmp_path):
+    import os
+
+    from eghn.data.mcomplex import MComplexDataset
+    from eghn.io import OLD_PREFIX
+
+    root = tmp_path / "ds"
+    _gen(root, seed=1)
+    before = _seeds(root)
+    os.rename(root, tmp_path / f"{OLD_PREFIX}ds.123.456")  # the first rename of a swap, then a kill
+    ds = MComplexDataset(root, "val", input_frame=0, target_frame=2)
+    assert len(ds) == 2 and _seeds(root) == before
+
+
+def test_truncated_mcomplex_split_gives_a_clear_error(tmp_path):
+    from eghn.data.mcomplex import MComplexDataset
+
+    root = tmp_path / "ds"
+    _gen(root, seed=1)
+    data = (root / "train.npz").read_bytes()
+    (root / "train.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"train\.npz: it is truncated or corrupt"):
+        MComplexDataset(root, "train", input_frame=0, target_frame=2)[0]
+
+
+@pytest.mark.slow
+def test_mcomplex_overwrite_under_kill_9_is_wholly_old_or_new(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "ds"
+    _gen(root, seed=1)
+    old = _seeds(root)
+    cmd = [sys.executable, "-m", "eghn.cli", "data", "mcomplex", "--out", str(root), "-M", "3", "-J", "2",
+           "--n-train", "200", "--n-val", "100", "--n-test", "100", "--steps", "300", "--seed", "2",
+           "--overwrite", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    seen = set()
+    for delay in (0.8, 1.6, 2.4, 3.2, 4.5):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        from eghn.io import recover_dir
+
+        recover_dir(root)
+        seed, splits = _seeds(root)
+        if seed == 1:
+            assert (seed, splits) == old
+        else:
+            assert seed == 2 and all(len(v) for v in splits.values())
+            assert splits["train"] != old[1]["train"]
+        seen.add(seed)
+        if seed == 2:
+            _gen(root, seed=1, overwrite=True)

@@ -112,6 +112,7 @@ def mcomplex_on_demand(split: str = "train", *, root: str | os.PathLike | None =
     and reused by every later run with the same parameters. ``n_steps`` shortens the
     simulation (default: the paper's 5000 steps; frames are recorded every 100 steps).
     """
+    from ..io import TMP_PREFIX, clean_orphans
     from .mcomplex import MComplexDataset, generate_mcomplex_dataset
 
     if root is None:
@@ -122,7 +123,8 @@ def mcomplex_on_demand(split: str = "train", *, root: str | os.PathLike | None =
         root = cache_dir() / "mcomplex" / key
         if not (Path(root) / "config.json").is_file():
             Path(root).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=Path(root).parent))
+            clean_orphans(Path(root).parent)  # folders of generations killed long ago
+            tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{key}-", dir=Path(root).parent))
             try:
                 generate_mcomplex_dataset(tmp / "data", n_complex, avg_size, n_types, n_train=n_train,
                                           n_val=n_val, n_test=n_test, seed=seed, integrator=integrator,
