@@ -340,3 +340,185 @@ def test_mcomplex_overwrite_under_kill_9_is_wholly_old_or_new(tmp_path):
         seen.add(seed)
         if seed == 2:
             _gen(root, seed=1, overwrite=True)
+
+
+# ---------------------------------------------------------------------------- command line
+_TOY_TOML = ('name = "t"\ndevice = "cpu"\n[data]\nname = "_toy"\nsize = 16\n[model]\nname = "_toy"\n'
+             '[train]\nepochs = {epochs}\nbatch_size = 8\neval_every = 1\nlr = 0.01\ndtype = "float64"\n'
+             'progress = false\nthreads = 1\n')
+
+
+def _cli(argv, capsys):
+    from eghn.cli import main
+
+    rc = main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def _toy_toml(tmp_path, epochs=2):
+    path = tmp_path / "toy.toml"
+    path.write_text(_TOY_TOML.format(epochs=epochs))
+    return path
+
+
+@pytest.mark.parametrize("option, match", [
+    ("train.lr=nan", "'train.lr' must be a finite number > 0, got nan"),
+    ("train.lr=0", "'train.lr' must be a finite number > 0"),
+    ("train.batch_size=-5", "'train.batch_size' must be >= 1"),
+    ("model.hidden=0", "'model.hidden' must be >= 1"),
+    ('model.hidden="big"', "'model.hidden' must be an integer, got 'big'"),
+    ("data.size=-5", "'data.size' must be >= 1"),
+])
+def test_cli_config_errors_are_one_line_exit_2(tmp_path, capsys, option, match):
+    run = tmp_path / "runs" / "r"
+    rc, _, err = _cli(["train", _toy_toml(tmp_path), "--set", option, "--run-dir", run], capsys)
+    assert rc == 2 and err.startswith("eghn: error: ") and match in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # a failed start leaves no run directory
+
+
+def test_cli_default_config_value_errors(tmp_path, capsys):
+    for option, match in (("data.n_train=-5", "'data.n_train' must be >= 1"),
+                          ("model.clusters=[0]", "'model.clusters' must be >= 1")):
+        rc, _, err = _cli(["train", "default", "--set", option, "--run-dir", tmp_path / "r"], capsys)
+        assert rc == 2 and match in err and err.count("\n") == 1
+        assert not (tmp_path / "r").exists()
+
+
+def test_cli_clusters_larger_than_the_systems(tmp_path, capsys):
+    toml = _toy_toml(tmp_path)
+    toml.write_text(toml.read_text().replace('name = "_toy"\n[train]', 'name = "eghn"\nhidden = 8\n'
+                                             'clusters = [20]\n[train]'))
+    rc, _, err = _cli(["train", toml, "--run-dir", tmp_path / "r"], capsys)
+    assert rc == 2 and "smallest system of the train split has 3 nodes" in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_usage_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        _cli(["evaluate", tmp_path, "--batch-size", "-5"], capsys)
+    assert e.value.code == 2
+    assert "expected a positive integer, got -5" in capsys.readouterr().err
+    rc, _, err = _cli(["train"], capsys)
+    assert rc == 2 and err.startswith("eghn: error: eghn train: give a CONFIG")
+
+
+def test_cli_corrupt_run_files(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _cli(["train", _toy_toml(tmp_path), "--run-dir", run], capsys)[0] == 0
+    (run / "config.json").write_text("{ not json")
+    rc, _, err = _cli(["train", "--resume", run], capsys)
+    assert rc == 2 and f"{run / 'config.json'} is corrupt" in err and "Traceback" not in err
+    (run / "config.json").unlink()
+    rc, _, err = _cli(["train", _toy_toml(tmp_path), "--resume", run], capsys)  # config given again
+    (run / "result.json").write_text("[1, 2")
+    rc, _, err = _cli(["train", _toy_toml(tmp_path), "--resume", run], capsys)
+    assert rc == 1 and "result.json is unreadable" in err and err.count("\n") == 1
+    best = run / "best.pt"
+    data = bytearray(best.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = bytes(64)
+    best.write_bytes(bytes(data))
+    rc, out, err = _cli(["evaluate", run], capsys)
+    assert rc == 1 and f"checkpoint {best}" in err and "corrupt" in err and "MSE" not in out
+
+
+def test_cli_disk_full_and_read_only(tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    import eghn.io
+
+    real = eghn.io.tempfile.mkstemp
+
+    def full(*a, **kw):
+        fd, name = real(*a, **kw)
+        if name.endswith(".pt") or ".pt." in name:
+            os.close(fd)
+            os.unlink(name)
+            raise OSError(errno.ENOSPC, "No space left on device", name)
+        return fd, name
+
+    monkeypatch.setattr(eghn.io.tempfile, "mkstemp", full)
+    rc, _, err = _cli(["train", _toy_toml(tmp_path), "--run-dir", tmp_path / "r"], capsys)
+    assert rc == 1 and "eghn: error: no space left on device while writing" in err and "Traceback" not in err
+    monkeypatch.undo()
+
+    def denied(*a, **kw):
+        raise PermissionError(errno.EACCES, "Permission denied", str(kw.get("dir", "")))
+
+    monkeypatch.setattr(eghn.io.tempfile, "mkstemp", denied)
+    rc, _, err = _cli(["train", _toy_toml(tmp_path), "--run-dir", tmp_path / "r2"], capsys)
+    assert rc == 1 and f"permission denied ({tmp_path / 'r2'})" in err and "Traceback" not in err
+    monkeypatch.undo()
+    if os.geteuid() == 0:
+        pytest.skip("root can write into read-only folders")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        rc, _, err = _cli(["train", _toy_toml(tmp_path), "--run-dir", ro / "r"], capsys)
+    finally:
+        ro.chmod(0o700)
+    assert rc == 1 and "permission denied" in err and "Traceback" not in err
+
+
+def test_cli_debug_shows_the_traceback(tmp_path, capsys):
+    with pytest.raises(Exception, match=r"train\.lr"):
+        _cli(["--debug", "train", _toy_toml(tmp_path), "--set", "train.lr=nan"], capsys)
+
+
+def test_cli_second_process_on_a_locked_run_directory(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    with DirLock(run, "run directory"):
+        rc, _, err = _cli(["train", _toy_toml(tmp_path), "--run-dir", run], capsys)
+    assert rc == 1 and "is in use by another eghn process" in err and err.count("\n") == 1
+
+
+def _cli_subprocess(args, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    code = (f"import sys; sys.path.insert(0, {str(here)!r}); import _train_toy; from eghn.cli import main; "
+            f"sys.exit(main({[str(a) for a in args]!r}))")
+    return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+
+
+@pytest.mark.slow
+def test_cli_sigterm_exits_with_a_message_and_the_run_resumes(tmp_path):
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    proc = _cli_subprocess(["train", _toy_toml(tmp_path, epochs=100000), "--run-dir", run], tmp_path)
+    deadline = time.time() + 60
+    while not (run / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "eghn: terminated (SIGTERM)" in err and "Traceback" not in err
+    assert load_checkpoint(run / "last.pt")["epoch"] >= 1
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_run_directory(tmp_path):
+    import time
+
+    run = tmp_path / "run"
+    first = _cli_subprocess(["train", _toy_toml(tmp_path, epochs=100000), "--run-dir", run], tmp_path)
+    deadline = time.time() + 60
+    while not (run / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    second = _cli_subprocess(["train", _toy_toml(tmp_path, epochs=3), "--run-dir", run, "--seed", "9"], tmp_path)
+    _, err = second.communicate(timeout=60)
+    first.terminate()
+    first.communicate(timeout=60)
+    assert second.returncode == 1 and "in use by another eghn process (pid" in err
+    assert json.loads((run / "config.json").read_text())["seed"] == 1
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [h["epoch"] for h in load_checkpoint(run / "last.pt")["history"]]
