@@ -340,7 +340,9 @@ def load_config(spec: str | Path, overrides: Iterable[str] = (), *, quick: bool 
 
 def save_config(config: Mapping[str, Any], path: str | Path) -> None:
     """Write the resolved config as JSON (stable key order)."""
-    Path(path).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    from ..io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def check_kwargs(fn: Any, kwargs: Mapping[str, Any], what: str, owner: str = "") -> None:

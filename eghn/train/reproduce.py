@@ -398,9 +398,11 @@ def write_table(
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Wall time of this command: {wall_s:,.0f} s."]
     md = folder / f"{table}.md"
-    md.write_text("\n".join(lines) + "\n")
+    from ..io import atomic_write, atomic_write_text
+
+    atomic_write_text(md, "\n".join(lines) + "\n")
     csv_path = folder / f"{table}.csv"
-    with open(csv_path, "w", newline="") as f:
+    with atomic_write(csv_path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
             [
