@@ -67,6 +67,18 @@ def test_nan_loss_mid_epoch_stops_and_keeps_last_finite_checkpoints(tmp_path):
     assert res.epochs == 6 and math.isfinite(res.test)
 
 
+@pytest.mark.gpu
+def test_nan_loss_on_cuda_stops_at_the_end_of_its_epoch(tmp_path):
+    # on CUDA the per-batch flags are read once an epoch (no device sync per batch)
+    cfg = _nan_config(tmp_path, nan_at=18)
+    cfg["device"] = "cuda"
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match="training loss is not finite at epoch 4"):
+        train(cfg, run, echo=_quiet)
+    last = load_checkpoint(run / "last.pt")
+    assert last["epoch"] == 2 and all(torch.isfinite(v).all() for v in last["model"].values())
+
+
 def test_nan_before_first_evaluation_writes_no_checkpoint(tmp_path):
     run = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match="no checkpoint was written yet"):
@@ -522,3 +534,15 @@ def test_two_processes_on_one_run_directory(tmp_path):
     assert json.loads((run / "config.json").read_text())["seed"] == 1
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [h["epoch"] for h in load_checkpoint(run / "last.pt")["history"]]
+
+
+def test_cli_evaluate_refuses_non_finite_weights(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _cli(["train", _toy_toml(tmp_path), "--run-dir", run], capsys)[0] == 0
+    state = load_checkpoint(run / "best.pt")
+    name = next(iter(state["model"]))
+    state["model"][name] = state["model"][name] * float("nan")
+    state["config"] = json.dumps(state["config"])
+    save_checkpoint(run / "best.pt", state)
+    rc, out, err = _cli(["evaluate", run], capsys)
+    assert rc == 1 and "holds NaN or infinite weights" in err and "MSE" not in out
