@@ -532,8 +532,10 @@ def test_two_processes_on_one_run_directory(tmp_path):
     first.communicate(timeout=60)
     assert second.returncode == 1 and "in use by another eghn process (pid" in err
     assert json.loads((run / "config.json").read_text())["seed"] == 1
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
-    assert [int(r["epoch"]) for r in rows] == [h["epoch"] for h in load_checkpoint(run / "last.pt")["history"]]
+    rows = [int(r["epoch"]) for r in csv.DictReader(open(run / "metrics.csv"))]
+    hist = [h["epoch"] for h in load_checkpoint(run / "last.pt")["history"]]
+    # the second process wrote nothing; the first may have been stopped between its two writes
+    assert rows[:len(hist)] == hist and len(rows) - len(hist) in (0, 1) and rows == list(range(1, len(rows) + 1))
 
 
 def test_cli_evaluate_refuses_non_finite_weights(tmp_path, capsys):
