@@ -130,7 +130,8 @@ def _add_reproduce(sub) -> None:
         help="train every model of a paper table and tabulate mean +- std",
         description="Train every row of one of the paper's tables over several seeds and write "
         "<out>/<table>.md and .csv with mean +- std beside the published numbers. "
-        "Finished runs are reused, so an interrupted reproduction can be restarted.",
+        "A finished run is reused (an interrupted one resumed) only when its resolved config, "
+        "--set options included, and the eghn version match; otherwise it is moved aside and trained again.",
     )
     p.add_argument("table", choices=sorted(TABLES))
     p.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds per row (default 3)")
