@@ -333,9 +333,8 @@ def reproduce(
                 except Exception as e:  # one failing cell must not stop the table
                     res.status = _status_of(e)
                     failed[cell.config] = res.status
-                    (base / "errors.log").open("a").write(
-                        f"== {cell.config} seed {seed}\n{traceback.format_exc()}\n"
-                    )
+                    with (base / "errors.log").open("a") as log_file:
+                        log_file.write(f"== {cell.config} seed {seed}\n{traceback.format_exc()}\n")
                     res.values.clear()
                     break
         summary = f"{res.mean:.4g} +- {res.std:.2g} ({len(res.values)} seeds)" if res.values else res.status
