@@ -262,6 +262,9 @@ def _load_run(target: Path, device: str | None):
         ckpt = target / "best.pt"
         if not ckpt.is_file():
             ckpt = target / "last.pt"
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{target} holds no checkpoint (best.pt or last.pt): the run has not "
+                                    "finished an evaluation yet, or it is not an eghn run directory")
     else:
         ckpt = target
     state = load_checkpoint(ckpt)
