@@ -88,9 +88,12 @@ def atomic_write(path: str | Path, mode: str = "wb", *, newline: str | None = No
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
+        if isinstance(e, OSError) and e.errno is not None and not e.filename:
+            # a failed write() or fsync() (e.g. ENOSPC) names no file: name the destination
+            raise type(e)(e.errno, e.strerror or str(e), str(path)) from e
         raise
     _fsync_dir(path.parent)
 

@@ -548,3 +548,22 @@ def test_cli_evaluate_refuses_non_finite_weights(tmp_path, capsys):
     save_checkpoint(run / "best.pt", state)
     rc, out, err = _cli(["evaluate", run], capsys)
     assert rc == 1 and "holds NaN or infinite weights" in err and "MSE" not in out
+
+
+def test_disk_full_during_a_write_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from eghn.io import atomic_write_bytes
+
+    target = tmp_path / "last.pt"
+    atomic_write_bytes(target, b"old")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as e:
+        atomic_write_bytes(target, b"new")
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(target)
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
