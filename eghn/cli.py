@@ -17,14 +17,46 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["build_parser", "main"]
+__all__ = ["UsageError", "build_parser", "main"]
+
+
+class UsageError(Exception):
+    """The command line is wrong (exit status 2)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived (raised by the handler that :func:`main` installs)."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
 
 
 def _add_train(sub) -> None:
@@ -80,7 +112,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument(
         "--translate",
         nargs="?",
-        type=float,
+        type=_finite_float,
         const=10.0,
         default=0.0,
         metavar="SCALE",
@@ -91,7 +123,7 @@ def _add_evaluate(sub) -> None:
                    "model gives the same MSE under --rotate/--translate up to the rounding of this dtype")
     p.add_argument("--seed", type=int, default=0, help="seed of the random transformations")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--batch-size", type=_positive_int, default=None)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -104,7 +136,8 @@ def _add_reproduce(sub) -> None:
         help="train every model of a paper table and tabulate mean +- std",
         description="Train every row of one of the paper's tables over several seeds and write "
         "<out>/<table>.md and .csv with mean +- std beside the published numbers. "
-        "Finished runs are reused, so an interrupted reproduction can be restarted.",
+        "A finished run is reused (an interrupted one resumed) only when its resolved config, "
+        "--set options included, and the eghn version match; otherwise it is moved aside and trained again.",
     )
     p.add_argument("table", choices=sorted(TABLES))
     p.add_argument(
@@ -114,7 +147,7 @@ def _add_reproduce(sub) -> None:
         help="released (default: the authors' released code's sample counts, input features and batching) "
         "or paper (the paper's text)",
     )
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds per row (default 3)")
+    p.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds per row (default 3)")
     p.add_argument(
         "--quick",
         action="store_true",
@@ -167,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Equivariant Graph Hierarchy-Based Neural Networks (Han et al., NeurIPS 2022)",
     )
     parser.add_argument("--version", action="version", version=f"eghn {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
     _add_evaluate(sub)
@@ -197,7 +231,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.config is None:
             if not saved.is_file():
                 raise FileNotFoundError(f"{saved} not found: is {run_dir} an eghn run directory?")
-            raw = json.loads(saved.read_text())
+            raw = _read_json(saved)
+            # runs saved before lengths were standardised were trained in the data's own units
+            raw.setdefault("data", {}).setdefault("length_scale", 1.0)
             was_quick = bool(raw.pop("quick", False))
             config = resolve(apply_overrides(raw, overrides), quick=False)
             config["quick"] = was_quick
@@ -205,9 +241,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             config = load_config(args.config, overrides, quick=args.quick)
     else:
         if args.config is None:
-            raise SystemExit(
-                "eghn train: give a CONFIG (file or shipped name; see --list) or --resume RUN_DIR"
-            )
+            raise UsageError("eghn train: give a CONFIG (file or shipped name; see --list) or --resume RUN_DIR")
         config = load_config(args.config, overrides, quick=args.quick)
     if args.show:
         print(json.dumps(config, indent=2, sort_keys=True))
@@ -249,6 +283,9 @@ def _load_run(target: Path, device: str | None):
         ckpt = target / "best.pt"
         if not ckpt.is_file():
             ckpt = target / "last.pt"
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{target} holds no checkpoint (best.pt or last.pt): the run has not "
+                                    "finished an evaluation yet, or it is not an eghn run directory")
     else:
         ckpt = target
     state = load_checkpoint(ckpt)
@@ -259,14 +296,40 @@ def _load_run(target: Path, device: str | None):
         cfg_path = ckpt.parent / "config.json"
         if not cfg_path.is_file():
             raise FileNotFoundError(f"{ckpt} holds no config and {cfg_path} does not exist")
-        config = json.loads(cfg_path.read_text())
+        config = _read_json(cfg_path)
+    _check_finite_weights(ckpt, state)
     # runs saved before coordinates were standardised were trained in the data's own units
     config.setdefault("data", {}).setdefault("length_scale", 1.0)
     dev = select_device(device or config.get("device", "auto"))
     return config, ckpt, state, dev
 
 
-def _equivariance_report(run_dir: Path, max_graphs: int = 1000, batch_size: int = 100) -> dict[str, float]:
+def _read_json(path: Path) -> dict:
+    """A JSON object from ``path``; a clear :class:`ConfigError` when it is unreadable."""
+    from .train.config import ConfigError
+
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is corrupt (not valid JSON: {e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is corrupt (not a JSON object)")
+    return data
+
+
+def _check_finite_weights(ckpt: Path, state: dict) -> None:
+    import torch
+
+    from .train.checkpoint import CheckpointError
+
+    bad = [k for k, v in state["model"].items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"checkpoint {ckpt} holds NaN or infinite weights ({', '.join(bad[:3])}"
+                              f"{', ...' if len(bad) > 3 else ''}); it comes from a diverged run")
+
+
+def _equivariance_report(run_dir: Path, max_graphs: int = 1000, batch_size: int = 100):
     """Equivariance error of a run's best model, in float64, on the whole test split (at most
     ``max_graphs`` graphs), with translations of at least 100 times the systems' extent."""
     from .train.equivariance import trained_equivariance_error
@@ -332,26 +395,88 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _describe(e: BaseException) -> tuple[str, int]:
+    """The one-line message and exit status of an error that ends a command."""
+    from .train.config import ConfigError
+
+    if isinstance(e, (ConfigError, UsageError, FileExistsError, KeyError, ImportError)) or (
+            isinstance(e, FileNotFoundError) and not e.filename):
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        return str(msg), 2
+    if isinstance(e, OSError) and e.errno is not None:
+        where = f" ({e.filename})" if e.filename else ""
+        if e.errno == errno.ENOSPC:
+            return f"no space left on device while writing{where or ' a file'}; free some space and retry", 1
+        if e.errno == errno.EDQUOT:
+            return f"disk quota exceeded while writing{where or ' a file'}", 1
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return f"permission denied{where}: choose a folder you can write to", 1
+        if e.errno == errno.EROFS:
+            return f"read-only file system{where}: choose a writable folder", 1
+        if e.errno == errno.ENOENT:
+            return f"no such file or directory{where}", 2
+        return f"{e.strerror or e}{where}", 1
+    if isinstance(e, MemoryError) or "out of memory" in str(e).lower():
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "out of memory"
+        return f"out of memory ({first}); lower train.batch_size or the model size", 1
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else type(e).__name__
+    if type(e).__name__ in ("ValueError", "TrainingDiverged", "CheckpointError", "LockedError", "TypeError"):
+        return first, 1
+    return f"{type(e).__name__}: {first}", 1
+
+
+def _on_sigterm(signum, frame):  # pragma: no cover - exercised through a subprocess
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``eghn`` console script; returns the exit status."""
+    """Entry point of the ``eghn`` console script; returns the exit status.
+
+    Every error ends in one ``eghn: error: ...`` line on stderr (exit status 2 for a wrong
+    command line or config, 1 for a failure while running); ``--debug`` shows the traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from .train.config import ConfigError
-
+    previous = None
+    with _suppress_value_error():  # not the main thread: leave signals alone
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError, FileExistsError, KeyError, ImportError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"eghn: error: {msg}", file=sys.stderr)
-        return 2
+    except Terminated:
+        print("eghn: terminated (SIGTERM); a training run keeps its last checkpoint: continue it with "
+              "`eghn train --resume RUN_DIR`", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(
             "eghn: interrupted; continue a training run with `eghn train --resume RUN_DIR`", file=sys.stderr
         )
         return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        msg, code = _describe(e)
+        hint = "" if code == 2 else " (rerun with --debug for the traceback)"
+        print(f"eghn: error: {msg}{hint if type(e).__name__ not in _KNOWN else ''}", file=sys.stderr)
+        return code
+    finally:
+        if previous is not None:
+            with _suppress_value_error():
+                signal.signal(signal.SIGTERM, previous)
+
+
+#: errors whose message is complete: no hint about --debug
+_KNOWN = frozenset({"ConfigError", "UsageError", "TrainingDiverged", "CheckpointError", "LockedError",
+                    "FileExistsError", "FileNotFoundError", "PermissionError", "KeyError"})
+
+
+def _suppress_value_error():
+    import contextlib
+
+    return contextlib.suppress(ValueError)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from eghn.train.checkpoint import load_checkpoint
 from eghn.train.distributed import DistInfo, shard
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
@@ -52,8 +53,8 @@ def test_two_process_gloo_matches_single_process(tmp_path):
         assert a[0] == b[0]
         assert a[1:] == pytest.approx(b[1:], rel=1e-6, abs=1e-12)
     # the final weights agree as well
-    w1 = torch.load(tmp_path / "single" / "last.pt", weights_only=True)["model"]
-    w2 = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["model"]
+    w1 = load_checkpoint(tmp_path / "single" / "last.pt")["model"]
+    w2 = load_checkpoint(tmp_path / "ddp" / "last.pt")["model"]
     assert all(torch.allclose(w1[k], w2[k], rtol=1e-6, atol=1e-10) for k in w1)
 
 

@@ -299,7 +299,7 @@ def test_download_verifies_checksums(tiny, tmp_path, monkeypatch):
         shutil.copy(src / url.rsplit("/", 1)[1], dest)
 
     out = mocap.download("tiny", tmp_path / "cache", fetch=fetch, progress=False)
-    assert urls == ["http://mocap.cs.cmu.edu/subjects/77/77.asf", "http://mocap.cs.cmu.edu/subjects/77/77_01.amc"]
+    assert urls == ["https://mocap.cs.cmu.edu/subjects/77/77.asf", "https://mocap.cs.cmu.edu/subjects/77/77_01.amc"]
     assert sorted(p.name for p in out.iterdir()) == ["77.asf", "77_01.amc"]
     mocap.download("tiny", tmp_path / "cache", fetch=fetch, progress=False)
     assert len(urls) == 2  # verified files are not fetched again
@@ -311,7 +311,7 @@ def test_download_verifies_checksums(tiny, tmp_path, monkeypatch):
 
     with pytest.raises(mocap.ChecksumError, match=r"77_01\.amc"):
         mocap.download("tiny", tmp_path / "cache", fetch=bad_fetch, progress=False)
-    assert not (out / "77_01.amc.part").exists()
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".part")]
 
 
 def test_download_run_needs_explicit_opt_in(tmp_path):
@@ -385,3 +385,64 @@ def test_run_dataset_from_shared_npz(monkeypatch, tmp_path):
     tgt = (g.target[g.local_edge_index[0]] - g.target[g.local_edge_index[1]]).norm(dim=1)
     # bones are rigid over the 30-frame gap
     np.testing.assert_allclose(bones.numpy(), tgt.numpy(), rtol=0, atol=1e-4)
+
+
+def test_walk_npz_has_normal_permissions(walk_cli):
+    import os
+
+    _, cache = walk_cli
+    mask = os.umask(0)
+    os.umask(mask)
+    npz = cache / "mocap" / "cmu35_walk.npz"
+    assert npz.stat().st_mode & 0o777 == 0o666 & ~mask
+    assert not [p.name for p in npz.parent.iterdir() if p.name.startswith((".eghn-tmp-", "tmp"))]
+
+
+def test_unshipped_subject_checksums_recorded_at_download_are_verified(tiny, tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(tiny[0], src / "77.asf")
+    shutil.copy(tiny[1], src / "77_01.amc")
+    spec = mocap.MocapSubject(key="tiny9", subject="77", trials=("77_01",), npz_name="tiny9.npz",
+                              raw_name="tiny9", split_trials={}, interval=1, per_trial=1, max_samples={})
+    monkeypatch.setitem(mocap.SUBJECTS, "tiny9", spec)
+    urls = []
+
+    def fetch(url, dest):
+        urls.append(url)
+        shutil.copy(src / url.rsplit("/", 1)[1], dest)
+
+    out = mocap.download("tiny9", tmp_path / "cache", fetch=fetch, allow_unverified=True, progress=False)
+    record = (out / "tiny9.sha256").read_text()
+    assert hashlib.sha256((src / "77.asf").read_bytes()).hexdigest() + "  77.asf" in record
+    (out / "77_01.amc").write_text("changed after the download")
+    with pytest.raises(mocap.ChecksumError, match=r"77_01\.amc: sha256 does not match the recorded"):
+        mocap.preprocess(out, "tiny9", tmp_path / "x.npz")
+    mocap.download("tiny9", tmp_path / "cache", fetch=fetch, allow_unverified=True, progress=False)
+    assert urls[-1].endswith("77_01.amc") and len(urls) == 3  # the changed file is fetched again
+    assert (out / "77_01.amc").read_bytes() == (src / "77_01.amc").read_bytes()
+
+
+def test_downloads_use_https_only(tmp_path):
+    with pytest.raises(OSError, match="unencrypted"):
+        mocap._fetch_url("http://mocap.cs.cmu.edu/subjects/9/9.asf", tmp_path / "x")
+    assert mocap.CMU_URL.startswith("https://")
+
+
+def test_orphaned_temporary_files_are_removed(tmp_path):
+    import os
+    import time
+
+    from eghn.io import clean_orphans
+
+    old = time.time() - 7200
+    legacy, ours, fresh, keep = (tmp_path / "tmpab12_xyz.npz", tmp_path / ".eghn-tmp-cmu35_walk.npz.x1",
+                                 tmp_path / ".eghn-tmp-other.y2", tmp_path / "tmp_notes.npz")
+    for p in (legacy, ours, fresh, keep):
+        p.write_bytes(b"x")
+    (tmp_path / ".eghn-tmp-M3_S3-dir").mkdir()
+    for p in (legacy, ours, keep, tmp_path / ".eghn-tmp-M3_S3-dir"):
+        os.utime(p, (old, old))
+    mocap._clean_legacy_tmp(tmp_path)
+    clean_orphans(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".eghn-tmp-other.y2", "tmp_notes.npz"]

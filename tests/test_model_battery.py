@@ -86,3 +86,42 @@ def test_rejects_bad_input(name):
     bad[1, 2] = float("inf")
     with pytest.raises(ValueError, match="NaN or inf"):
         model(g.replace(pos=bad))
+
+
+def _degenerate(case: str, dtype: torch.dtype):
+    """Geometric edge cases: a self-loop, two coincident bonded nodes (a zero-length bond,
+    connected by a global edge too), every node of a graph at one point (with and without
+    velocities)."""
+    gen = torch.Generator().manual_seed(5)
+    parts = [random_graph(n, dim=3, node_dim=2, edge_dim=2, local_edge_dim=1, target=True, generator=gen)
+             for n in (7, 6)]
+    g = parts[0]
+    if case == "self_loop":
+        g = g.replace(edge_index=torch.cat([g.edge_index, torch.tensor([[2], [2]])], 1),
+                      edge_attr=torch.cat([g.edge_attr, g.edge_attr[:1]], 0))
+    elif case == "coincident_pair":
+        a, b = (int(x) for x in g.local_edge_index[:, 0])
+        pos, vel = g.pos.clone(), g.vel.clone()
+        pos[b], vel[b] = pos[a], vel[a]
+        extra = torch.tensor([[a, b], [b, a]])
+        g = g.replace(pos=pos, vel=vel, edge_index=torch.cat([g.edge_index, extra], 1),
+                      edge_attr=torch.cat([g.edge_attr, g.edge_attr[:1].repeat(2, 1)], 0))
+    elif case in ("all_coincident", "all_coincident_at_rest"):
+        pos = torch.full_like(g.pos, 1.5)
+        vel = torch.zeros_like(g.vel) if case == "all_coincident_at_rest" else g.vel
+        g = g.replace(pos=pos, vel=vel)
+    return collate([g, parts[1]]).to(dtype=dtype)
+
+
+@pytest.mark.parametrize("case", ["self_loop", "coincident_pair", "all_coincident", "all_coincident_at_rest"])
+def test_degenerate_geometry_gives_finite_values_and_gradients(name, dtype, case):
+    g = _degenerate(case, dtype)
+    model = _model(name, dtype)
+    pos = g.pos.clone().requires_grad_(True)
+    out = model(g.replace(pos=pos))
+    assert torch.isfinite(out.pos).all(), f"{name}: non-finite output for {case}"
+    loss = ((out.pos - g.target) ** 2).mean() + out.aux.get("reg_loss", 0.0)
+    loss.backward()
+    assert torch.isfinite(pos.grad).all(), f"{name}: non-finite gradient w.r.t. positions for {case}"
+    bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    assert not bad, f"{name}: non-finite gradients of {len(bad)} parameters for {case}, e.g. {bad[:3]}"

@@ -126,7 +126,9 @@ def test_train_learns_and_writes_run_files(tmp_path):
     best = min(rows, key=lambda r: float(r["val_mse"]))
     assert res.best_epoch == int(best["epoch"]) and res.test == pytest.approx(float(best["test_mse"]))
     assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 6
-    state = torch.load(run / "last.pt", weights_only=True)  # safe loading works
+    raw = torch.load(run / "last.pt", weights_only=True)  # safe loading works
+    assert raw["format"] == 2 and len(raw["sha256"]) == 64
+    state = load_checkpoint(run / "last.pt")
     assert state["epoch"] == 6 and isinstance(state["rng"]["shuffle"], torch.Tensor)
     with pytest.raises(FileExistsError, match="resume"):
         train(cfg, run, echo=_quiet)

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 import eghn.models
 from eghn.cli import main
+from eghn.train.checkpoint import load_checkpoint
 from eghn.train.config import resolve
 from eghn.train.equivariance import trained_equivariance_error
 from eghn.train.loop import train
@@ -49,7 +49,7 @@ def test_trained_model_is_equivariant(name, tmp_path, small_mcomplex, capsys):
     cfg = _config(tmp_path, small_mcomplex, name, epochs=50, lr=1e-2 if name == "eghn" else 5e-3)
     res = train(cfg, run, echo=lambda _: None)
     assert res.epochs == 50 and res.best_val < res.history[0]["val_mse"] * 1.5
-    state = torch.load(run / "best.pt", weights_only=True)
+    state = load_checkpoint(run / "best.pt")
     saved = json.loads((run / "config.json").read_text())
     report = trained_equivariance_error(saved, state["model"])
     assert report.graphs == 30 and report.translation_scale >= 1e3

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -46,6 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..io import atomic_write, atomic_write_text, clean_orphans, recover_dir, replace_dir, staging_dir
 from .graph import Graph, collate
 from .mcomplex_sim import PAPER_STEPS, MComplexTrajectories, check_config, simulate_mcomplex
 
@@ -119,11 +121,12 @@ def mcomplex_graph(pos: Tensor, vel: Tensor, charge: Tensor, complex_id: Tensor,
 
 # ---------------------------------------------------------------------------- storage
 def _save_npz(path: Path, tr: MComplexTrajectories, dtype: np.dtype) -> None:
-    np.savez(
-        path, pos=tr.pos.astype(dtype), vel=tr.vel.astype(dtype), charge=tr.charge.astype(np.int8),
-        complex_id=tr.complex_id.astype(np.int16), node_ptr=tr.node_ptr.astype(np.int64),
-        system_type=tr.system_type.astype(np.int16), draws=tr.draws.astype(np.int32),
-    )
+    with atomic_write(path, "wb") as f:
+        np.savez(
+            f, pos=tr.pos.astype(dtype), vel=tr.vel.astype(dtype), charge=tr.charge.astype(np.int8),
+            complex_id=tr.complex_id.astype(np.int16), node_ptr=tr.node_ptr.astype(np.int64),
+            system_type=tr.system_type.astype(np.int16), draws=tr.draws.astype(np.int32),
+        )
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
@@ -132,8 +135,9 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read M-complex file {path}: {err}") from err
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise ValueError(f"cannot read M-complex file {path}: it is truncated or corrupt ({err}); "
+                         f"generate the dataset again (eghn data mcomplex --overwrite)") from None
     missing = [k for k in _ARRAYS if k not in arrays]
     if missing:
         raise ValueError(f"{path} is not an M-complex file: arrays {missing} are missing")
@@ -187,21 +191,42 @@ def generate_mcomplex_dataset(
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     out = Path(out)
+    recover_dir(out)
     if (out / "config.json").exists() and not overwrite:
         raise FileExistsError(f"{out / 'config.json'} exists; pass overwrite=True (--overwrite) to replace it")
-    out.mkdir(parents=True, exist_ok=True)
-    counts = {"train": n_train, "val": n_val, "test": n_test}
-    config: dict[str, Any] = {}
-    for split in SPLITS:
-        tr = simulate_mcomplex(n_complex, avg_size, n_types, counts[split], seed=seed,
-                               stream=_STREAM[split], progress=progress, **sim_kwargs)
-        _save_npz(out / f"{split}.npz", tr, np.dtype(dtype))
-        config = {k: v for k, v in tr.config.items() if k not in ("stream", "n_trajectories")}
-        config[f"n_{split}"] = counts[split]
-    config.update({f"n_{s}": counts[s] for s in SPLITS}, format_version=_FORMAT_VERSION, dtype=dtype,
-                  generator="eghn.data.mcomplex_sim.simulate_mcomplex")
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in _DATASET_FILES)
+        if foreign:
+            raise FileExistsError(f"{out} holds other files ({', '.join(foreign[:3])}"
+                                  f"{', ...' if len(foreign) > 3 else ''}); give the dataset a folder of its own")
+    elif out.exists():
+        raise FileExistsError(f"{out} exists and is not a folder")
+    clean_orphans(out.parent if out.parent.is_dir() else out)
+    # the whole set is written into a sibling folder and swapped in at the end, so that a kill
+    # leaves the old dataset (or none) and never a mix of old and new splits
+    staged = staging_dir(out)
+    try:
+        counts = {"train": n_train, "val": n_val, "test": n_test}
+        config: dict[str, Any] = {}
+        for split in SPLITS:
+            tr = simulate_mcomplex(n_complex, avg_size, n_types, counts[split], seed=seed,
+                                   stream=_STREAM[split], progress=progress, **sim_kwargs)
+            _save_npz(staged / f"{split}.npz", tr, np.dtype(dtype))
+            config = {k: v for k, v in tr.config.items() if k not in ("stream", "n_trajectories")}
+            config[f"n_{split}"] = counts[split]
+        config.update({f"n_{s}": counts[s] for s in SPLITS}, format_version=_FORMAT_VERSION, dtype=dtype,
+                      generator="eghn.data.mcomplex_sim.simulate_mcomplex")
+        atomic_write_text(staged / "config.json", json.dumps(config, indent=2) + "\n")
+        replace_dir(staged, out)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
     return out
+
+
+_DATASET_FILES = frozenset({"config.json", *(f"{s}.npz" for s in SPLITS)})
 
 
 # ---------------------------------------------------------------------------- dataset
@@ -238,6 +263,7 @@ class MComplexDataset:
                  target_frame: int = 25, max_samples: int | None = None, dtype: torch.dtype = torch.float32):
         self._check_split(split)
         self.root = Path(root)
+        recover_dir(self.root)  # a replacement interrupted by a kill: back to the old dataset
         if not self.root.is_dir():
             raise FileNotFoundError(f"M-complex dataset directory not found: {self.root}")
         self.config = _read_config(self.root)

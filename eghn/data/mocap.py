@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..io import TMP_PREFIX, atomic_write, atomic_write_text, clean_orphans
 from .asf_amc import forward_kinematics, read_amc, read_asf
 from .graph import Graph
 from .paths import cache_dir as default_cache_dir
@@ -70,7 +71,7 @@ __all__ = [
     "skeleton_graph",
 ]
 
-CMU_URL = "http://mocap.cs.cmu.edu/subjects/{subject}/{name}"
+CMU_URL = "https://mocap.cs.cmu.edu/subjects/{subject}/{name}"
 """Per-file URL of the CMU Graphics Lab Motion Capture Database."""
 
 #: ``child -> parent`` node pairs of the 31-node CMU skeleton (depth-first over the ASF hierarchy).
@@ -210,8 +211,48 @@ def make_split(subject: str = "walk") -> dict[str, dict[int, list[int]]]:
 
 # ---------------------------------------------------------------------------- download / preprocess
 def _fetch_url(url: str, dest: Path) -> None:
+    if not url.startswith("https://"):
+        raise OSError(f"refusing to download over an unencrypted connection: {url}")
     with urllib.request.urlopen(url, timeout=120) as response, open(dest, "wb") as f:
         shutil.copyfileobj(response, f)
+
+
+def _recorded_sha256(folder: Path, spec: MocapSubject) -> dict[str, str]:
+    """Checksums of the raw files: the shipped ones, else those recorded when they were fetched.
+
+    The record is ``<raw_name>.sha256`` (``sha256sum`` format) inside the raw folder or beside
+    it; an unreadable record is an error rather than no check.
+    """
+    if spec.sha256:
+        return dict(spec.sha256)
+    for cand in (folder / f"{spec.raw_name}.sha256", folder.parent / f"{spec.raw_name}.sha256"):
+        if cand.is_file():
+            out = {}
+            for line in cand.read_text(encoding="utf-8").splitlines():
+                parts = line.split()
+                if not parts:
+                    continue
+                if len(parts) != 2 or len(parts[0]) != 64:
+                    raise ChecksumError(f"{cand}: malformed checksum line {line!r}")
+                out[parts[1].lstrip("*")] = parts[0]
+            return out
+    return {}
+
+
+def _clean_legacy_tmp(folder: Path) -> None:
+    """Remove ``tmpXXXXXXXX.npz`` files of killed preprocessing runs of older versions (> 1 h old)."""
+    import re
+    import time
+
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        if re.fullmatch(r"tmp[a-z0-9_]{8}\.npz", p.name):
+            try:
+                if time.time() - p.stat().st_mtime > 3600:
+                    p.unlink()
+            except OSError:
+                pass
 
 
 def download(subject: str = "walk", dest: str | os.PathLike | None = None, *,
@@ -220,7 +261,8 @@ def download(subject: str = "walk", dest: str | os.PathLike | None = None, *,
     """Fetch the raw ASF/AMC files of a subject from the CMU database into ``dest/<raw_name>``.
 
     Files already present with the right checksum are kept. Every fetched file is checked
-    against the shipped sha256 before it is moved into place.
+    against the shipped sha256 before it is moved into place. Downloads use https only and go
+    to a temporary file with a unique name, renamed into place once complete.
 
     Args:
         subject: ``"walk"`` (Subject 35, checksums shipped) or ``"run"`` (Subject 9; needs
@@ -244,6 +286,8 @@ def download(subject: str = "walk", dest: str | os.PathLike | None = None, *,
     folder = Path(dest) if dest is not None else default_cache_dir() / "mocap"
     folder = folder / spec.raw_name
     folder.mkdir(parents=True, exist_ok=True)
+    clean_orphans(folder)
+    recorded = _recorded_sha256(folder, spec)
     names = spec.files
     if progress:
         from tqdm.auto import tqdm
@@ -253,10 +297,12 @@ def download(subject: str = "walk", dest: str | os.PathLike | None = None, *,
     for name in names:
         target = folder / name
         expected = spec.sha256.get(name)
-        if target.is_file() and (expected is None or _sha256(target) == expected):
+        if target.is_file() and _sha256(target) == (expected or recorded.get(name, _sha256(target))):
             digests[name] = _sha256(target)
             continue
-        part = folder / (name + ".part")
+        fd, part_name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{name}.", suffix=".part", dir=folder)
+        os.close(fd)
+        part = Path(part_name)
         url = CMU_URL.format(subject=spec.subject, name=name)
         try:
             try:
@@ -267,14 +313,16 @@ def download(subject: str = "walk", dest: str | os.PathLike | None = None, *,
             if expected is not None and got != expected:
                 raise ChecksumError(f"{target}: sha256 {got} does not match the expected {expected} "
                                     f"(downloaded from {url})")
+            with open(part, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(part, 0o644)
             os.replace(part, target)
         finally:
             if part.exists():
                 part.unlink()
         digests[name] = got
     if not spec.sha256:
-        (folder / f"{spec.raw_name}.sha256").write_text(
-            "".join(f"{d}  {n}\n" for n, d in digests.items()), encoding="utf-8")
+        atomic_write_text(folder / f"{spec.raw_name}.sha256", "".join(f"{d}  {n}\n" for n, d in digests.items()))
     return folder
 
 
@@ -302,7 +350,8 @@ def preprocess(raw_dir: str | os.PathLike, subject: str = "walk", out: str | os.
     Args:
         raw_dir: folder holding ``<subject>.asf`` and the ``.amc`` trials.
         out: output file (default: ``raw_dir/../<npz_name>``).
-        verify: check the shipped sha256 of the raw files first (when there are any).
+        verify: check the raw files against the shipped sha256 or, for a subject without
+            shipped checksums, against those recorded by :func:`download`.
 
     Raises:
         FileNotFoundError: raw files missing (all are named).
@@ -314,10 +363,12 @@ def preprocess(raw_dir: str | os.PathLike, subject: str = "walk", out: str | os.
     files = _raw_files(raw_dir, spec)
     digest = _raw_digest(files)
     if verify:
+        expected_all = _recorded_sha256(raw_dir, spec)
+        what = "shipped" if spec.sha256 else "recorded at download"
         for p in files:
-            expected = spec.sha256.get(p.name)
+            expected = expected_all.get(p.name)
             if expected is not None and _sha256(p) != expected:
-                raise ChecksumError(f"{p}: sha256 does not match the shipped checksum {expected}")
+                raise ChecksumError(f"{p}: sha256 does not match the {what} checksum {expected}")
     skeleton = read_asf(files[0])
     if len(skeleton.node_names) != 31 or not np.array_equal(skeleton.edges, SKELETON_EDGES):
         raise ValueError(f"{files[0]}: expected the 31-node CMU skeleton, got nodes {skeleton.node_names}")
@@ -331,14 +382,10 @@ def preprocess(raw_dir: str | os.PathLike, subject: str = "walk", out: str | os.
     arrays["raw_sha256"] = np.array(digest)
     out = Path(out) if out is not None else raw_dir.parent / spec.npz_name
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    clean_orphans(out.parent)
+    _clean_legacy_tmp(out.parent)
+    with atomic_write(out, "wb") as f:  # unique temp name, fsync, rename; mode 0o666 & ~umask
+        np.savez(f, **arrays)
     return out
 
 

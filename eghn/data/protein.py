@@ -61,7 +61,6 @@ import argparse
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -314,20 +313,13 @@ class ProteinFrames:
             "masses": self.masses.astype(np.float64),
             "atom_indices": self.atom_indices.astype(np.int64),
         }
-        fd, tmp = tempfile.mkstemp(dir=path_npz.parent, suffix=".npz.tmp")
-        os.close(fd)
-        try:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path_npz)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        from ..io import atomic_write, atomic_write_text
+
+        with atomic_write(path_npz, "wb") as fh:  # unique temp name, fsync, rename
+            np.savez(fh, **arrays)
         meta = dict(self.meta, cache_version=_CACHE_VERSION, n_frames=self.n_frames, n_atoms=self.n_atoms,
                     n_bonds=len(self.bonds))
-        tmp_json = path_json.with_suffix(".json.tmp")
-        tmp_json.write_text(json.dumps(meta, indent=2, sort_keys=True))
-        os.replace(tmp_json, path_json)
+        atomic_write_text(path_json, json.dumps(meta, indent=2, sort_keys=True))
         return path_npz, path_json
 
 

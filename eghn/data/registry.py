@@ -112,6 +112,7 @@ def mcomplex_on_demand(split: str = "train", *, root: str | os.PathLike | None =
     and reused by every later run with the same parameters. ``n_steps`` shortens the
     simulation (default: the paper's 5000 steps; frames are recorded every 100 steps).
     """
+    from ..io import TMP_PREFIX, clean_orphans
     from .mcomplex import MComplexDataset, generate_mcomplex_dataset
 
     if root is None:
@@ -122,7 +123,9 @@ def mcomplex_on_demand(split: str = "train", *, root: str | os.PathLike | None =
         root = cache_dir() / "mcomplex" / key
         if not (Path(root) / "config.json").is_file():
             Path(root).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=Path(root).parent))
+            clean_orphans(Path(root).parent)  # folders of generations killed long ago
+            _clean_legacy_tmp_dirs(Path(root).parent)
+            tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{key}-", dir=Path(root).parent))
             try:
                 generate_mcomplex_dataset(tmp / "data", n_complex, avg_size, n_types, n_train=n_train,
                                           n_val=n_val, n_test=n_test, seed=seed, integrator=integrator,
@@ -137,3 +140,17 @@ def mcomplex_on_demand(split: str = "train", *, root: str | os.PathLike | None =
                 shutil.rmtree(tmp, ignore_errors=True)
     return MComplexDataset(root, split, input_frame=input_frame, target_frame=target_frame,
                            max_samples=max_samples)
+
+
+def _clean_legacy_tmp_dirs(folder: Path, max_age_s: float = 3600.0) -> None:
+    """Remove ``.M3_S3_J1_...-XXXXXXXX`` folders that killed generations of older versions left."""
+    import re
+    import time
+
+    for p in folder.iterdir():
+        if p.is_dir() and re.fullmatch(r"\.M\d+_S\d+_J\d+_.+-[a-z0-9_]{8}", p.name):
+            try:
+                if time.time() - p.stat().st_mtime > max_age_s:
+                    shutil.rmtree(p)
+            except OSError:
+                continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..data.graph import Graph
 
@@ -30,11 +30,20 @@ class ModelOutput:
 
 
 def check_input(graph: Graph, *, need_vel: bool = False, node_dim: int | None = None,
-                edge_dim: int | None = None, dim: int | None = None) -> Graph:
-    """Validate a graph at a model's public entry point; raise ``ValueError`` with a clear message."""
+                edge_dim: int | None = None, dim: int | None = None, model: nn.Module | None = None) -> Graph:
+    """Validate a graph at a model's public entry point; raise ``ValueError`` with a clear message.
+
+    With ``model``, the graph's floating dtype must be that of the model's parameters.
+    """
     if not isinstance(graph, Graph):
         raise TypeError(f"expected an eghn.data.Graph, got {type(graph).__name__}")
     graph.validate()
+    if model is not None:
+        want = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        if want is not None and graph.pos.dtype != want:
+            raise ValueError(f"the graph is {str(graph.pos.dtype).removeprefix('torch.')} but the model is "
+                             f"{str(want).removeprefix('torch.')}; convert one of them, e.g. "
+                             f"graph.to(dtype={want}) or model.to({graph.pos.dtype})")
     if need_vel and graph.vel is None:
         raise ValueError("this model needs velocities: Graph.vel is None")
     if dim is not None and graph.dim != dim:

@@ -287,7 +287,7 @@ class EGHN(nn.Module):
         return (torch.stack([x, v], -1) if v is not None else x.unsqueeze(-1)), h
 
     def forward(self, graph: Graph) -> ModelOutput:
-        g = check_input(graph, need_vel=self.velocity, node_dim=self.node_dim, edge_dim=self.edge_dim)
+        g = check_input(graph, need_vel=self.velocity, node_dim=self.node_dim, edge_dim=self.edge_dim, model=self)
         if self.local_edge_dim and g.local_edge_attr is None:
             raise ValueError(f"this model expects {self.local_edge_dim} local edge features, got none")
         sizes = g.nodes_per_graph()

@@ -58,7 +58,7 @@ class EGNN(nn.Module):
             for _ in range(layers))
 
     def forward(self, graph: Graph) -> ModelOutput:
-        check_input(graph, need_vel=True, node_dim=self.node_dim, edge_dim=self.edge_dim)
+        check_input(graph, need_vel=True, node_dim=self.node_dim, edge_dim=self.edge_dim, model=self)
         x, h = graph.pos, self.embed(graph.h)
         for layer in self.layers:
             x, h, _ = layer(x, h, graph.edge_index, graph.edge_attr, vel=graph.vel)

@@ -213,7 +213,7 @@ class GMN(nn.Module):
         return x_out, v_out
 
     def forward(self, graph: Graph) -> ModelOutput:
-        check_input(graph, need_vel=True, node_dim=self.node_dim, edge_dim=self.edge_dim)
+        check_input(graph, need_vel=True, node_dim=self.node_dim, edge_dim=self.edge_dim, model=self)
         n_nodes = graph.num_nodes
         hinges, sticks = objects_from_local_edges(
             graph.local_edge_index if self.objects != "none" else None, n_nodes, hinges=self.objects == "hinges")

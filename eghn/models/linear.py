@@ -32,5 +32,5 @@ class LinearDynamics(nn.Module):
         self.t = nn.Parameter(torch.tensor(float(t0)))
 
     def forward(self, graph: Graph) -> ModelOutput:
-        check_input(graph, need_vel=True)
+        check_input(graph, need_vel=True, model=self)
         return ModelOutput(pos=graph.pos + self.t.to(graph.pos.dtype) * graph.vel)

@@ -60,7 +60,7 @@ class MPNN(nn.Module):
         self.out = MLP(hidden, hidden, n_dim, act=act)
 
     def forward(self, graph: Graph) -> ModelOutput:
-        check_input(graph, need_vel=True, node_dim=self.node_dim, edge_dim=self.edge_dim, dim=self.n_dim)
+        check_input(graph, need_vel=True, node_dim=self.node_dim, edge_dim=self.edge_dim, dim=self.n_dim, model=self)
         recv, send = graph.edge_index
         f = self.embed(torch.cat([graph.pos, graph.vel, graph.h], -1))
         for edge_mlp, node_mlp in zip(self.edge_mlps, self.node_mlps):

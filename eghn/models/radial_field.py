@@ -56,7 +56,7 @@ class RadialField(nn.Module):
         self.phi_v = nn.ModuleList(MLP(1, hidden, 1, act=act) for _ in range(layers))
 
     def forward(self, graph: Graph) -> ModelOutput:
-        check_input(graph, need_vel=True, edge_dim=self.edge_dim)
+        check_input(graph, need_vel=True, edge_dim=self.edge_dim, model=self)
         recv, send = graph.edge_index
         agg = scatter_mean if self.aggregation == "mean" else scatter_sum
         x, v = graph.pos, graph.vel

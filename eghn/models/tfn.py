@@ -97,7 +97,7 @@ class TFN(MemoryEstimator, nn.Module):
         return graph.pos + f
 
     def forward(self, graph: Graph) -> ModelOutput:
-        check_input(graph, need_vel=True, node_dim=self.node_dim, edge_dim=self.edge_dim)
+        check_input(graph, need_vel=True, node_dim=self.node_dim, edge_dim=self.edge_dim, model=self)
         if graph.dim != 3:
             raise ValueError(f"TFN is defined for 3-dimensional systems only (spherical harmonics), "
                              f"got n = {graph.dim}")

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from .scatter import gather, scatter_mean, uniform_graph_size
 
-__all__ = ["center", "gram", "position_mask"]
+__all__ = ["center", "gram", "position_mask", "safe_sqrt"]
 
 
 def position_mask(channels: int, position_channels: Sequence[int], like: Tensor) -> Tensor:
@@ -41,14 +41,26 @@ def center(Z: Tensor, batch: Tensor, num_graphs: int, mask: Tensor) -> Tensor:
     return Z - gather(scatter_mean(Z, batch, num_graphs) * mask, batch)
 
 
+def safe_sqrt(x: Tensor) -> Tensor:
+    r""":math:`\sqrt{x}` for :math:`x \geq 0` whose gradient stays finite at 0 (it is 0 there).
+
+    ``x`` is clamped to the smallest normal number of its dtype first, so the value differs
+    from ``x.sqrt()`` only below that (by at most :math:`10^{-19}` in float32).
+    """
+    return x.clamp_min(torch.finfo(x.dtype).tiny).sqrt()
+
+
 def gram(Zhat: Tensor, normalize: bool = True, eps: float = 1e-8) -> Tensor:
     r"""The O(n)-invariant :math:`\hat Z^\top \hat Z`, optionally divided by its Frobenius norm.
+
+    The norm is a :func:`safe_sqrt`, so coincident nodes and self-loops (:math:`\hat Z = 0`)
+    give finite gradients.
 
     Shapes:
         - Zhat: :math:`(E, n, k)` -> :math:`(E, k, k)`
     """
     inv = torch.bmm(Zhat.transpose(1, 2), Zhat)
     if normalize:
-        inv = inv / ((inv * inv).sum((-2, -1), keepdim=True).sqrt() + eps)
+        inv = inv / (safe_sqrt((inv * inv).sum((-2, -1), keepdim=True)) + eps)
     return inv
 

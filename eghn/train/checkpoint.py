@@ -1,6 +1,6 @@
-"""Checkpoints that load with ``torch.load(weights_only=True)``.
+"""Checkpoints that load with ``torch.load(weights_only=True)``, protected by a SHA-256 checksum.
 
-A checkpoint is a dictionary of tensors and primitive containers only (no pickled objects):
+A checkpoint holds a dictionary of tensors and primitive containers only (no pickled objects):
 
 * ``model``: the model's ``state_dict``; ``optimizer``: the optimizer's ``state_dict``;
   ``scaler``: the AMP grad scaler's ``state_dict`` (or ``{}``);
@@ -9,41 +9,94 @@ A checkpoint is a dictionary of tensors and primitive containers only (no pickle
 * ``history``: one dictionary of numbers per evaluation (the metrics CSV);
 * ``rng``: ``{"torch": ByteTensor, "cuda": [ByteTensor...], "shuffle": ByteTensor}``;
 * ``config``: the resolved configuration as a JSON string; ``format``: version number.
+
+On disk (format 2) that dictionary is serialised by ``torch.save`` into a byte string, which is
+stored as a ``uint8`` tensor ``payload`` beside its ``sha256`` in an outer ``torch.save``
+file ``{"format": 2, "sha256": str, "payload": uint8 tensor}``. :func:`load_checkpoint`
+refuses a file whose payload does not match its checksum, naming the file. The file is
+written atomically (unique temporary name, fsync, rename: :func:`eghn.io.atomic_write_bytes`).
+Format-1 files (the dictionary itself, no checksum) still load.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "save_checkpoint"]
+from ..io import atomic_write_bytes
 
-CHECKPOINT_FORMAT = 1
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "load_checkpoint", "save_checkpoint"]
+
+CHECKPOINT_FORMAT = 2
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is corrupt, truncated or not an eghn checkpoint."""
+
+
+def _to_bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` atomically (temporary file + rename), so a kill never leaves a torn file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-    os.replace(tmp, path)
+    """Write ``state`` with its checksum, atomically, so a kill never leaves a torn file.
+
+    The bytes are built in memory first, so a full disk raises an ``OSError`` (``ENOSPC``)
+    rather than an error from inside torch's zip writer.
+    """
+    inner = _to_bytes({"format": CHECKPOINT_FORMAT, **state})
+    outer = _to_bytes({"format": CHECKPOINT_FORMAT, "sha256": hashlib.sha256(inner).hexdigest(),
+                       "payload": torch.frombuffer(bytearray(inner), dtype=torch.uint8)})
+    atomic_write_bytes(path, outer)
+
+
+def _load(source, what: str, map_location) -> Any:
+    try:
+        return torch.load(source, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt/unsafe files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot load checkpoint {what}: the file is corrupt or not a "
+                              f"checkpoint ({first})") from None
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no unpickling)."""
+    """Load and verify a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
+
+    Raises :class:`CheckpointError` (a ``ValueError``) naming ``path`` when the file is corrupt
+    (checksum mismatch, truncated, not a torch file) or not an eghn checkpoint.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt/unsafe files
-        raise ValueError(f"cannot load checkpoint {path}: {e}") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "model" not in state:
-        raise ValueError(f"{path} is not an eghn checkpoint (format {CHECKPOINT_FORMAT})")
+    state = _load(path, str(path), "cpu")
+    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT and "payload" in state:
+        payload = state["payload"]
+        if not isinstance(payload, torch.Tensor) or payload.dtype != torch.uint8:
+            raise CheckpointError(f"checkpoint {path} is corrupt (no payload)")
+        data = payload.numpy().tobytes()
+        if hashlib.sha256(data).hexdigest() != state.get("sha256"):
+            raise CheckpointError(f"checkpoint {path} is corrupt: its contents do not match their "
+                                  "SHA-256 checksum (damaged on disk or in transfer)")
+        state = _load(io.BytesIO(data), str(path), map_location)
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"checkpoint {path} is corrupt (bad inner format)")
+    elif isinstance(state, dict) and state.get("format") == 1 and "model" in state:
+        if map_location != "cpu":
+            state = _load(path, str(path), map_location)
+    else:
+        raise CheckpointError(f"{path} is not an eghn checkpoint (format {CHECKPOINT_FORMAT})")
+    if "model" not in state:
+        raise CheckpointError(f"{path} is not an eghn checkpoint (it holds no model)")
     if isinstance(state.get("config"), str):
-        state["config"] = json.loads(state["config"])
+        try:
+            state["config"] = json.loads(state["config"])
+        except json.JSONDecodeError:
+            raise CheckpointError(f"checkpoint {path} holds an unreadable config") from None
     return state

@@ -40,6 +40,7 @@ import copy
 import difflib
 import inspect
 import json
+import math
 import sys
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -58,6 +59,7 @@ __all__ = [
     "apply_overrides",
     "apply_protocol",
     "check_kwargs",
+    "check_values",
     "list_configs",
     "load_config",
     "merge",
@@ -249,8 +251,12 @@ def resolve(raw: Mapping[str, Any], *, quick: bool = False) -> dict[str, Any]:
     for key in ("epochs", "batch_size", "eval_every", "patience"):
         if train[key] < 1:
             raise ConfigError(f"config key 'train.{key}' must be >= 1, got {train[key]}")
-    if train["lr"] <= 0:
-        raise ConfigError(f"config key 'train.lr' must be > 0, got {train['lr']}")
+    for key, low, strict in (("lr", 0.0, True), ("weight_decay", 0.0, False), ("clip_grad", 0.0, False),
+                             ("preload_max_gb", 0.0, True), ("max_batches", 0, False), ("threads", 0, False)):
+        val = train[key]
+        if not math.isfinite(val) or val < low or (strict and val == low):
+            raise ConfigError(f"config key 'train.{key}' must be a finite number {'>' if strict else '>='} "
+                              f"{low:g}, got {val}")
     out["train"] = train
     for sec in _FREE_TABLES:
         table = raw.get(sec)
@@ -392,7 +398,9 @@ def load_config(spec: str | Path, overrides: Iterable[str] = (), *, quick: bool 
 
 def save_config(config: Mapping[str, Any], path: str | Path) -> None:
     """Write the resolved config as JSON (stable key order)."""
-    Path(path).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    from ..io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def check_kwargs(fn: Any, kwargs: Mapping[str, Any], what: str, owner: str = "") -> None:
@@ -415,3 +423,48 @@ def check_kwargs(fn: Any, kwargs: Mapping[str, Any], what: str, owner: str = "")
         if k not in accepted and k != "split":
             raise _unknown(f"{what}.{k}", [f"{what}.{a}" for a in accepted],
                            f" ({owner or fn.__name__} takes no {k!r})")
+
+
+#: options that count something and must be >= 1 wherever a model or dataset takes them
+POSITIVE_OPTIONS = frozenset({
+    "hidden", "layers", "enc_layers", "pool_layers", "dec_layers", "heads", "clusters", "n_complex",
+    "avg_size", "n_types", "n_train", "n_val", "n_test", "max_samples", "delta_frame", "n_steps",
+    "sample_every", "size", "dim",
+})
+
+
+def check_values(fn: Any, kwargs: Mapping[str, Any], what: str) -> None:
+    """Raise :class:`ConfigError` for option values of the wrong type or out of range.
+
+    An option whose default in ``fn``'s signature is an int (a float) must be an int (a finite
+    number); counts (:data:`POSITIVE_OPTIONS`, lists of them too) must be >= 1.
+    """
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        params = {}
+    for k, v in kwargs.items():
+        key = f"{what}.{k}"
+        p = params.get(k)
+        default = p.default if p is not None and p.default is not inspect.Parameter.empty else None
+        if isinstance(default, bool):
+            if not isinstance(v, bool):
+                raise ConfigError(f"config key {key!r} must be true or false, got {v!r}")
+            continue
+        if isinstance(default, int) and not (isinstance(v, int) and not isinstance(v, bool)) and not (
+                k == "clusters" and isinstance(v, list)):
+            raise ConfigError(f"config key {key!r} must be an integer, got {v!r} ({_type_name(v)})")
+        if isinstance(default, float) and v is not None:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"config key {key!r} must be a finite number, got {v!r}")
+        if k in POSITIVE_OPTIONS and v is not None:
+            items = v if isinstance(v, list) else [v]
+            if k == "clusters" and not items:
+                raise ConfigError(f"config key {key!r} must not be empty")
+            for x in items:
+                if isinstance(x, bool) or not isinstance(x, int):
+                    raise ConfigError(f"config key {key!r} must be {'a list of ' if isinstance(v, list) else 'an '}"
+                                      f"integer{'s' if isinstance(v, list) else ''} >= 1, got {v!r}")
+                if x < 1:
+                    raise ConfigError(f"config key {key!r} must be >= 1, got {v!r}")

@@ -32,18 +32,21 @@ from torch import nn
 from ..data.graph import Graph
 from ..data.registry import build_dataset, get_dataset_class
 from ..data.units import LengthScaled, length_scale
+from ..io import DirLock, atomic_write, atomic_write_text
 from ..models import registry as model_registry
 from ..nn.lean import set_edge_recompute
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ConfigError, check_kwargs, save_config
+from .config import ConfigError, check_kwargs, check_values, save_config
 from .distributed import DistInfo, shard
 from .loader import GraphBank
 from .metrics import MSEAccumulator, position_sse, random_rotations
 
 __all__ = [
     "RunResult",
+    "TrainingDiverged",
     "build_datasets",
     "build_model",
+    "check_datasets",
     "evaluate_model",
     "lr_at",
     "make_run_dir",
@@ -64,6 +67,14 @@ class _Interrupted(Exception):
     """Raised by the test hook ``stop_after`` to simulate a killed run."""
 
 
+class TrainingDiverged(FloatingPointError):
+    """The training loss, the weights or the validation MSE became NaN or infinite.
+
+    The run stops before anything non-finite is written: ``last.pt`` and ``best.pt`` keep the
+    last finite state, from which the run can be resumed (e.g. with a lower ``train.lr``).
+    """
+
+
 @dataclass
 class RunResult:
     """Summary of a finished training run (also written to ``result.json``)."""
@@ -77,6 +88,7 @@ class RunResult:
     stopped_early: bool
     history: list[dict[str, float]] = field(default_factory=list)
     protocol: str = ""
+    version: str = ""  #: the eghn version that trained the run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,6 +181,7 @@ def validate_config(config: Mapping[str, Any]) -> None:
     cls = get_dataset_class(name)
     for s in _SPLITS:
         check_kwargs(cls, {**split_options(config["data"], s), "split": s}, "data", f"dataset {name!r}")
+        check_values(cls, split_options(config["data"], s), "data")
     _import_models()
     reserved = sorted(_RESERVED_MODEL_KEYS & set(config["model"]))
     if reserved:
@@ -177,6 +190,23 @@ def validate_config(config: Mapping[str, Any]) -> None:
     mname = config["model"]["name"]
     mcls = model_registry.get_class(mname)
     check_kwargs(mcls, {k: v for k, v in config["model"].items() if k != "name"}, "model", f"model {mname!r}")
+    check_values(mcls, {k: v for k, v in config["model"].items() if k != "name"}, "model")
+
+
+def check_datasets(config: Mapping[str, Any], banks: Mapping[str, GraphBank]) -> None:
+    """Checks of the config against the loaded splits (EGHN's clusters vs. the smallest system)."""
+    clusters = config["model"].get("clusters")
+    ks = clusters if isinstance(clusters, list) else [clusters]
+    if not ks or not all(isinstance(k, int) and not isinstance(k, bool) for k in ks):
+        return
+    k = max(ks)
+    for s, bank in banks.items():
+        if bank.mode == "lazy":  # no node counts without a pass over the data; the model checks
+            continue
+        n = int(bank.node_count.min())
+        if n < k:
+            raise ConfigError(f"config key 'model.clusters' = {clusters} asks for {k} clusters but the "
+                              f"smallest system of the {s} split has {n} nodes; use at most {n}")
 
 
 def build_model(config: Mapping[str, Any], dataset) -> nn.Module:
@@ -379,14 +409,70 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
             dist.broadcast_object_list(box, src=0)
             run_dir = box[0]
     run_dir = Path(run_dir)
+    created = lock = None
     if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        created = _make_dirs(run_dir)
+        lock = DirLock(run_dir, "run directory")
+    started = [False]
+    try:
+        if lock is not None:
+            lock.acquire()
+        return _train_in(config, run_dir, resume=resume, datasets=datasets, info=info, echo=echo,
+                         stop_after=stop_after, device=device, dtype=dtype, amp_dtype=amp_dtype,
+                         started=started)
+    except BaseException:
+        if created is not None and not started[0]:  # a failed start leaves no directory behind
+            _remove_new_dirs(created)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _make_dirs(path: Path) -> list[Path]:
+    """``mkdir -p path``; returns the folders it created, deepest first."""
+    new = []
+    p = path
+    while not p.exists():
+        new.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    path.mkdir(parents=True, exist_ok=True)
+    return new
+
+
+_OWN_FILES = frozenset({"config.json", "metrics.csv", "train.log", ".lock"})
+
+
+def _remove_new_dirs(created: list[Path]) -> None:
+    """Remove folders made by :func:`_make_dirs` that hold nothing but this module's own files."""
+    for d in created:
+        try:
+            if any(f.name not in _OWN_FILES or f.is_dir() for f in d.iterdir()):
+                return
+            for f in d.iterdir():
+                f.unlink()
+            d.rmdir()
+        except OSError:
+            return
+
+
+def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, datasets: Mapping[str, Any] | None,
+              info: DistInfo, echo: Callable[[str], None] | None, stop_after: int | None,
+              device: torch.device, dtype: torch.dtype, amp_dtype: torch.dtype | None,
+              started: list[bool]) -> RunResult:
+    tcfg = config["train"]
     log = _Logger(run_dir / "train.log" if info.is_main else None, info.is_main, echo)
     result_path = run_dir / "result.json"
     last_path = run_dir / "last.pt"
     if resume and result_path.is_file():
         log(f"run {run_dir} already finished; nothing to resume")
-        return RunResult(**json.loads(result_path.read_text()))
+        try:
+            return RunResult(**json.loads(result_path.read_text()))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{result_path} is unreadable ({e}); remove it to resume the run from "
+                             "last.pt") from None
     if not resume and last_path.exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, "
                               "or choose another run directory")
@@ -402,6 +488,7 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
     config, datasets = _standardise(config, datasets)
     banks = {s: GraphBank(datasets[s], device, dtype, tcfg["preload"], tcfg["preload_max_gb"])
              for s in ("train", "val", "test")}
+    check_datasets(config, banks)
     torch.manual_seed(seed)
     model = build_model(config, datasets["train"]).to(device=device, dtype=dtype)
     n_params = sum(p.numel() for p in model.parameters())
@@ -422,10 +509,22 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
     best: dict[str, float] = {"epoch": 0, "val": math.inf, "test": math.nan}
     history: list[dict[str, float]] = []
     wall_offset = 0.0
+    resumes: list[dict[str, Any]] = []
     if resume and last_path.exists():
         state = load_checkpoint(last_path, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        # the optimizer's state restores the old hyper-parameters: the config's values win
+        saved_train = (state.get("config") or {}).get("train", {})
+        changed = {}
+        for key in ("lr", "weight_decay"):
+            for group in optimizer.param_groups:
+                old = group[key]
+                group[key] = tcfg[key]
+            old = saved_train.get(key, old)
+            if old != tcfg[key]:
+                changed[f"train.{key}"] = [old, tcfg[key]]
+        resumes = [dict(r) for r in state.get("resumes", [])]
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         _set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v])
@@ -437,6 +536,10 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
         wall_offset = float(history[-1]["wall_s"]) if history else 0.0
         log(f"resuming {run_dir} after epoch {start_epoch - 1} (best val {_fmt(best['val'])} "
             f"at epoch {int(best['epoch'])})")
+        if changed:
+            resumes.append({"after_epoch": start_epoch - 1, "changed": changed})
+            log("changed on resume: " + ", ".join(f"{k} {a:g} -> {b:g}" for k, (a, b) in changed.items()))
+    started[0] = True
     if info.is_main:
         save_config(config, run_dir / "config.json")
         _write_csv(run_dir / "metrics.csv", history)
@@ -458,7 +561,22 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
             "scaler": scaler.state_dict() if scaler.is_enabled() else {},
             "epoch": epoch, "evals_since_best": evals_since_best, "best": dict(best),
             "history": history, "rng": _rng_state(shuffle_gen), "config": json.dumps(config),
+            "resumes": resumes,
         })
+
+    def diverged(what: str, epoch: int) -> TrainingDiverged:
+        kept = []
+        if tcfg["checkpoint"]:
+            if last_path.exists() or history:
+                kept.append(f"last.pt holds epoch {int(history[-1]['epoch']) if history else start_epoch - 1}")
+            if best["epoch"]:
+                kept.append(f"best.pt holds epoch {int(best['epoch'])}")
+        where = ("; ".join(kept) + "; continue with a lower learning rate: eghn train --resume "
+                 f"{run_dir} --set train.lr=<lower than {tcfg['lr']:g}>") if kept else (
+                 f"no checkpoint was written yet; start again with a lower train.lr than {tcfg['lr']:g}")
+        msg = f"training diverged: {what} at epoch {epoch}; stopped without saving it ({where})"
+        log(msg)
+        return TrainingDiverged(msg)
 
     bar = _progress(range(start_epoch, tcfg["epochs"] + 1), initial=start_epoch - 1, total=tcfg["epochs"],
                desc=config["name"], unit="ep", disable=not (tcfg["progress"] and info.is_main),
@@ -469,6 +587,10 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
     train_loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     train_count = 0
     train_batches = 0
+    # every batch's loss is checked; on CPU at once, elsewhere through a flag read once an epoch
+    # (no per-batch device sync; under DDP all processes stop at the same epoch)
+    check_now = device.type == "cpu" and not info.enabled
+    loss_ok = torch.ones((), dtype=torch.float64, device=device)
     stopped_early = False
     epoch = start_epoch - 1
     bs = tcfg["batch_size"]
@@ -495,14 +617,21 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
                 continue
             g = banks["train"].batch(lidx)
             with _autocast(device, amp_dtype):
-                out = ddp_model(g)
+                try:
+                    out = ddp_model(g)
+                except FloatingPointError as e:  # a model that refuses to return NaN/inf (EGHN)
+                    raise diverged(f"the model's output is not finite ({e})", epoch) from None
                 sse = position_sse(out.pos, g.target)
                 loss = sse * (info.world_size / (global_nodes * g.dim))
                 reg = out.aux.get("reg_loss") if isinstance(out.aux, Mapping) else None
                 if reg is not None:
                     loss = loss + reg * (info.world_size * lidx.numel() / gidx.numel())
-            if b == 0 and not bool(torch.isfinite(loss.detach())):
-                raise FloatingPointError(f"non-finite training loss at epoch {epoch}; lower train.lr?")
+            if check_now:
+                if not math.isfinite(float(loss.detach())):
+                    raise diverged(f"the training loss is {float(loss.detach())} (batch {b + 1} of {n_batches})",
+                                   epoch)
+            else:
+                loss_ok.mul_(torch.isfinite(loss.detach()).to(loss_ok.dtype))
             scaler.scale(loss).backward()
             if tcfg["clip_grad"] > 0:
                 scaler.unscale_(optimizer)
@@ -514,6 +643,14 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
             train_count += g.num_nodes * g.dim
             train_batches += 1
             seen_since_eval += gidx.numel()
+        if not check_now:
+            flag = loss_ok.clone()
+            if info.enabled:
+                import torch.distributed as dist
+
+                dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            if float(flag) < 1.0:
+                raise diverged("the training loss is not finite", epoch)
         last_epoch = epoch == tcfg["epochs"]
         if epoch % tcfg["eval_every"] == 0 or last_epoch:
             stats = torch.stack([train_sse, train_loss_sum,
@@ -532,6 +669,10 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
                                  amp_dtype=amp_dtype)
             test = (evaluate_model(model, banks["test"], bs, info=info, amp_dtype=amp_dtype)
                     if tcfg["eval_test"] else math.nan)
+            if not _weights_finite(model):
+                raise diverged("some weights are NaN or infinite", epoch)
+            if not math.isfinite(val):
+                raise diverged(f"the validation MSE is {val}", epoch)
             if val < best["val"]:
                 best = {"epoch": epoch, "val": val, "test": test}
                 evals_since_best = 0
@@ -555,7 +696,7 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
                     writer.add_scalar(k, row[k], epoch)
             bar.set_postfix(val=f"{val:.3e}", best=int(best["epoch"]))
             if info.is_main:
-                _append_csv(run_dir / "metrics.csv", row)
+                _write_csv(run_dir / "metrics.csv", history)
             if evals_since_best >= tcfg["patience"]:
                 stopped_early = True
             checkpoint(epoch)
@@ -575,9 +716,10 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
     wall = wall_offset + time.perf_counter() - t0
     result = RunResult(run_dir=str(run_dir), best_epoch=int(best["epoch"]), best_val=float(best["val"]),
                        test=float(best["test"]), epochs=int(epoch), wall_s=round(wall, 3),
-                       stopped_early=stopped_early, history=history, protocol=str(config.get("protocol", "")))
+                       stopped_early=stopped_early, history=history, protocol=str(config.get("protocol", "")),
+                       version=_version())
     if info.is_main:
-        result_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        atomic_write_text(result_path, json.dumps(result.to_dict(), indent=2) + "\n")
     log(f"done: best val MSE {_fmt(result.best_val)} at epoch {result.best_epoch}, "
         f"test MSE at that epoch {_fmt(result.test)} ({result.epochs} epochs, {wall:,.1f} s)")
     return result
@@ -617,15 +759,22 @@ def _tensorboard(run_dir: Path, enabled: bool, log: Callable[[str], None]):
 
 
 def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:
-    with open(path, "w", newline="") as f:
+    """Write the whole metrics table atomically (so it always matches ``last.pt``'s history)."""
+    with atomic_write(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=_CSV_FIELDS)
         w.writeheader()
         w.writerows(rows)
 
 
-def _append_csv(path: Path, row: dict[str, float]) -> None:
-    with open(path, "a", newline="") as f:
-        csv.DictWriter(f, fieldnames=_CSV_FIELDS).writerow(row)
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _weights_finite(model: nn.Module) -> bool:
+    flags = [torch.isfinite(p.detach()).all() for p in model.parameters()]
+    return bool(torch.stack(flags).all()) if flags else True
 
 
 def transformed_batch(g: Graph, rotate: bool, translate: float, generator: torch.Generator,

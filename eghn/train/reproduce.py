@@ -1,12 +1,13 @@
 """One command per paper table: train every cell over several seeds, tabulate beside the paper.
 
 ``eghn reproduce table2`` trains every config of Table 2 for seeds ``1..S`` (each run in
-``<out>/<table>-<protocol>[-quick]/<config>/seed<k>``; finished runs are reused, so an interrupted
-reproduction continues where it stopped), then writes ``<table>.md`` and ``<table>.csv`` with
-the mean +- standard deviation (over seeds, ``ddof=0``) of the test MSE at the best
-validation epoch, beside the published number (``eghn/results/paper.json``). A cell whose
-model is missing, cannot take a config option, or runs out of memory is reported as such
-instead of stopping the table.
+``<out>/<table>-<protocol>[-quick]/<config>/seed<k>``; a finished run is reused, and an interrupted
+one resumed, only when its resolved config -- every ``--set`` option included -- and the eghn
+version match; otherwise it is moved aside to ``seed<k>.replaced-<time>`` and trained
+again), then writes ``<table>.md`` and ``<table>.csv`` with the mean +- standard deviation
+(over seeds, ``ddof=0``) of the test MSE at the best validation epoch, beside the published
+number (``eghn/results/paper.json``). A cell whose model is missing, cannot take a config
+option, or runs out of memory is reported as such instead of stopping the table.
 
 Every run follows one *protocol* (:data:`PROTOCOLS`), named in its config, its ``result.json``
 and the tables: ``"released"`` (the default: the sample counts, input features and batching of
@@ -173,20 +174,87 @@ def _run_cell_seed(
     from .config import load_config
     from .loop import train
 
+    ov = [*overrides, f"seed={seed}"]
+    if device:
+        ov.append(f"device={json.dumps(device)}")
+    if not progress:
+        ov.append("train.progress=false")
+    config = load_config(cell.config, ov, quick=quick, protocol=protocol)
     result_path = run_dir / "result.json"
-    if result_path.is_file():
-        test = float(json.loads(result_path.read_text())["test"])
+    reason = _reuse_mismatch(run_dir, config)
+    if reason is None and result_path.is_file():
+        echo(f"    seed {seed}: reusing the finished run {run_dir} (same config and eghn version)")
+        test = float(_read_json(result_path)["test"])
     else:
-        ov = [*overrides, f"seed={seed}"]
-        if device:
-            ov.append(f"device={json.dumps(device)}")
-        if not progress:
-            ov.append("train.progress=false")
-        config = load_config(cell.config, ov, quick=quick, protocol=protocol)
+        if reason is not None:
+            aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+            k = 1
+            while aside.exists():
+                k += 1
+                aside = aside.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}-{k}")
+            run_dir.rename(aside)
+            echo(f"    seed {seed}: not reusing {run_dir}: {reason}; moved it to {aside.name} and training again")
         test = train(config, run_dir, resume=(run_dir / "last.pt").exists(), echo=echo).test
     if not cell.transform:
         return test
     return _evaluate_transformed(run_dir, cell.transform, seed, device)
+
+
+#: config keys that change only what is displayed, not what is computed
+_COSMETIC = frozenset({"train.progress", "train.tensorboard", "description"})
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"cannot read {path}: not a JSON object")
+    return data
+
+
+def _reuse_mismatch(run_dir: Path, config: dict[str, Any]) -> str | None:
+    """Why the existing run in ``run_dir`` cannot stand for ``config`` (``None``: it can, or none exists).
+
+    A run is reused (or resumed) only when its resolved config (``config.json``) equals
+    ``config`` up to display-only keys and, once finished, its ``result.json`` was written
+    by this eghn version.
+    """
+    from .. import __version__
+
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return None
+    try:
+        saved = _read_json(run_dir / "config.json")
+    except ValueError as e:
+        return str(e)
+    old, new = _flatten(saved), _flatten(config)
+    if new.get("data.length_scale", "auto") == "auto":  # resolved from the training data at the start
+        old.pop("data.length_scale", None)
+        new.pop("data.length_scale", None)
+    diff = [k for k in sorted(set(old) | set(new)) if k not in _COSMETIC and old.get(k) != new.get(k)]
+    if diff:
+        shown = ", ".join(f"{k} {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}" for k in diff[:4])
+        return f"it was trained with another config ({shown}{', ...' if len(diff) > 4 else ''})"
+    result_path = run_dir / "result.json"
+    if result_path.is_file():
+        try:
+            version = _read_json(result_path).get("version")
+        except ValueError as e:
+            return str(e)
+        if version != __version__:
+            return f"it was trained by eghn {version or '(unknown version)'}, this is eghn {__version__}"
+    return None
 
 
 def _evaluate_transformed(run_dir: Path, transform: dict[str, Any], seed: int, device: str | None) -> float:
@@ -289,9 +357,8 @@ def reproduce(
                 except Exception as e:  # one failing cell must not stop the table
                     res.status = _status_of(e)
                     failed[cell.config] = res.status
-                    (base / "errors.log").open("a").write(
-                        f"== {cell.config} seed {seed}\n{traceback.format_exc()}\n"
-                    )
+                    with (base / "errors.log").open("a") as log_file:
+                        log_file.write(f"== {cell.config} seed {seed}\n{traceback.format_exc()}\n")
                     res.values.clear()
                     break
         summary = f"{res.mean:.4g} +- {res.std:.2g} ({len(res.values)} seeds)" if res.values else res.status
@@ -356,9 +423,11 @@ def write_table(
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Wall time of this command: {wall_s:,.0f} s."]
     md = folder / f"{table}.md"
-    md.write_text("\n".join(lines) + "\n")
+    from ..io import atomic_write, atomic_write_text
+
+    atomic_write_text(md, "\n".join(lines) + "\n")
     csv_path = folder / f"{table}.csv"
-    with open(csv_path, "w", newline="") as f:
+    with atomic_write(csv_path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
             [
