@@ -6,7 +6,8 @@
     eghn train --resume RUN_DIR
     eghn train --list
     eghn evaluate RUN_OR_CHECKPOINT [--rotate] [--translate [SCALE]] [--split test]
-    eghn reproduce {table1,table2,table3,table4} [--seeds 3] [--quick] [--device D] [--out DIR]
+    eghn reproduce {table1,table2,table3,table4} [--protocol released|paper] [--seeds 3] [--quick]
+                   [--device D] [--out DIR]
     eghn data {mcomplex,mocap,protein} ...
 
 ``CONFIG`` is a TOML file or the name of a shipped config (``eghn train --list``). Under
@@ -91,7 +92,7 @@ def _add_evaluate(sub) -> None:
 
 
 def _add_reproduce(sub) -> None:
-    from .train.reproduce import TABLES
+    from .train.reproduce import PROTOCOLS, TABLES
 
     p = sub.add_parser(
         "reproduce",
@@ -101,6 +102,13 @@ def _add_reproduce(sub) -> None:
         "Finished runs are reused, so an interrupted reproduction can be restarted.",
     )
     p.add_argument("table", choices=sorted(TABLES))
+    p.add_argument(
+        "--protocol",
+        choices=list(PROTOCOLS),
+        default="released",
+        help="released (default: the authors' released code's sample counts, input features and batching) "
+        "or paper (the paper's text)",
+    )
     p.add_argument("--seeds", type=int, default=3, help="number of seeds per row (default 3)")
     p.add_argument(
         "--quick",
@@ -325,6 +333,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         only=args.only,
         overrides=args.overrides,
         progress=not args.no_progress,
+        protocol=args.protocol,
     )
     return 0
 

@@ -193,10 +193,11 @@ def test_reproduce_writes_tables_and_reports_failures(tmp_path, monkeypatch):
     assert [len(r.values) for r in results] == [2, 2, 0]
     assert results[1].values == pytest.approx(results[0].values, rel=1e-9)  # equivariant toy under rotation
     assert results[2].status.startswith("not run") and "no_such_model" in results[2].status
-    md = (tmp_path / "out" / "table2-quick" / "table2.md").read_text()
-    assert "Quick mode" in md and "| EGNN | 28.7 | 50.9 |" in md and "not run" in md
-    rows = list(csv.DictReader(open(tmp_path / "out" / "table2-quick" / "table2.csv")))
-    assert rows[0]["paper"] == "28.7" and float(rows[0]["mean"]) == pytest.approx(results[0].mean, rel=1e-5)
+    md = (tmp_path / "out" / "table2-released-quick" / "table2.md").read_text()
+    assert "Protocol: **released**" in md and "Quick mode" in md and "| EGNN | 28.7 | 50.9 |" in md and "not run" in md
+    rows = list(csv.DictReader(open(tmp_path / "out" / "table2-released-quick" / "table2.csv")))
+    assert rows[0]["protocol"] == "released" and rows[0]["paper"] == "28.7"
+    assert float(rows[0]["mean"]) == pytest.approx(results[0].mean, rel=1e-5)
     assert any("NOT comparable" in line for line in lines)
     # finished runs are reused: a second call trains nothing and returns the same numbers
     again = rep.reproduce("table2", seeds=2, quick=True, out=tmp_path / "out", echo=_quiet, progress=False)

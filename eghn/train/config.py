@@ -6,6 +6,7 @@ A configuration is a nested dictionary with four parts::
     seed = 1
     device = "auto"               # "auto", "cpu", "cuda" or "cuda:N"
     out_dir = "runs"
+    protocol = "released"         # optional: the protocol the run follows (see [protocols] below)
 
     [data]                        # dataset: "name" selects it, the other keys go to its class
     name = "mocap"
@@ -20,6 +21,11 @@ A configuration is a nested dictionary with four parts::
 
     [quick]                       # optional: merged on top when a reduced ("--quick") run is asked
     train = { epochs = 10 }
+
+    [protocols.released]          # optional: the overrides that define each protocol; the one
+    data = { features = "released" }  # named by ``protocol`` (or ``--set protocol=...``) is merged
+    [protocols.paper]             # first, before [quick] and --set
+    data = { features = "paper" }
 
 A file may start with ``extends = "other.toml"`` (a path relative to it, or a shipped config
 name): it is read first and this file's keys are merged over it. Keys of ``train`` and the top
@@ -50,6 +56,7 @@ __all__ = [
     "TRAIN_DEFAULTS",
     "ConfigError",
     "apply_overrides",
+    "apply_protocol",
     "check_kwargs",
     "list_configs",
     "load_config",
@@ -71,6 +78,7 @@ TOP_DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "out_dir": "runs",
     "description": "",
+    "protocol": "",             # "released" (the authors' released code) or "paper" (the paper's text)
 }
 
 #: The ``[train]`` table: the published EGHN code's defaults.
@@ -94,6 +102,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "progress": True,           # tqdm progress bars
     "max_batches": 0,           # limit batches per epoch (0 = all; for smoke tests)
     "ddp_find_unused": True,    # DDP: allow parameters that get no gradient (e.g. a last h-update)
+    "drop_last": False,         # skip the last, smaller training batch of an epoch (the released code)
 }
 
 _SECTIONS = ("data", "model", "train", "quick")
@@ -211,6 +220,7 @@ def resolve(raw: Mapping[str, Any], *, quick: bool = False) -> dict[str, Any]:
     train, quick`` (``quick`` records whether the quick overrides were applied).
     """
     raw = dict(raw)
+    raw.pop("protocols", None)
     quick_over = raw.pop("quick", {}) or {}
     if not isinstance(quick_over, Mapping):
         raise ConfigError("'quick' must be a table of overrides")
@@ -312,16 +322,62 @@ def _get(d: Mapping[str, Any], parts: list[str]) -> Any:
     return d
 
 
-def load_config(spec: str | Path, overrides: Iterable[str] = (), *, quick: bool = False) -> dict[str, Any]:
-    """Read a config (path or shipped name), apply ``[quick]`` (if ``quick``) and then the
-    ``--set`` overrides, fill and check defaults.
+def _protocol_of(overrides: Iterable[str]) -> str | None:
+    """The value of a ``protocol=...`` override, if there is one (the last wins)."""
+    found = None
+    for item in overrides:
+        key, _, text = item.partition("=")
+        if key.strip() == "protocol":
+            found = str(parse_value(text.strip()))
+    return found
+
+
+def apply_protocol(raw: Mapping[str, Any], protocol: str | None = None) -> dict[str, Any]:
+    """Merge the ``[protocols.<name>]`` table of a raw config, ``name`` being ``protocol`` or
+    else the config's own ``protocol`` key; drops the ``protocols`` table and records the name.
+
+    A config without ``[protocols]`` follows the one protocol its ``protocol`` key names; asking
+    it for another is an error.
+
+    >>> raw = {"protocol": "released", "data": {"name": "x"},
+    ...        "protocols": {"released": {"data": {"n": 400}}, "paper": {"data": {"n": 200}}}}
+    >>> apply_protocol(raw)["data"], apply_protocol(raw, "paper")["data"]["n"]
+    ({'name': 'x', 'n': 400}, 200)
+    """
+    raw = dict(raw)
+    tables = raw.pop("protocols", None) or {}
+    if not isinstance(tables, Mapping) or not all(isinstance(v, Mapping) for v in tables.values()):
+        raise ConfigError("'protocols' must hold one table of overrides per protocol")
+    own = raw.get("protocol", "")
+    if not isinstance(own, str):
+        raise ConfigError("config key 'protocol' must be a string")
+    name = own if protocol is None else protocol
+    if tables:
+        if name not in tables:
+            raise ConfigError(f"protocol {name!r} is not defined by this config; it defines "
+                              f"{', '.join(sorted(tables))}")
+        raw = merge(raw, tables[name])
+    elif name != own and own:
+        raise ConfigError(f"this config follows protocol {own!r} only (it has no [protocols] tables), "
+                          f"not {name!r}")
+    raw["protocol"] = name
+    return raw
+
+
+def load_config(spec: str | Path, overrides: Iterable[str] = (), *, quick: bool = False,
+                protocol: str | None = None) -> dict[str, Any]:
+    """Read a config (path or shipped name), merge the tables of its protocol (``protocol``, a
+    ``protocol=...`` override, or the file's own ``protocol`` key), apply ``[quick]`` (if
+    ``quick``) and then the ``--set`` overrides, fill and check defaults.
 
     Example:
         >>> cfg = load_config("default", ["train.epochs=3"])
         >>> cfg["train"]["epochs"], cfg["train"]["lr"], cfg["model"]["name"]
         (3, 0.0005, 'eghn')
     """
-    raw = _read_toml(_locate(spec))
+    overrides = list(overrides)
+    from_set = _protocol_of(overrides)
+    raw = apply_protocol(_read_toml(_locate(spec)), from_set if from_set is not None else protocol)
     quick_over = raw.pop("quick", {}) or {}
     if not isinstance(quick_over, Mapping):
         raise ConfigError("'quick' must be a table of overrides")

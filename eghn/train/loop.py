@@ -73,6 +73,7 @@ class RunResult:
     wall_s: float
     stopped_early: bool
     history: list[dict[str, float]] = field(default_factory=list)
+    protocol: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -405,6 +406,8 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
     for epoch in bar:
         perm = torch.randperm(n_train, generator=shuffle_gen)
         n_batches = math.ceil(n_train / bs)
+        if tcfg.get("drop_last") and n_train >= bs:
+            n_batches = n_train // bs
         if tcfg["max_batches"] > 0:
             n_batches = min(n_batches, tcfg["max_batches"])
         for b in range(n_batches):
@@ -495,7 +498,7 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
     wall = wall_offset + time.perf_counter() - t0
     result = RunResult(run_dir=str(run_dir), best_epoch=int(best["epoch"]), best_val=float(best["val"]),
                        test=float(best["test"]), epochs=int(epoch), wall_s=round(wall, 3),
-                       stopped_early=stopped_early, history=history)
+                       stopped_early=stopped_early, history=history, protocol=str(config.get("protocol", "")))
     if info.is_main:
         result_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     log(f"done: best val MSE {_fmt(result.best_val)} at epoch {result.best_epoch}, "

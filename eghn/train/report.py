@@ -102,10 +102,12 @@ class ResultTable:
                 f"<tbody>{body}</tbody></table>")
 
 
-def run_histories(out: Path, table: str, result: CellResult, quick: bool) -> Iterator[list[dict[str, Any]]]:
+def run_histories(out: Path, table: str, result: CellResult, quick: bool,
+                  protocol: str = "released") -> Iterator[list[dict[str, Any]]]:
     """Evaluation histories of every seed of one cell, read from the runs' ``result.json``
     (the folder layout of :func:`~eghn.train.reproduce.reproduce`)."""
-    base = Path(out) / (f"{table}-quick" if quick else table) / result.cell.config.replace("/", "__")
+    base = Path(out) / (f"{table}-{protocol}-quick" if quick else f"{table}-{protocol}") / result.cell.config.replace(
+        "/", "__")
     for path in sorted(base.glob("seed*/result.json")):
         yield json.loads(path.read_text())["history"]
 

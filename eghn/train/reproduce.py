@@ -1,12 +1,18 @@
 """One command per paper table: train every cell over several seeds, tabulate beside the paper.
 
 ``eghn reproduce table2`` trains every config of Table 2 for seeds ``1..S`` (each run in
-``<out>/<table>[-quick]/<config>/seed<k>``; finished runs are reused, so an interrupted
+``<out>/<table>-<protocol>[-quick]/<config>/seed<k>``; finished runs are reused, so an interrupted
 reproduction continues where it stopped), then writes ``<table>.md`` and ``<table>.csv`` with
 the mean +- standard deviation (over seeds, ``ddof=0``) of the test MSE at the best
 validation epoch, beside the published number (``eghn/results/paper.json``). A cell whose
 model is missing, cannot take a config option, or runs out of memory is reported as such
 instead of stopping the table.
+
+Every run follows one *protocol* (:data:`PROTOCOLS`), named in its config, its ``result.json``
+and the tables: ``"released"`` (the default: the sample counts, input features and batching of
+the authors' released code, the most likely source of the published numbers) or ``"paper"``
+(the counts and inputs the paper's text gives); each config's ``[protocols]`` tables hold the
+settings that differ.
 
 With ``quick=True`` every config's ``[quick]`` table is applied (reduced data, width and
 epochs): the table then finishes on a 2-core CPU in minutes and is labelled as not comparable.
@@ -25,7 +31,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TABLES", "Cell", "CellResult", "TableSpec", "paper_results", "reproduce", "write_table"]
+__all__ = ["PROTOCOLS", "TABLES", "Cell", "CellResult", "TableSpec", "paper_results", "reproduce", "write_table"]
+
+#: The protocols a reproduction can follow (the first is the default).
+PROTOCOLS: dict[str, str] = {
+    "released": "the authors' released code: its sample counts, input features and batching",
+    "paper": "the paper's text: its sample counts and input features",
+}
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,7 @@ _T2_MODELS = (
     ("egnn", "EGNN"),
     ("gmn", "GMN"),
     ("eghn", "EGHN"),
+    ("eghn_released", "EGHN (released architecture)"),
 )
 _SUBJECTS = (("walk", "Walk (Subject 35)"), ("run", "Run (Subject 9)"))
 _ABLATIONS = (
@@ -155,6 +168,7 @@ def _run_cell_seed(
     overrides: Sequence[str],
     progress: bool,
     echo: Callable[[str], None],
+    protocol: str = "released",
 ) -> float:
     from .config import load_config
     from .loop import train
@@ -168,7 +182,7 @@ def _run_cell_seed(
             ov.append(f"device={json.dumps(device)}")
         if not progress:
             ov.append("train.progress=false")
-        config = load_config(cell.config, ov, quick=quick)
+        config = load_config(cell.config, ov, quick=quick, protocol=protocol)
         test = train(config, run_dir, resume=(run_dir / "last.pt").exists(), echo=echo).test
     if not cell.transform:
         return test
@@ -212,11 +226,15 @@ def reproduce(
     overrides: Sequence[str] = (),
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    protocol: str = "released",
 ) -> list[CellResult]:
-    """Train every cell of ``table`` for seeds ``1..seeds`` and write ``<table>.md``/``.csv``.
+    """Train every cell of ``table`` for seeds ``1..seeds`` under ``protocol`` and write
+    ``<table>.md``/``.csv``.
 
     Returns the per-cell results (values: test MSE per seed).
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if table not in TABLES:
         raise KeyError(f"unknown table {table!r}; choose one of {', '.join(sorted(TABLES))}")
     if seeds < 1:
@@ -229,7 +247,7 @@ def reproduce(
             f"{', '.join(sorted({c.config for c in spec.cells}))}"
         )
     out = Path(out)
-    base = out / (f"{table}-quick" if quick else table)
+    base = out / (f"{table}-{protocol}-quick" if quick else f"{table}-{protocol}")
     base.mkdir(parents=True, exist_ok=True)
     if quick:
         echo(
@@ -261,6 +279,7 @@ def reproduce(
                             overrides=overrides,
                             progress=progress,
                             echo=echo,
+                            protocol=protocol,
                         )
                     )
                 except KeyboardInterrupt:
@@ -277,7 +296,7 @@ def reproduce(
         echo(f"    -> {summary}")
         results.append(res)
     wall = time.perf_counter() - t0
-    md, csv_path = write_table(table, results, base, quick=quick, seeds=seeds, wall_s=wall)
+    md, csv_path = write_table(table, results, base, quick=quick, seeds=seeds, wall_s=wall, protocol=protocol)
     echo(f"wrote {md} and {csv_path} ({wall:,.0f} s)")
     echo(md.read_text())
     return results
@@ -290,7 +309,8 @@ def _fmt_paper(v: Any) -> str:
 
 
 def write_table(
-    table: str, results: Sequence[CellResult], folder: Path, *, quick: bool, seeds: int, wall_s: float
+    table: str, results: Sequence[CellResult], folder: Path, *, quick: bool, seeds: int, wall_s: float,
+    protocol: str = "released",
 ) -> tuple[Path, Path]:
     """Write ``<folder>/<table>.md`` (paper vs. measured) and ``<table>.csv`` (one line per cell)."""
     paper = paper_results().get(table, {})
@@ -304,7 +324,8 @@ def write_table(
         if r.cell.column not in cols:
             cols.append(r.cell.column)
     by = {(r.cell.row, r.cell.column): r for r in results}
-    lines = [f"# {paper.get('title', table)}", ""]
+    lines = [f"# {paper.get('title', table)}", "",
+             f"Protocol: **{protocol}** ({PROTOCOLS.get(protocol, 'unknown')}).", ""]
     if quick:
         lines += [
             "**Quick mode** (`--quick`): reduced data, width and epochs on purpose; these numbers check "
@@ -340,6 +361,7 @@ def write_table(
         w.writerow(
             [
                 "table",
+                "protocol",
                 "row",
                 "column",
                 "config",
@@ -359,6 +381,7 @@ def write_table(
             w.writerow(
                 [
                     table,
+                    protocol,
                     r.cell.row,
                     r.cell.column,
                     r.cell.config,
