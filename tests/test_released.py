@@ -151,9 +151,15 @@ def _random_batch(seed=0, sizes=(7, 9)):
     return collate(parts)
 
 
-def test_released_variant_is_equivariant():
+_ALL_RELEASED = dict(egnn_form="released", pool_form="released", cluster_graph="released",
+                     unpool_form="released", conn_loss="released")
+
+
+@pytest.mark.parametrize("levels", [[3], [4, 2]])
+def test_released_variant_is_equivariant(levels):
     g = _random_batch()
-    model = EGHN.released(2, 2, 2, clusters=3, hidden=16).double()
+    model = EGHN(2, 2, 2, hidden=16, clusters=levels, unpool_layers=2, batch_max_features=[1],
+                 **_ALL_RELEASED).double()
     Q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))
     t = torch.randn(3, dtype=torch.float64)
     with torch.no_grad():

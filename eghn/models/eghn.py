@@ -237,10 +237,12 @@ class EGHN(nn.Module):
         """The architecture of the authors' released code (github ``hanjq17/EGHN``), every
         difference from the paper's equations switched to ``"released"``: one level of ``clusters``
         clusters, ``layers`` EGNN layers in the encoder block and at cluster level, ``pool_layers``
-        layers in the pooling network, ``unpool_layers`` in the unpooling. Its mocap inputs
-        (``MocapDataset(features="released")``: node features ``[|v|, y / 10]``, the second divided
-        by its batch maximum here) give the authors' 362,032 parameters at width 64. Load weights
-        saved by their code with :func:`eghn.models.load_authors_state_dict`."""
+        layers in the pooling network, ``unpool_layers`` in the unpooling. With the released mocap
+        inputs (``MocapDataset(features="released")``: node features ``[|v|, y / 10]``, global and
+        local edge features with squared distances) it has the authors' 362,032 parameters at
+        width 64; ``batch_max_features=[1]`` divides the height by its batch maximum as their
+        training script does (the shipped configs set it). Load weights saved by their code with
+        :func:`eghn.models.load_authors_state_dict`."""
         kw = dict(hidden=hidden, enc_layers=layers, pool_layers=pool_layers, dec_layers=layers, lam=1.0,
                   velocity=True, egnn_form="released", pool_form="released", cluster_graph="released",
                   unpool_form="released", conn_loss="released", unpool_layers=unpool_layers)
