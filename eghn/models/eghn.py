@@ -214,10 +214,11 @@ class EGHN(nn.Module):
     @classmethod
     def single_level(cls, node_dim: int, edge_dim: int = 0, local_edge_dim: int = 0, clusters: int = 5,
                      **kwargs) -> EGHN:
-        """The paper's equations with one pooling level and the released code's encoder and
-        pooling depths: 3 interaction / 3 pooling / 1 decoder layers, width 64, position and
-        velocity channels. This is *not* the authors' released model (that is :meth:`released`;
-        on mocap this one has 252,305 parameters, the released model 362,032)."""
+        """The paper's equations with one pooling level, width 64, position and velocity
+        channels, 3 interaction and 3 pooling layers (as the released code) and 1 layer at cluster
+        level (the released code has 3 there; its one "decoder layer" is its unpooling network).
+        This is *not* the authors' released model (that is :meth:`released`; on mocap this one has
+        252,305 parameters, the released model 362,032)."""
         kw = dict(hidden=64, enc_layers=3, pool_layers=3, dec_layers=1, lam=1.0, velocity=True)
         kw.update(kwargs)
         return cls(node_dim, edge_dim, local_edge_dim, clusters=[clusters], **kw)

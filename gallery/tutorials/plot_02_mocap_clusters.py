@@ -40,7 +40,7 @@ print(f"{len(train)} training and {len(test)} test samples, {train[0].num_nodes}
 # %%
 # Model and training
 # ------------------
-# ``EGHN.single_level`` is the paper's model at the released code's depths (one pooling level, 3
+# ``EGHN.single_level`` is the paper's model with one pooling level (3
 # interaction / 3 pooling / 1 decoder layers, width 64), here with :math:`K = 5` clusters as
 # in the paper's motion-capture experiments. The loss is Eq. 16: the position error plus
 # :math:`\lambda` times the connectivity regulariser, which the model returns as

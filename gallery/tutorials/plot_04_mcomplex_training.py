@@ -64,7 +64,7 @@ print(f"{g.num_nodes} particles, {g.num_edges} global edges (all pairs), "
 # %%
 # Training
 # --------
-# ``EGHN.single_level`` is the paper's model at the released code's depths (3 interaction / 3 pooling /
+# ``EGHN.single_level`` is the paper's model with one pooling level (3 interaction / 3 pooling /
 # 1 decoder layers, width 64 -- 32 in the fast build) with :math:`K = 3` clusters, as in the
 # paper's M-complex runs.
 # The loss is Eq. 16: position MSE plus the connectivity regulariser ``aux["reg_loss"]``.
