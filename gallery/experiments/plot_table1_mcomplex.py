@@ -11,7 +11,7 @@ This page runs :func:`eghn.train.reproduce.reproduce`, the function behind
 
 .. code-block:: bash
 
-   eghn reproduce table1            # the paper's protocol: 16 configs x 3 seeds (GPU)
+   eghn reproduce table1            # released protocol (--protocol paper: the paper's): 16 configs x 3 seeds (GPU)
    eghn reproduce table1 --quick    # reduced data, width and epochs (CPU, minutes)
 
 and renders the measured test MSE (at the best validation epoch) beside the paper's numbers.

@@ -4,14 +4,16 @@ Table 2: CMU motion capture
 
 Table 2 of the paper: from the pose and velocity of the 31 joints of a CMU motion-capture
 skeleton at one frame, predict the pose 30 frames later, for walking (Subject 35) and running
-(Subject 9), with seven models: MPNN, Radial Field, TFN, SE(3)-Transformer, EGNN, GMN and EGHN.
+(Subject 9), with seven models: MPNN, Radial Field, TFN, SE(3)-Transformer, EGNN, GMN and EGHN,
+plus the authors' released EGHN architecture (:doc:`/fidelity`).
 
 This page runs :func:`eghn.train.reproduce.reproduce`, the function behind
 
 .. code-block:: bash
 
-   eghn reproduce table2            # the paper's protocol: 14 configs x 3 seeds (GPU)
-   eghn reproduce table2 --quick    # reduced data, width and epochs (CPU, minutes)
+   eghn reproduce table2                      # released protocol: 16 configs x 3 seeds (GPU)
+   eghn reproduce table2 --protocol paper     # the paper's sample counts and inputs
+   eghn reproduce table2 --quick              # reduced data, width and epochs (CPU, minutes)
 
 and renders the measured test MSE (at the best validation epoch) beside the paper's numbers.
 With ``EGHN_GALLERY=fast`` (the documentation build) it trains MPNN, EGNN and EGHN on the
@@ -33,7 +35,7 @@ from eghn.train.report import GalleryRun, ResultTable, plot_results
 RUN = GalleryRun.from_env(
     "table2",
     fast_only=("mocap/run_mpnn", "mocap/run_egnn", "mocap/run_eghn"),
-    fast_summary="3 of 14 configs (run only), quick data and width, batch 10, 10 epochs, 1 seed",
+    fast_summary="3 of 16 configs (run only), quick data and width, batch 10, 10 epochs, 1 seed",
     fast_overrides=["train.epochs=10", "train.batch_size=10"],
 )
 print(RUN.mode)

@@ -11,7 +11,7 @@ This page runs :func:`eghn.train.reproduce.reproduce`, the function behind
 
 .. code-block:: bash
 
-   eghn reproduce table3            # the paper's protocol on the 1.004 us trajectory (GPU)
+   eghn reproduce table3            # released protocol (--protocol paper: the paper's), 1.004 us trajectory (GPU)
    eghn reproduce table3 --quick    # the embedded 98-frame AdK trajectory (CPU, minutes)
 
 and renders the measured test MSE (at the best validation epoch) beside the paper's numbers.

@@ -11,7 +11,7 @@ This page runs :func:`eghn.train.reproduce.reproduce`, the function behind
 
 .. code-block:: bash
 
-   eghn reproduce table4            # the paper's protocol: 18 configs x 3 seeds (GPU)
+   eghn reproduce table4            # released protocol (--protocol paper: the paper's): 18 configs x 3 seeds (GPU)
    eghn reproduce table4 --quick    # reduced data, width and epochs (CPU, minutes)
 
 and renders the measured test MSE (at the best validation epoch) beside the paper's numbers
