@@ -48,6 +48,15 @@ def test_protein_released_protocol_is_the_released_md_config():
     assert load_config("protein/adk_eghn", protocol="paper")["data"]["cutoff"] == 10.0
 
 
+def test_reproduce_takes_the_protocol_as_an_argument(tmp_path):
+    from eghn.train.reproduce import reproduce
+
+    with pytest.raises(ValueError, match="unknown protocol"):
+        reproduce("table2", protocol="authors", out=tmp_path)
+    with pytest.raises(ValueError, match="--protocol"):
+        reproduce("table2", overrides=["protocol=paper"], out=tmp_path)
+
+
 def test_apply_protocol_errors():
     raw = {"protocol": "released", "protocols": {"released": {}, "paper": {}}}
     with pytest.raises(ConfigError, match="not defined"):

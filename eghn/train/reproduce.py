@@ -235,6 +235,8 @@ def reproduce(
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if any(o.partition("=")[0].strip() == "protocol" for o in overrides):
+        raise ValueError("choose the protocol with protocol= (CLI: --protocol), not with a protocol=... override")
     if table not in TABLES:
         raise KeyError(f"unknown table {table!r}; choose one of {', '.join(sorted(TABLES))}")
     if seeds < 1:
