@@ -18,11 +18,13 @@ product) under torch 2.13 on CPU in float32:
   local edge features ``[1, |x_i - x_j|^2]``; keys ``pos``, ``vel``, ``h``, ``edge_index``,
   ``edge_attr``, ``local_edge_index``, ``local_edge_attr``, ``target``;
 * their model's outputs in eval mode without gradients: the predicted positions
-  ``out_pos``, the decoder's invariant features ``out_h`` and the cut loss ``cut_loss``;
-  ``n_params`` is their parameter count.
+  ``out_pos``, the decoder's invariant features ``out_h`` and the cut loss ``cut_loss``; then
+  the same model converted to float64 on the same input numbers converted to float64:
+  ``out_pos_float64`` and ``cut_loss_float64``; ``n_params`` is their parameter count.
 
-Measured when the fixture was made: max abs difference of the positions 7.6e-6 (values up to
-22.5, so float32 rounding: eghn in float64 differs from their float32 output by 5.6e-6).
+Measured when the fixture was made: eghn in float32 differs from their float32 positions by at
+most 7.6e-6 (values up to 22.5: float32 rounding; their own float32 and float64 outputs differ
+by 5.6e-6); in float64 the two models agree to about 1e-14.
 """
 
 from __future__ import annotations
@@ -71,24 +73,33 @@ def test_published_is_a_deprecated_alias():
     assert _n_params(m) == 252_305
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_reproduces_the_authors_model(dtype):
+def test_reproduces_the_authors_model_in_float32():
     z, weights, g = _fixture()
-    model = load_authors_state_dict(EGHN.released(2, 2, 2, clusters=5), weights).to(dtype).eval()
+    model = load_authors_state_dict(EGHN.released(2, 2, 2, clusters=5), weights).eval()
     with torch.no_grad():
-        out = model(g.to(dtype=dtype))
-    ref = torch.from_numpy(z["out_pos"]).to(dtype)
-    assert (out.pos - ref).abs().max().item() <= 1e-5
+        out = model(g)
+    assert out.pos.dtype == torch.float32
+    assert (out.pos - torch.from_numpy(z["out_pos"])).abs().max().item() <= 1e-5
+    assert (out.pos.double() - torch.from_numpy(z["out_pos_float64"])).abs().max().item() <= 1e-5
     assert abs(out.aux["connectivity_loss"].item() - float(z["cut_loss"])) <= 1e-5
     # the released code's mass floor (an option) gives the same numbers on this batch
-    m1 = load_authors_state_dict(EGHN.released(2, 2, 2, clusters=5, mass_floor=1e-5), weights).to(dtype).eval()
+    m1 = load_authors_state_dict(EGHN.released(2, 2, 2, clusters=5, mass_floor=1e-5), weights).eval()
     with torch.no_grad():
-        assert (m1(g.to(dtype=dtype)).pos - ref).abs().max().item() <= 1e-5
+        assert (m1(g).pos - torch.from_numpy(z["out_pos"])).abs().max().item() <= 1e-5
     # batch-max normalisation in the model is a no-op on these already-normalised features
-    m2 = EGHN.released(2, 2, 2, clusters=5, batch_max_features=[1])
-    load_authors_state_dict(m2, weights).to(dtype).eval()
+    m2 = load_authors_state_dict(EGHN.released(2, 2, 2, clusters=5, batch_max_features=[1]), weights).eval()
     with torch.no_grad():
-        assert (m2(g.to(dtype=dtype)).pos - ref).abs().max().item() <= 1e-5
+        assert (m2(g).pos - torch.from_numpy(z["out_pos"])).abs().max().item() <= 1e-5
+
+
+def test_reproduces_the_authors_model_in_float64():
+    """Both models in float64 on the same input numbers: equal up to float64 rounding."""
+    z, weights, g = _fixture()
+    model = load_authors_state_dict(EGHN.released(2, 2, 2, clusters=5), weights).double().eval()
+    with torch.no_grad():
+        out = model(g.to(dtype=torch.float64))
+    assert (out.pos - torch.from_numpy(z["out_pos_float64"])).abs().max().item() <= 1e-10
+    assert abs(out.aux["connectivity_loss"].item() - float(z["cut_loss_float64"])) <= 1e-12
 
 
 def test_loader_checks_the_state_dict():

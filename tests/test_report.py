@@ -15,7 +15,7 @@ from eghn.train.reproduce import Cell, CellResult
 def test_table_and_figure(tmp_path):
     ok = CellResult(Cell("EGHN", "Run (Subject 9)", "mocap/run_eghn"), values=[0.30, 0.20])
     failed = CellResult(Cell("TFN", "Run (Subject 9)", "mocap/run_tfn"), status="out of memory")
-    seed = tmp_path / "table2" / "mocap__run_eghn" / "seed1"
+    seed = tmp_path / "table2-released" / "mocap__run_eghn" / "seed1"  # <table>-<protocol>
     seed.mkdir(parents=True)
     history = [{"epoch": 5, "val_mse": 0.9}, {"epoch": 10, "val_mse": 0.4}]
     (seed / "result.json").write_text(json.dumps({"history": history, "test": 0.3}))

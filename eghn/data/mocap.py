@@ -523,9 +523,11 @@ class MocapDataset:
     global edges within two hops (one-hot hop count) and local edges = bones.
 
     Shapes:
-        - ``pos``, ``vel``, ``target``: ``(31, 3)``; ``h``: ``(31, 1)``
+        - ``pos``, ``vel``, ``target``: ``(31, 3)``; ``h``: ``(31, 1)`` (``(31, 2)`` with
+          ``features="released"``)
         - ``edge_index``: ``(2, 130)``, ``edge_attr``: ``(130, 2)``
-        - ``local_edge_index``: ``(2, 60)``
+        - ``local_edge_index``: ``(2, 60)``; ``local_edge_attr``: ``None`` (``(60, 2)`` with
+          ``features="released"``)
 
     Attributes:
         samples: ``(trial_id, start_frame)`` of every sample, shape ``(S, 2)``.
@@ -612,7 +614,7 @@ class MocapDataset:
 
     def __repr__(self) -> str:
         return (f"MocapDataset(subject={self.subject!r}, split={self.split!r}, samples={len(self)}, "
-                f"delta_frame={self.delta_frame}, path={str(self.path)!r})")
+                f"delta_frame={self.delta_frame}, features={self.features!r}, path={str(self.path)!r})")
 
     def _index(self, i: int) -> int:
         n = len(self)

@@ -106,7 +106,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "progress": True,           # tqdm progress bars
     "max_batches": 0,           # limit batches per epoch (0 = all; for smoke tests)
     "ddp_find_unused": True,    # DDP: allow parameters that get no gradient (e.g. a last h-update)
-    "drop_last": False,         # skip the last, smaller training batch of an epoch (the released code)
+    "drop_last": False,         # skip the last, smaller training batch (the released code); kept if the only one
 }
 
 _SECTIONS = ("data", "model", "train", "quick")

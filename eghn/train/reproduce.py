@@ -15,6 +15,12 @@ the authors' released code, the most likely source of the published numbers) or 
 (the counts and inputs the paper's text gives); each config's ``[protocols]`` tables hold the
 settings that differ.
 
+Every run follows one *protocol* (:data:`PROTOCOLS`), named in its config, its ``result.json``
+and the tables: ``"released"`` (the default: the sample counts, input features and batching of
+the authors' released code, the most likely source of the published numbers) or ``"paper"``
+(the counts and inputs the paper's text gives); each config's ``[protocols]`` tables hold the
+settings that differ.
+
 With ``quick=True`` every config's ``[quick]`` table is applied (reduced data, width and
 epochs): the table then finishes on a 2-core CPU in minutes and is labelled as not comparable.
 """
