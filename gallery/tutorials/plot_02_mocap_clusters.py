@@ -10,8 +10,7 @@ Fig. 4).
 
 ``EGHN_GALLERY=fast`` (the documentation build) trains for a few seconds on a subset;
 ``EGHN_GALLERY=full`` uses the paper's sample sizes and trains much longer. The data are
-read from ``$EGHN_DATA_DIR/mocap`` or ``../shared/data/mocap`` beside the source checkout
-(see :doc:`/user_guide/mocap`).
+downloaded once with ``eghn data mocap --download`` (see :doc:`/user_guide/mocap`).
 """
 
 # %%
