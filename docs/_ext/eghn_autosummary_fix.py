@@ -66,6 +66,62 @@ def _whole_sentence(doc: list[str], settings: Any) -> str:
 _original = autosummary.extract_summary
 
 
+def constant_docstring(app, what, name, obj, options, lines) -> None:
+    """A constant re-exported by a package (``eghn.testing.TOLERANCES``) gets the ``#:`` comment
+    of the module that defines it instead of the docstring of its type (``dict``)."""
+    if what != "data":
+        return
+    import importlib
+    import pkgutil
+
+    from sphinx.pycode import ModuleAnalyzer
+
+    modname, _, attr = name.rpartition(".")
+    try:
+        package = importlib.import_module(modname)
+    except ImportError:
+        return
+    candidates = [modname]
+    if hasattr(package, "__path__"):
+        candidates += [info.name for info in pkgutil.iter_modules(package.__path__, modname + ".")]
+    for cand in candidates:
+        try:
+            module = importlib.import_module(cand)
+            if getattr(module, attr, None) is not obj:
+                continue
+            docs = ModuleAnalyzer.for_module(cand).find_attr_docs()
+        except Exception:
+            continue
+        if ("", attr) in docs:
+            lines[:] = [line for line in docs[("", attr)]]
+            return
+    if obj is not None and type(obj).__doc__ and lines and lines[0].strip() in (type(obj).__doc__ or ""):
+        lines[:] = []  # never show the docstring of the value's type
+
+
+def fix_viewcode_backlinks(app, env) -> None:
+    """viewcode keeps one documented name per source module: the first one read. A module
+    documented both through its package (``eghn.train.ConfigError``) and on its own page
+    (``eghn.train.config.ConfigError``) then gets back-links to anchors that do not exist;
+    point each back-link at the page that documents the module's own name."""
+    modules = getattr(env, "_viewcode_modules", {})
+    domain = env.get_domain("py")
+    for modname, entry in list(modules.items()):
+        if not entry:
+            continue
+        code, tags, used, refname = entry
+        if refname != modname and modname in domain.modules:
+            refname = modname
+        fixed = {}
+        for name in used:
+            found = domain.objects.get(f"{refname}.{name}")
+            if found is not None:
+                fixed[name] = found.docname
+        modules[modname] = (code, tags, fixed, refname)
+
+
 def setup(app):
+    app.connect("autodoc-process-docstring", constant_docstring)
+    app.connect("env-updated", fix_viewcode_backlinks)
     autosummary.extract_summary = extract_summary
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
