@@ -56,6 +56,7 @@ extensions = [
     "eghn_prooflinks",
     "eghn_cli",
     "eghn_autosummary_fix",
+    "eghn_results",
     "sphinx_copybutton",
 ]
 templates_path = ["_templates"]

@@ -76,7 +76,8 @@ class ResultTable:
     """Measured cells of a table beside the published numbers (in the paper's units).
 
     ``repr`` gives plain text; ``_repr_html_`` an HTML table, so notebooks and
-    sphinx-gallery render it.
+    sphinx-gallery render it. "—" marks a cell without a published value in
+    ``eghn/results/paper.json``; the paper column is left out when no shown cell has one.
     """
 
     def __init__(self, table: str, results: Sequence[CellResult], mode: str) -> None:
@@ -94,12 +95,17 @@ class ResultTable:
             else:
                 measured = f"{r.mean / self.scale:.2f} (1 seed)"
             self.rows.append((r.cell.row, r.cell.column, "—" if published is None else str(published), measured))
+        # a paper column without any stored value says nothing: leave it out
+        self.header = ("model", "column", "paper", "measured")
+        if self.rows and all(row[2] == "—" for row in self.rows):
+            self.header = ("model", "column", "measured")
+            self.rows = [(a, b, d) for a, b, _, d in self.rows]
 
     def __repr__(self) -> str:
         return "\n".join([self.title, self.mode, *(" | ".join(row) for row in self.rows)])
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{h}</th>" for h in ("model", "column", "paper", "measured"))
+        head = "".join(f"<th>{h}</th>" for h in self.header)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows)
         return (f'<p><strong>{html.escape(self.mode)}</strong></p><table class="docutils align-default">'
                 f"<caption>{html.escape(self.title)}</caption><thead><tr>{head}</tr></thead>"
