@@ -103,21 +103,27 @@ def fix_viewcode_backlinks(app, env) -> None:
     """viewcode keeps one documented name per source module: the first one read. A module
     documented both through its package (``eghn.train.ConfigError``) and on its own page
     (``eghn.train.config.ConfigError``) then gets back-links to anchors that do not exist;
-    point each back-link at the page that documents the module's own name."""
+    use the name under which most of the module is documented and point every back-link at
+    the page that documents it."""
     modules = getattr(env, "_viewcode_modules", {})
     domain = env.get_domain("py")
+
+    def documented(prefix: str, name: str):
+        entry = domain.objects.get(f"{prefix}.{name}")
+        return entry if entry is not None and not entry.aliased else None
+
     for modname, entry in list(modules.items()):
         if not entry:
             continue
         code, tags, used, refname = entry
-        if refname != modname and modname in domain.modules:
-            refname = modname
+        # the documented prefix that covers most of the module's names (a package re-exporting
+        # them, or the module's own page)
+        best = max((refname, modname), key=lambda prefix: sum(documented(prefix, n) is not None for n in used))
         fixed = {}
-        for name in used:
-            found = domain.objects.get(f"{refname}.{name}")
-            if found is not None:
-                fixed[name] = found.docname
-        modules[modname] = (code, tags, fixed, refname)
+        for name, docname in used.items():
+            found = documented(best, name)
+            fixed[name] = found.docname if found is not None else docname
+        modules[modname] = (code, tags, fixed, best)
 
 
 def setup(app):

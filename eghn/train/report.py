@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -132,7 +133,8 @@ def plot_results(table: str, results: Sequence[CellResult], out: Path, *, quick:
 
     paper = paper_results()[table]
     scale = float(paper["scale"])
-    unit = "Å²" if table == "table3" else (f"× {scale:g}" if scale != 1 else "")
+    exponent = round(math.log10(scale)) if scale != 1 else 0
+    unit = "Å²" if table == "table3" else (f"in units of 10$^{{{exponent}}}$" if scale != 1 else "")
     label_unit = f" ({unit})" if unit else ""
     n = len(results)
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, max(4.0, 0.42 * n + 1.8)), layout="constrained",
@@ -152,7 +154,7 @@ def plot_results(table: str, results: Sequence[CellResult], out: Path, *, quick:
     ax0.set_title("training curves", fontsize=11)
     ax0.grid(alpha=0.3)
     if ax0.get_lines():
-        ax0.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, frameon=False)
+        ax0.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=1, frameon=False)
     labels = [f"{r.cell.row}, {r.cell.column}" + (" (rotated)" if r.cell.transform else "") for r in results]
     measured = [r.mean / scale if r.values else np.nan for r in results]
     spread = [r.std / scale if len(r.values) > 1 else 0.0 for r in results]

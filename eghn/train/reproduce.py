@@ -302,7 +302,7 @@ def _write_figure(table: str, results: Sequence[CellResult], folder: Path, *, qu
                 for r in results if r.values}
     published = {(row, col): v for row, vals in paper.get("rows", {}).items() for col, v in vals.items()
                  if isinstance(v, (int, float))}
-    unit = "Å²" if table == "table3" else (f"x {scale:.0e}" if scale != 1.0 else "")
+    unit = "Å²" if table == "table3" else (f"in units of {scale:g}" if scale != 1.0 else "")
     note = "quick mode: reduced data and epochs, NOT comparable to the paper" if quick else ""
     try:
         return write_table_figure(folder / f"{table}.png", paper.get("title", table), rows, cols, measured,
