@@ -21,6 +21,8 @@ package). Fails (exit status 1) when
 * a measured context (``eghn-measured``: the tables and prose that ``docs/_ext/eghn_results.py``
   feeds from result files) holds a decimal number or a duration that does not come from a
   result file -- a hand-typed measurement;
+* a page outside ``HAND_TYPED_TIMINGS`` states a duration ("4.1 minutes", "47 s") in its prose
+  that is not rendered from a result file;
 * prose compares a result with a baseline ("above the no-motion baseline"): such a statement
   can contradict the numbers it sits next to, so it must be printed by the code that computes
   both numbers (gallery output) instead of written by hand;
@@ -67,6 +69,13 @@ REQUIRED_PAGES = [
 ]
 # pages whose formulas must be present and typeset
 MATH_PAGES = {"theory.html": 10, "proofs/theorem1.html": 10, "proofs/theorem2.html": 10}
+# pages whose durations are still typed by hand (measured once with the named script and
+# not yet re-measured at build time); every other page fails on a duration in its prose
+HAND_TYPED_TIMINGS = {
+    "benchmarks.html": "benchmarks/bench_eghn.py and bench_mcomplex.py, run by hand on a GPU and a CPU",
+    "modules/mcomplex_sim.html": "speed of the simulator, benchmarks/bench_mcomplex.py",
+    "modules/protein.html": "cost of recomputing the edges of a frame",
+}
 SKIP_DIRS = {"_sources", "_static", "_images", "_downloads", "plot_directive"}
 
 # JavaScript run in each page -------------------------------------------------------------
@@ -132,13 +141,18 @@ TEXT_REPORT_JS = r"""() => {
     const m = t.match(/\d+\.\d+|\b\d+(?:\.\d+)?\s*(?:ms|s|min|minutes|seconds|hours|h)\b/);
     if (m) unsourced.push(t.slice(Math.max(0, m.index - 40), m.index + 30).trim());
   });
+  // a duration anywhere in the prose is a measurement: it must be rendered from a result
+  const durations = [];
+  const dur = /\b\d+(?:\.\d+)?\s*(?:ms|s|min|minutes|seconds|hours|h)\b/g;
+  const plain = prose(main, ', .eghn-result, .sphx-glr-timing');
+  for (const m of plain.matchAll(dur)) durations.push(plain.slice(Math.max(0, m.index - 40), m.index + 12).trim());
   const comparisons = [];
   const cmp = new RegExp('\\b(above|below|under|over|beats?|exceeds?|'
       + '(?:better|worse|lower|higher|smaller|larger|less|more) than)'
       + '\\s+(?:the|its|a|an)\\s+(?:[\\w()-]+\\s+){0,3}baseline', 'gi');
   for (const m of prose(main, ', .eghn-generated').matchAll(cmp))
     comparisons.push(m[0]);
-  return {raw, wide, unsourced, comparisons};
+  return {raw, wide, unsourced, durations, comparisons};
 }"""
 
 
@@ -301,6 +315,9 @@ def check(root: Path, chromium: str, *, allow_external: bool = False, screenshot
                     for snippet in text["unsourced"]:
                         note(f"number without a source in a measured context: ...{snippet}... "
                              "(use :result: or a results table, docs/_ext/eghn_results.py)")
+                    if name not in HAND_TYPED_TIMINGS:
+                        for snippet in text["durations"][:3]:
+                            note(f"hand-typed duration: ...{snippet}... (use :result:, docs/_ext/eghn_results.py)")
                     for phrase in text["comparisons"]:
                         note(f"hand-written comparison with a baseline: {phrase!r}; print it from the "
                              "code that computes both numbers")
