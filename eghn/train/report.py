@@ -137,7 +137,7 @@ def plot_results(table: str, results: Sequence[CellResult], out: Path, *, quick:
     unit = "Å²" if table == "table3" else (f"in units of 10$^{{{exponent}}}$" if scale != 1 else "")
     label_unit = f" ({unit})" if unit else ""
     n = len(results)
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, max(4.0, 0.42 * n + 1.8)), layout="constrained",
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9.5, max(4.0, 0.45 * n + 2.2)), layout="constrained",
                                    gridspec_kw={"width_ratios": [1, 1.1]})
     seen = set()
     for k, r in enumerate(results):
