@@ -13,7 +13,21 @@ package). Fails (exit status 1) when
   page must hold typeset formulas;
 * an image is broken, a gallery example page has no figure, or a gallery index has no
   thumbnails;
-* an internal link points at a missing page or at an anchor that the target page lacks.
+* an internal link points at a missing page or at an anchor that the target page lacks;
+* the text of a page shows raw reST markup (````literal````, ``:func:`...```, ``.. directive::``)
+  that the build did not render;
+* an output block (script output of the gallery, command help, other text blocks) is wider
+  than its box, i.e. cut off on the right, or a page is wider than the window;
+* a measured context (``eghn-measured``: the tables and prose that ``docs/_ext/eghn_results.py``
+  feeds from result files) holds a decimal number or a duration that does not come from a
+  result file -- a hand-typed measurement;
+* a page outside ``HAND_TYPED_TIMINGS`` states a duration ("4.1 minutes", "47 s") in its prose
+  that is not rendered from a result file;
+* prose compares a result with a baseline ("above the no-motion baseline"): such a statement
+  can contradict the numbers it sits next to, so it must be printed by the code that computes
+  both numbers (gallery output) instead of written by hand;
+* a public name -- an entry of ``__all__`` of a module listed in ``docs/api.rst`` -- has no
+  entry in the built API reference, or a subpackage of ``eghn`` is missing from that list.
 
 Usage::
 
@@ -55,6 +69,13 @@ REQUIRED_PAGES = [
 ]
 # pages whose formulas must be present and typeset
 MATH_PAGES = {"theory.html": 10, "proofs/theorem1.html": 10, "proofs/theorem2.html": 10}
+# pages whose durations are still typed by hand (measured once with the named script and
+# not yet re-measured at build time); every other page fails on a duration in its prose
+HAND_TYPED_TIMINGS = {
+    "benchmarks.html": "benchmarks/bench_eghn.py and bench_mcomplex.py, run by hand on a GPU and a CPU",
+    "modules/mcomplex_sim.html": "speed of the simulator, benchmarks/bench_mcomplex.py",
+    "modules/protein.html": "cost of recomputing the edges of a frame",
+}
 SKIP_DIRS = {"_sources", "_static", "_images", "_downloads", "plot_directive"}
 
 # JavaScript run in each page -------------------------------------------------------------
@@ -82,6 +103,89 @@ PAGE_REPORT_JS = """() => ({
       .concat(Array.from(document.querySelectorAll('a[name]')).map(el => el.getAttribute('name'))),
   links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
 })"""
+
+
+# text checks run in each page: raw reST, wide output blocks, unsourced numbers, baselines
+TEXT_REPORT_JS = r"""() => {
+  const main = document.querySelector('article[role=main]') || document.querySelector('div.body')
+      || document.body;
+  const prose = (root, extra) => {
+    const clone = root.cloneNode(true);
+    clone.querySelectorAll('pre, code, script, style, .math, .MathJax, .MathJax_CHTML, mjx-container, '
+        + '.highlight, .sphx-glr-script-out, .sphx-glr-download-link-note, .headerlink' + (extra || ''))
+        .forEach(el => el.remove());
+    return clone.textContent.replace(/\s+/g, ' ');
+  };
+  const text = prose(main);
+  const raw = [];
+  const patterns = [/``[^`\s][^`]{0,60}``/,
+                    /:(?:py:)?(?:func|class|mod|meth|attr|data|ref|doc|math|obj|exc|term|result):`/,
+                    /(^|\s)\.\. [a-z][a-z-]*::/, /`[^`\s][^`]{0,60}`_(\s|$)/];
+  for (const re of patterns) {
+    const m = text.match(re);
+    if (m) raw.push(text.slice(Math.max(0, m.index - 30), m.index + 50));
+  }
+  const wide = [];
+  document.querySelectorAll('.sphx-glr-script-out pre, div[class*="highlight-text"] pre, '
+      + 'div[class*="highlight-none"] pre, div[class*="highlight-console"] pre').forEach(pre => {
+    if (pre.scrollWidth > pre.clientWidth + 1) {
+      const line = pre.textContent.split('\n').reduce((a, b) => (b.length > a.length ? b : a), '');
+      wide.push(`${pre.scrollWidth - pre.clientWidth}px too wide: ${line.trim().slice(0, 60)}`);
+    }
+  });
+  if (document.documentElement.scrollWidth > window.innerWidth + 1)
+    wide.push(`page ${document.documentElement.scrollWidth}px wide in a ${window.innerWidth}px window`);
+  const unsourced = [];
+  document.querySelectorAll('.eghn-measured').forEach(el => {
+    const t = prose(el, ', .eghn-result');
+    const m = t.match(/\d+\.\d+|\b\d+(?:\.\d+)?\s*(?:ms|s|min|minutes|seconds|hours|h)\b/);
+    if (m) unsourced.push(t.slice(Math.max(0, m.index - 40), m.index + 30).trim());
+  });
+  // a duration anywhere in the prose is a measurement: it must be rendered from a result
+  const durations = [];
+  const dur = /\b\d+(?:\.\d+)?\s*(?:ms|s|min|minutes|seconds|hours|h)\b/g;
+  const plain = prose(main, ', .eghn-result, .sphx-glr-timing');
+  for (const m of plain.matchAll(dur)) durations.push(plain.slice(Math.max(0, m.index - 40), m.index + 12).trim());
+  const comparisons = [];
+  const cmp = new RegExp('\\b(above|below|under|over|beats?|exceeds?|'
+      + '(?:better|worse|lower|higher|smaller|larger|less|more) than)'
+      + '\\s+(?:the|its|a|an)\\s+(?:[\\w()-]+\\s+){0,3}baseline', 'gi');
+  for (const m of prose(main, ', .eghn-generated').matchAll(cmp))
+    comparisons.push(m[0]);
+  return {raw, wide, unsourced, durations, comparisons};
+}"""
+
+
+def api_problems(root: Path, api_rst: Path | None = None) -> list[str]:
+    """Public names (``__all__`` of the modules listed in ``api.rst``) without an entry in the
+    built site's ``objects.inv``, and subpackages of ``eghn`` that ``api.rst`` does not list."""
+    import importlib
+    import pkgutil
+    import re
+    import zlib
+
+    api_rst = api_rst or Path(__file__).resolve().parent / "api.rst"
+    inv_path = root / "objects.inv"
+    if not inv_path.is_file():
+        return ["objects.inv missing: cannot check the API reference"]
+    data = inv_path.read_bytes()
+    body = data.split(b"\n", 4)[4]  # four header lines, then zlib-compressed entries
+    documented = {line.split(" ", 1)[0] for line in zlib.decompress(body).decode().splitlines()
+                  if " py:" in line}
+    listed = re.findall(r"^   (eghn(?:\.\w+)*)\s*$", api_rst.read_text(), flags=re.M)
+    problems = []
+    eghn = importlib.import_module("eghn")
+    for info in pkgutil.iter_modules(eghn.__path__, "eghn."):
+        if info.ispkg and not info.name.rpartition(".")[2].startswith("_") and info.name not in listed:
+            problems.append(f"api.rst: subpackage {info.name} is not in the API reference")
+    for mod_name in listed:
+        if mod_name not in documented:
+            problems.append(f"api.rst: module {mod_name} has no page")
+        mod = importlib.import_module(mod_name)
+        for name in getattr(mod, "__all__", []):
+            if f"{mod_name}.{name}" not in documented:
+                problems.append(f"api.rst: public name {mod_name}.{name} (in __all__) has no page")
+    return problems
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -117,7 +221,7 @@ def pages_of(root: Path) -> list[str]:
 
 
 def check(root: Path, chromium: str, *, allow_external: bool = False, screenshots: Path | None = None,
-          timeout_ms: int = 30000) -> list[str]:
+          timeout_ms: int = 30000, only: list[str] | None = None) -> list[str]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
@@ -129,6 +233,8 @@ def check(root: Path, chromium: str, *, allow_external: bool = False, screenshot
     for req in REQUIRED_PAGES:
         if req not in pages:
             problems.append(f"missing page: {req}")
+    if only:  # a quick look at some pages; links into pages not opened are not checked
+        pages = [p for p in pages if any(part in p for part in only)]
     server, base = serve(root)
     host = urlparse(base).netloc
     ids: dict[str, set[str]] = {}
@@ -201,6 +307,20 @@ def check(root: Path, chromium: str, *, allow_external: bool = False, screenshot
                         is_example = Path(name).name.startswith("plot_")
                         if is_example and report["gallery_figures"] == 0:
                             note("gallery example without any figure")
+                    text = page.evaluate(TEXT_REPORT_JS)
+                    for snippet in text["raw"]:
+                        note(f"raw reST markup in the text: ...{snippet}...")
+                    for msg in text["wide"]:
+                        note(f"output block cut off on the right: {msg}")
+                    for snippet in text["unsourced"]:
+                        note(f"number without a source in a measured context: ...{snippet}... "
+                             "(use :result: or a results table, docs/_ext/eghn_results.py)")
+                    if name not in HAND_TYPED_TIMINGS:
+                        for snippet in text["durations"][:3]:
+                            note(f"hand-typed duration: ...{snippet}... (use :result:, docs/_ext/eghn_results.py)")
+                    for phrase in text["comparisons"]:
+                        note(f"hand-written comparison with a baseline: {phrase!r}; print it from the "
+                             "code that computes both numbers")
                     ids[name] = set(report["ids"])
                     links += [(name, href) for href in report["links"]]
                     if screenshots is not None and name in REQUIRED_PAGES:
@@ -212,6 +332,7 @@ def check(root: Path, chromium: str, *, allow_external: bool = False, screenshot
     finally:
         server.shutdown()
 
+    problems += api_problems(root)
     for name, href in links:
         url, frag = urldefrag(href)
         parsed = urlparse(url)
@@ -235,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--allow-external", action="store_true", help="allow requests to other hosts")
     ap.add_argument("--screenshots", type=Path, default=None, help="save screenshots of the main pages here")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds per page load / typesetting")
+    ap.add_argument("--only", action="append", default=None, metavar="TEXT",
+                    help="open only the pages whose path contains TEXT (repeatable; for a quick look)")
     args = ap.parse_args(argv)
     root = Path(args.site).resolve()
     if not (root / "index.html").is_file():
@@ -242,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     chromium = find_chromium(args.chromium)
     problems = check(root, chromium, allow_external=args.allow_external, screenshots=args.screenshots,
-                     timeout_ms=int(args.timeout * 1000))
+                     timeout_ms=int(args.timeout * 1000), only=args.only)
     n = len(pages_of(root))
     for p in problems:
         print(f"FAIL {p}")

@@ -56,6 +56,8 @@ extensions = [
     "eghn_prooflinks",
     "eghn_cli",
     "eghn_autosummary_fix",
+    "eghn_results",
+    "sphinx_copybutton",
 ]
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store", "auto_examples/*.ipynb",
@@ -63,7 +65,6 @@ exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store", "auto_exam
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 default_role = "py:obj"
-pygments_style = "sphinx"
 
 # -- autodoc / autosummary / napoleon ------------------------------------------------
 autosummary_generate = True
@@ -240,19 +241,20 @@ plot_formats = [("png", 110)]
 plot_rcparams = {"figure.autolayout": False}
 plot_basedir = str(DOCS)
 
+# -- copy button: copy commands without their prompts or output ---------------------
+copybutton_prompt_text = r">>> |\.\.\. |\$ "
+copybutton_prompt_is_regexp = True
+copybutton_exclude = ".linenos, .gp, .go"
+
 # -- HTML ----------------------------------------------------------------------------
-html_theme = "alabaster"
+html_theme = "furo"
 html_static_path = ["_static"]
 html_css_files = ["eghn.css"]
 html_title = f"eghn {release}"
 html_theme_options = {
-    "description": "Equivariant Graph Hierarchy-Based Neural Networks",
-    "fixed_sidebar": True,
-    "page_width": "1100px",
-    "sidebar_width": "230px",
-    "show_relbars": True,
+    "navigation_with_keys": True,
+    "top_of_page_buttons": [],
 }
-html_sidebars = {"**": ["about.html", "navigation.html", "relations.html", "searchbox.html"]}
 html_show_sourcelink = False
 
 

@@ -104,8 +104,9 @@ def _add_evaluate(sub) -> None:
         description="Evaluate the best checkpoint of a run (or a given .pt file) on a split, "
         "optionally under a random rotation and/or translation of every test graph.",
     )
-    p.add_argument("target", type=Path, help="run directory or checkpoint file")
-    p.add_argument("--split", choices=("train", "val", "test"), default="test")
+    p.add_argument("target", type=Path, help="run directory (its best.pt) or checkpoint file")
+    p.add_argument("--split", choices=("train", "val", "test"), default="test",
+                   help="split to evaluate on (default: test)")
     p.add_argument("--rotate", action="store_true",
                    help="apply a random rotation to every graph (about the vertical axis for data whose "
                    "features single one out, e.g. motion capture)")
@@ -123,7 +124,8 @@ def _add_evaluate(sub) -> None:
                    "model gives the same MSE under --rotate/--translate up to the rounding of this dtype")
     p.add_argument("--seed", type=int, default=0, help="seed of the random transformations")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=_positive_int, default=None)
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="graphs per evaluation batch (default: the run's train.batch_size)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -139,7 +141,7 @@ def _add_reproduce(sub) -> None:
         "A finished run is reused (an interrupted one resumed) only when its resolved config, "
         "--set options included, and the eghn version match; otherwise it is moved aside and trained again.",
     )
-    p.add_argument("table", choices=sorted(TABLES))
+    p.add_argument("table", choices=sorted(TABLES), help="the paper's table to reproduce")
     p.add_argument(
         "--protocol",
         choices=list(PROTOCOLS),
@@ -170,7 +172,7 @@ def _add_reproduce(sub) -> None:
         metavar="KEY=VALUE",
         help="override a key in every config of the table",
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_reproduce)
 
 
@@ -211,11 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------------- commands
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train.config import apply_overrides, list_configs, load_config, resolve
+    from .train.config import apply_overrides, load_config, resolve
     from .train.loop import train
 
     if args.list:
-        print("\n".join(list_configs()))
+        from .train.config import describe_configs
+
+        groups = describe_configs()
+        width = max(len(name) for _, items in groups for name, _ in items)
+        for k, (heading, items) in enumerate(groups):
+            print(("\n" if k else "") + heading + ":")
+            for name, description in items:
+                print(f"  {name:<{width}}  {description}".rstrip())
         return 0
     overrides = list(args.overrides)
     if args.device:

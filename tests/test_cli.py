@@ -92,3 +92,41 @@ def test_set_overrides_win_over_quick(toy_toml, capsys):
     assert main(["train", str(toy_toml), "--quick", "--set", "train.epochs=3", "--show"]) == 0
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["train"]["epochs"] == 3 and cfg["quick"] is True
+
+
+def test_every_option_has_help_and_list_describes_configs(capsys):
+    import argparse
+
+    from eghn.cli import build_parser
+
+    missing = []
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+            elif action.help is None and not isinstance(action, argparse._HelpAction):
+                missing.append(" ".join(path) + " " + (action.option_strings or [action.dest])[0])
+
+    walk(build_parser(), ["eghn"])
+    assert not missing, f"options without help text: {missing}"
+    assert main(["train", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "Table 2 -- CMU motion capture (also as table2/NAME)" in out
+    lines = [line.split(None, 1) for line in out.splitlines() if line.startswith("  ")]
+    assert all(len(parts) == 2 and parts[1].strip() for parts in lines), "a config without a description"
+    assert main(["train", "table2/walk_eghn", "--show"]) == 0  # alias of mocap/walk_eghn
+    assert json.loads(capsys.readouterr().out)["data"]["subject"] == "walk"
+
+
+def test_plots_without_and_with_matplotlib(tmp_path, monkeypatch):
+    from eghn.train import plots
+
+    history = [{"epoch": e, "train_mse": 1.0 / e, "val_mse": 1.2 / e, "test_mse": 1.1 / e, "best_epoch": e}
+               for e in (1, 2, 3)]
+    assert plots.write_learning_curve(tmp_path, history).name == "learning_curve.png"
+    notes: list[str] = []
+    monkeypatch.setattr(plots, "_have_matplotlib", lambda: False)
+    assert plots.write_learning_curve(tmp_path / "x", history, echo=notes.append) is None
+    assert notes and "matplotlib is not installed" in notes[0]

@@ -202,8 +202,10 @@ def test_reproduce_writes_tables_and_reports_failures(tmp_path, monkeypatch):
     md = (tmp_path / "out" / "table2-released-quick" / "table2.md").read_text()
     assert "Protocol: **released**" in md and "Quick mode" in md and "| EGNN | 28.7 | 50.9 |" in md and "not run" in md
     rows = list(csv.DictReader(open(tmp_path / "out" / "table2-released-quick" / "table2.csv")))
-    assert rows[0]["protocol"] == "released" and rows[0]["paper"] == "28.7"
-    assert float(rows[0]["mean"]) == pytest.approx(results[0].mean, rel=1e-5)
+    # every MSE column in the paper's units (MSE / scale), no std for fewer than two seeds
+    assert rows[0]["protocol"] == "released" and rows[0]["paper"] == "28.7" and rows[0]["scale"] == "0.01"
+    assert float(rows[0]["mean"]) == pytest.approx(results[0].mean / 0.01, rel=1e-5)
+    assert (tmp_path / "out" / "table2-released-quick" / "table2.png").is_file()
     assert any("NOT comparable" in line for line in lines)
     # finished runs are reused: a second call trains nothing and returns the same numbers
     again = rep.reproduce("table2", seeds=2, quick=True, out=tmp_path / "out", echo=_quiet, progress=False)

@@ -180,7 +180,12 @@ class ConfigKeys(SphinxDirective):
             k += nodes.literal(text=prefix + key)
             d = nodes.paragraph()
             d += nodes.literal(text=repr(default) if not isinstance(default, bool) else str(default).lower())
-            row([k, d, nodes.paragraph(text=text)], body)
+            # descriptions are reST (``literals``, :func:`roles`): parse them inline
+            meaning = nodes.paragraph()
+            parsed, messages = self.state.inline_text(text, self.lineno)
+            meaning += parsed
+            meaning += messages
+            row([k, d, meaning], body)
         return [table]
 
 

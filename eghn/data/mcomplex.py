@@ -424,12 +424,15 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     p.add_argument("--complexes", "-M", type=int, default=3, help="number of complexes M (default 3)")
     p.add_argument("--avg-size", type=int, default=3, help="average complex size N/M (default 3)")
     p.add_argument("--types", "-J", type=int, default=5, help="number of system types J (default 5)")
-    p.add_argument("--preset", choices=sorted(PAPER_CONFIGS), help="paper configuration M-N/M-J (overrides -M/-J)")
-    p.add_argument("--n-train", type=int, default=5000)
-    p.add_argument("--n-val", type=int, default=2000)
-    p.add_argument("--n-test", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=43)
-    p.add_argument("--integrator", choices=("paper", "exact"), default="paper")
+    p.add_argument("--preset", choices=sorted(PAPER_CONFIGS), metavar="M-A-J",
+                   help="paper configuration M-N/M-J, one of " + ", ".join(sorted(PAPER_CONFIGS))
+                   + " (overrides -M/-J)")
+    p.add_argument("--n-train", type=int, default=5000, help="training trajectories (default 5000)")
+    p.add_argument("--n-val", type=int, default=2000, help="validation trajectories (default 2000)")
+    p.add_argument("--n-test", type=int, default=2000, help="test trajectories (default 2000)")
+    p.add_argument("--seed", type=int, default=43, help="random seed of the simulation (default 43)")
+    p.add_argument("--integrator", choices=("paper", "exact"), default="paper",
+                   help="'paper': the published rigid-body update; 'exact': symplectic (default paper)")
     p.add_argument("--steps", type=int, default=PAPER_STEPS, help="simulation steps (default 5000)")
     p.add_argument("--device", default="cpu", help="torch device for the integration (cpu, cuda)")
     p.add_argument("--workers", type=int, default=1,

@@ -69,8 +69,8 @@ Speed, full 5000-step trajectories of the paper integrator, rejected trajectorie
 counted as work (``OMP_NUM_THREADS=1 python benchmarks/bench_mcomplex.py -n N --configs ...
 [--workers 2] [--backend torch]``). The published generator: 1.03 s/trajectory for (3,3),
 1.65 s for (5,5), one process on a 2-core CPU of the development machine's class. Measured on
-that 2-core machine while it was shared with other jobs (load average 5-6), so wall-clock
-rates are about 2/3 of the CPU-time rates (trajectories per CPU-second) given first:
+that 2-core machine while it was shared with other jobs, so wall-clock rates are about 2/3 of
+the CPU-time rates (trajectories per CPU-second) given first:
 
 ===========  ==================  ===================  =================  =================
 config       compiled, 1 thread  compiled, 2 workers  PyTorch, 1 thread  9000 trajectories
@@ -88,7 +88,7 @@ config       compiled, 1 thread  compiled, 2 workers  PyTorch, 1 thread  9000 tr
 (``-n`` 1000/2000 for (3,3), 400/800 for (5,5), 100/200 for (5,10) and (10,10), single
 thread / 2 workers; 200 and 100 for PyTorch.) One thread of the compiled kernel reaches
 440-460x (3,3) and 190-205x (5,5) the published throughput per CPU-second, 295-310x and
-127-136x by wall time on the loaded machine (the issue's target is 100x). 2 workers (threads;
+127-136x by wall time on the loaded machine. 2 workers (threads;
 the kernel releases the GIL: two threads integrated twice the work of one in 1.24x its wall
 time, 40 (5,5) trajectories each) did not raise the wall rate here because both cores were
 already busy with other jobs. The last column is the wall time of a 5000/2000/2000 dataset

@@ -671,7 +671,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
         "mocap", help="download / preprocess CMU motion capture (Subject 35 walk, Subject 9 run)",
         description="Fetch the raw ASF/AMC files from mocap.cs.cmu.edu (sha256-checked) and/or "
                     "preprocess them into <out>/cmu35_walk.npz (or cmu09_run.npz).")
-    p.add_argument("--subject", choices=sorted(SUBJECTS), default="walk")
+    p.add_argument("--subject", choices=sorted(SUBJECTS), default="walk",
+                   help="walk: CMU Subject 35; run: CMU Subject 9 (default walk)")
     p.add_argument("--download", action="store_true", help="fetch the raw files, then preprocess them")
     p.add_argument("--preprocess", action="store_true", help="preprocess raw files already on disk")
     p.add_argument("--out", type=Path, default=None,

@@ -128,7 +128,7 @@ def fetch_adk_equilibrium(data_home: PathLike | None = None) -> tuple[str, str]:
         raise ImportError(
             "the AdK equilibrium trajectory of the paper is downloaded with the MDAnalysisData "
             "package, which is not installed; install it with `pip install MDAnalysisData` "
-            "(or `pip install eghn[full]`), or use the embedded trajectory "
+            "(or `pip install -e '.[full]'` in the source checkout), or use the embedded trajectory "
             "(ProteinMDDataset() with no files)"
         ) from err
     kwargs = {} if data_home is None else {"data_home": str(data_home)}

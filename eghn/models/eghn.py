@@ -99,9 +99,13 @@ class EGHN(nn.Module):
         local_edge_dim: number of attributes of the local edges.
         hidden: width of all invariant features.
         clusters: :math:`K_1 \geq K_2 \geq \dots`, one entry per level.
-        enc_layers, pool_layers, dec_layers: layers per encoder block, per E-Pool (internal
-            EMMPs) and per decoder block.
+        enc_layers: external EMMPs per encoder block, before each pooling.
+        pool_layers: internal EMMPs of each E-Pool (on :math:`\mathcal{A}_{local}`), which
+            compute the cluster scores.
+        dec_layers: external EMMPs per decoder block, before each unpooling.
         lam: weight :math:`\lambda` of the connectivity loss.
+        act: activation of every MLP: ``"silu"`` (default), ``"relu"``, ``"gelu"``,
+            ``"tanh"`` or ``"leaky_relu"``.
         velocity: use velocities as a second vector channel.
         normalize: Frobenius-normalise the Gram invariants of EMMP and E-UnPool.
         layers: if given, overrides ``enc_layers``, ``pool_layers`` and ``dec_layers``.
@@ -287,6 +291,18 @@ class EGHN(nn.Module):
         return (torch.stack([x, v], -1) if v is not None else x.unsqueeze(-1)), h
 
     def forward(self, graph: Graph) -> ModelOutput:
+        """Predict every particle's position from ``graph``.
+
+        Args:
+            graph: one system or a batch (:func:`~eghn.data.collate`) with ``pos``, ``vel``
+                (unless ``velocity=False``), ``h`` of width ``node_dim`` and the edges; it is
+                validated first (:meth:`~eghn.data.Graph.validate`).
+
+        Returns:
+            :class:`~eghn.models.ModelOutput`: ``pos`` :math:`(N, n)`, the predicted positions,
+            and ``aux`` with the score matrices of every level, ``connectivity_loss`` and
+            ``reg_loss`` (see the class docstring).
+        """
         g = check_input(graph, need_vel=self.velocity, node_dim=self.node_dim, edge_dim=self.edge_dim, model=self)
         if self.local_edge_dim and g.local_edge_attr is None:
             raise ValueError(f"this model expects {self.local_edge_dim} local edge features, got none")

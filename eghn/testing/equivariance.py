@@ -48,13 +48,13 @@ __all__ = [
     "randomize_parameters",
 ]
 
-#: Relative tolerances per dtype. float64 is the paper-proof check (1e-9); float32 budget:
-#: a few hundred ulps of accumulated error through a deep network (measured max ~1e-6 for
-#: EGHN with L = 2 on graphs of <= 40 nodes; see ``tests/test_testing.py``). The error is
-#: relative to the largest transformed output, so a translation by :math:`t` is judged against
-#: the rounding of coordinates of size :math:`|t|`; the same budgets hold for coordinate scales
-#: 1e-3 to 1e5 and translations up to 1e5 once coordinates are standardised
-#: (``tests/test_units.py``).
+#: Relative tolerances per dtype, the defaults of :func:`assert_equivariant`. float64 is the
+#: paper-proof check (1e-9); float32 budget: a few hundred ulps of accumulated error through a
+#: deep network (measured max ~1e-6 for EGHN with L = 2 on graphs of <= 40 nodes; see
+#: ``tests/test_testing.py``). The error is relative to the largest transformed output, so a
+#: translation by :math:`t` is judged against the rounding of coordinates of size :math:`|t|`;
+#: the same budgets hold for coordinate scales 1e-3 to 1e5 and translations up to 1e5 once
+#: coordinates are standardised (``tests/test_units.py``).
 TOLERANCES: dict[torch.dtype, float] = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2,
                                         torch.bfloat16: 5e-2}
 
@@ -248,24 +248,35 @@ def assert_equivariant(fn: Callable[[Graph], Any], graph: Graph, *, tolerance: f
     for every check.
 
     Args:
-        fn: model or layer, as for :func:`equivariance_error`.
-        graph: the input graph (its dtype picks the default tolerance).
-        tolerance: largest relative error allowed; default :data:`TOLERANCES` of the graph's dtype.
-        **kwargs: passed on to :func:`equivariance_error` (``outputs``, ``checks``, ``trials``,
-            ``rotation_axis``, ``seed``, ``translation_scale``).
+        fn: model or layer, ``fn(graph)`` returning a tensor, a
+            :class:`~eghn.models.ModelOutput`, a tuple or a mapping of tensors.
+        graph: the (batched) input graph; its dtype selects the default tolerance.
+        tolerance: largest relative error accepted; default: the entry of
+            :data:`~eghn.testing.TOLERANCES` for ``graph.pos.dtype`` (``1e-4`` for a dtype
+            without one).
+        **kwargs: passed on to :func:`equivariance_error`: ``outputs``, ``checks``,
+            ``trials``, ``rotation_axis``, ``seed``, ``translation_scale``.
 
     Returns:
-        The errors ``{check: error}``.
+        ``{check: error}`` for each check, as :func:`equivariance_error`.
 
     Raises:
-        AssertionError: an error above ``tolerance``, or a NaN/infinity in any output; the
-            message names the transformation (or the untransformed input) responsible.
+        AssertionError: a check exceeds the tolerance, or an output holds a NaN or an
+            infinity; the message names each failing check and its error, or the
+            transformation (or the untransformed input) that produced the non-finite values.
 
     Example:
         >>> import torch
-        >>> from eghn.testing.strategies import random_graph
-        >>> g = random_graph(6, node_dim=1)
-        >>> _ = assert_equivariant(lambda gr: gr.pos * 2 - gr.pos.mean(0), g)
+        >>> from eghn.data import Graph
+        >>> from eghn.models import EGHN
+        >>> from eghn.testing import assert_equivariant
+        >>> ring = torch.tensor([[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 0]])
+        >>> g = Graph(pos=torch.randn(6, 3, dtype=torch.float64), vel=torch.randn(6, 3, dtype=torch.float64),
+        ...           edge_index=ring, local_edge_index=ring)
+        >>> model = EGHN(node_dim=1, hidden=16, clusters=[3]).double()
+        >>> errors = assert_equivariant(model, g)   # float64: within TOLERANCES[torch.float64] = 1e-9
+        >>> sorted(errors)
+        ['permutation', 'reflection', 'rotation', 'translation']
         >>> assert_equivariant(lambda gr: gr.pos * float("nan"), g)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...

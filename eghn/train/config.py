@@ -53,6 +53,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = [
+    "TABLE_ALIASES",
     "TOP_DEFAULTS",
     "TRAIN_DEFAULTS",
     "ConfigError",
@@ -60,6 +61,7 @@ __all__ = [
     "apply_protocol",
     "check_kwargs",
     "check_values",
+    "describe_configs",
     "list_configs",
     "load_config",
     "merge",
@@ -123,6 +125,34 @@ def list_configs() -> list[str]:
     return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.toml"))
 
 
+#: shipped config folders that hold a table of the paper under another name: ``table2/NAME``
+#: is ``mocap/NAME`` and ``table3/NAME`` is ``protein/NAME``
+TABLE_ALIASES = {"table2": "mocap", "table3": "protein"}
+
+#: the heading of each group of shipped configs in ``eghn train --list``
+_GROUPS = (
+    ("", "Quick start and base configurations"),
+    ("table1", "Table 1 -- M-complex simulation"),
+    ("mocap", "Table 2 -- CMU motion capture (also as table2/NAME)"),
+    ("protein", "Table 3 -- protein molecular dynamics (also as table3/NAME)"),
+    ("table4", "Table 4 -- ablations on motion capture"),
+)
+
+
+def describe_configs() -> list[tuple[str, list[tuple[str, str]]]]:
+    """Shipped configurations grouped by the paper's tables: ``[(heading, [(name, description)])]``.
+
+    The description is the config's ``description`` key (inherited through ``extends``).
+    """
+    groups: dict[str, list[tuple[str, str]]] = {folder: [] for folder, _ in _GROUPS}
+    for name in list_configs():
+        folder = name.rpartition("/")[0]
+        raw = _read_toml(_locate(name))
+        groups.setdefault(folder, []).append((name, str(raw.get("description", ""))))
+    headings = dict(_GROUPS)
+    return [(headings.get(folder, folder), items) for folder, items in groups.items() if items]
+
+
 def _locate(spec: str | Path, base: Path | None = None) -> Path:
     """Find a config file: a path (absolute or relative to ``base``/cwd) or a shipped name."""
     spec_s = str(spec)
@@ -133,6 +163,9 @@ def _locate(spec: str | Path, base: Path | None = None) -> Path:
     candidates.append(p)
     shipped = Path(str(_config_dir()))
     name = spec_s[:-5] if spec_s.endswith(".toml") else spec_s
+    folder, _, rest = name.partition("/")
+    if rest and folder in TABLE_ALIASES:
+        name = f"{TABLE_ALIASES[folder]}/{rest}"
     candidates.append(shipped / f"{name}.toml")
     for c in candidates:
         if c.is_file():

@@ -340,12 +340,22 @@ class _Logger:
             try:
                 from tqdm.auto import tqdm
 
+                # clears the bar, prints the line, redraws the bar below it
                 tqdm.write(msg, file=sys.stdout)
+                sys.stdout.flush()  # before the bar is redrawn on stderr
             except ImportError:  # pragma: no cover
                 print(msg, flush=True)
         if self.path is not None:
             with open(self.path, "a") as f:
                 f.write(msg + "\n")
+
+
+def _eta(elapsed: float, done: int, left: int) -> str:
+    """`` | ETA 1 min 05 s`` from this session's pace (an upper bound when early stopping ends the run)."""
+    if left <= 0 or done <= 0:
+        return ""
+    secs = round(elapsed / done * left)
+    return f" | ETA {secs // 60} min {secs % 60:02d} s" if secs >= 60 else f" | ETA {secs} s"
 
 
 def _fmt(x: float) -> str:
@@ -690,7 +700,8 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
             history.append(row)
             log(f"epoch {epoch:4d}/{tcfg['epochs']} | train loss {_fmt(train_loss)} | val MSE {_fmt(val)} | "
                 f"test MSE {_fmt(test)} | best epoch {int(best['epoch'])} (val {_fmt(best['val'])}) | "
-                f"{rate:,.0f} samples/s | {wall:,.1f} s")
+                f"{rate:,.0f} samples/s | {wall:,.1f} s"
+                + _eta(now - t0, epoch - start_epoch + 1, tcfg["epochs"] - epoch))
             if writer is not None:
                 for k in ("train_loss", "train_mse", "val_mse", "test_mse", "samples_per_s"):
                     writer.add_scalar(k, row[k], epoch)
@@ -722,11 +733,34 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
         atomic_write_text(result_path, json.dumps(result.to_dict(), indent=2) + "\n")
     log(f"done: best val MSE {_fmt(result.best_val)} at epoch {result.best_epoch}, "
         f"test MSE at that epoch {_fmt(result.test)} ({result.epochs} epochs, {wall:,.1f} s)")
+    if info.is_main:
+        _write_plot(run_dir, config, history, log)
     return result
 
 
+def _write_plot(run_dir: Path, config: Mapping[str, Any], history: list[dict[str, Any]],
+                log: Callable[[str], None]) -> None:
+    """``learning_curve.png`` in the run directory (skipped with a note without matplotlib)."""
+    from .plots import write_learning_curve
+
+    unit = {"protein": "Å²"}.get(config.get("data", {}).get("name", ""), "")
+    try:
+        path = write_learning_curve(run_dir, history, title=config.get("name", ""), unit=unit, echo=log)
+    except Exception as exc:  # a figure must never fail a finished run
+        log(f"learning curve not written: {exc}")
+        return
+    if path is not None:
+        log(f"learning curve: {path}")
+
+
 def _progress(iterable, **kwargs):
-    """A tqdm progress bar over ``iterable`` (a plain iterator when tqdm is not installed)."""
+    """A tqdm progress bar over ``iterable`` (a plain iterator when tqdm is not installed).
+
+    The bar is drawn only on a terminal: when stderr is a pipe or a file (``2>&1 | tee``, a
+    notebook, CI), redrawing it would interleave with the log lines on stdout.
+    """
+    if kwargs.get("disable") is False:
+        kwargs["disable"] = None  # tqdm: enabled on a terminal, disabled otherwise
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency

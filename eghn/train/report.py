@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -76,7 +77,8 @@ class ResultTable:
     """Measured cells of a table beside the published numbers (in the paper's units).
 
     ``repr`` gives plain text; ``_repr_html_`` an HTML table, so notebooks and
-    sphinx-gallery render it.
+    sphinx-gallery render it. "—" marks a cell without a published value in
+    ``eghn/results/paper.json``; the paper column is left out when no shown cell has one.
     """
 
     def __init__(self, table: str, results: Sequence[CellResult], mode: str) -> None:
@@ -87,15 +89,24 @@ class ResultTable:
         for r in results:
             published = paper["rows"].get(r.cell.row, {}).get(r.cell.column)
             n = len(r.values)
-            measured = (f"{r.mean / self.scale:.2f} ± {r.std / self.scale:.2f} ({n} seed{'s' if n > 1 else ''})"
-                        if r.values else r.status)
+            if not r.values:
+                measured = r.status
+            elif n > 1:
+                measured = f"{r.mean / self.scale:.2f} ± {r.std / self.scale:.2f} ({n} seeds)"
+            else:
+                measured = f"{r.mean / self.scale:.2f} (1 seed)"
             self.rows.append((r.cell.row, r.cell.column, "—" if published is None else str(published), measured))
+        # a paper column without any stored value says nothing: leave it out
+        self.header = ("model", "column", "paper", "measured")
+        if self.rows and all(row[2] == "—" for row in self.rows):
+            self.header = ("model", "column", "measured")
+            self.rows = [(a, b, d) for a, b, _, d in self.rows]
 
     def __repr__(self) -> str:
         return "\n".join([self.title, self.mode, *(" | ".join(row) for row in self.rows)])
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{h}</th>" for h in ("model", "column", "paper", "measured"))
+        head = "".join(f"<th>{h}</th>" for h in self.header)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows)
         return (f'<p><strong>{html.escape(self.mode)}</strong></p><table class="docutils align-default">'
                 f"<caption>{html.escape(self.title)}</caption><thead><tr>{head}</tr></thead>"
@@ -115,37 +126,56 @@ def run_histories(out: Path, table: str, result: CellResult, quick: bool,
 def plot_results(table: str, results: Sequence[CellResult], out: Path, *, quick: bool):
     """Validation curves of every run (left) and measured vs. published test MSE (right).
 
-    Needs matplotlib; returns the figure.
+    Both on linear axes in the paper's units; the bars are horizontal so that long labels
+    never overlap, and the legends sit outside the data. Needs matplotlib; returns the figure.
     """
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     paper = paper_results()[table]
     scale = float(paper["scale"])
-    unit = "" if scale == 1 else f" / {scale:g}"  # plotted in the paper's units
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.8))
+    exponent = round(math.log10(scale)) if scale != 1 else 0
+    unit = "Å²" if table == "table3" else (f"in units of 10$^{{{exponent}}}$" if scale != 1 else "")
+    label_unit = f" ({unit})" if unit else ""
+    n = len(results)
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9.5, max(4.0, 0.45 * n + 2.2)), layout="constrained",
+                                   gridspec_kw={"width_ratios": [1, 1.1]})
     seen = set()
     for k, r in enumerate(results):
         if r.cell.config in seen or r.cell.transform:
             continue
         seen.add(r.cell.config)
         for j, hist in enumerate(run_histories(out, table, r, quick)):
-            ax0.plot([h["epoch"] for h in hist], [h["val_mse"] / scale for h in hist], color=f"C{k}",
-                     alpha=1.0 if j == 0 else 0.4, label=f"{r.cell.row} {r.cell.column}" if j == 0 else None)
-    values = [y for line in ax0.get_lines() for y in line.get_ydata()]
-    wide = len(values) > 1 and max(values) > 5 * min(values)  # log scale only for a wide range
-    ax0.set(xlabel="epoch", ylabel="validation MSE" + unit, yscale="log" if wide else "linear",
-            title="training curves")
-    ax0.legend(fontsize=7)
-    labels = [f"{r.cell.row}\n{r.cell.column}" for r in results]
+            ax0.plot([h["epoch"] for h in hist], [h["val_mse"] / scale for h in hist], color=f"C{k % 10}",
+                     alpha=1.0 if j == 0 else 0.4, marker="o", ms=3,
+                     label=f"{r.cell.row}, {r.cell.column}" if j == 0 else None)
+    ax0.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax0.set_xlabel("epoch", fontsize=10)
+    ax0.set_ylabel("validation MSE" + label_unit, fontsize=10)
+    ax0.set_title("training curves", fontsize=11)
+    ax0.grid(alpha=0.3)
+    if ax0.get_lines():
+        ax0.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=1, frameon=False)
+    labels = [f"{r.cell.row}, {r.cell.column}" + (" (rotated)" if r.cell.transform else "") for r in results]
     measured = [r.mean / scale if r.values else np.nan for r in results]
+    spread = [r.std / scale if len(r.values) > 1 else 0.0 for r in results]
     published = [paper["rows"].get(r.cell.row, {}).get(r.cell.column) for r in results]
     published = [p if isinstance(p, (int, float)) else np.nan for p in published]
-    x = np.arange(len(results))
-    ax1.bar(x - 0.2, published, 0.4, label="paper", color="0.6")
-    ax1.bar(x + 0.2, measured, 0.4, label="measured" + (" (quick)" if quick else ""), color="tab:red")
-    ax1.set_xticks(x, labels, fontsize=7, rotation=90 if len(x) > 6 else 0)
-    ax1.set(ylabel="test MSE" + unit, yscale="log", title="measured vs. paper")
-    ax1.legend(fontsize=7)
-    fig.tight_layout()
+    y = np.arange(n)
+    ax1.barh(y - 0.2, published, 0.4, label="paper", color="0.65")
+    ax1.barh(y + 0.2, measured, 0.4, xerr=spread, label="measured" + (" (reduced run)" if quick else ""),
+             color="tab:red", error_kw={"lw": 1})
+    for yi, (m, p) in enumerate(zip(measured, published, strict=True)):
+        if np.isnan(p):
+            ax1.text(0, yi - 0.2, " no published value", va="center", fontsize=7, color="0.4")
+        if np.isnan(m):
+            ax1.text(0, yi + 0.2, " " + results[yi].status, va="center", fontsize=7, color="0.4")
+    ax1.set_yticks(y, labels, fontsize=9)
+    ax1.invert_yaxis()
+    ax1.set_xlim(left=0)
+    ax1.set_xlabel("test MSE" + label_unit, fontsize=10)
+    ax1.set_title("measured vs. paper", fontsize=11)
+    ax1.grid(axis="x", alpha=0.3)
+    ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, frameon=False)
     return fig

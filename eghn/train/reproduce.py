@@ -5,15 +5,11 @@
 one resumed, only when its resolved config -- every ``--set`` option included -- and the eghn
 version match; otherwise it is moved aside to ``seed<k>.replaced-<time>`` and trained
 again), then writes ``<table>.md`` and ``<table>.csv`` with the mean +- standard deviation
-(over seeds, ``ddof=0``) of the test MSE at the best validation epoch, beside the published
-number (``eghn/results/paper.json``). A cell whose model is missing, cannot take a config
-option, or runs out of memory is reported as such instead of stopping the table.
-
-Every run follows one *protocol* (:data:`PROTOCOLS`), named in its config, its ``result.json``
-and the tables: ``"released"`` (the default: the sample counts, input features and batching of
-the authors' released code, the most likely source of the published numbers) or ``"paper"``
-(the counts and inputs the paper's text gives); each config's ``[protocols]`` tables hold the
-settings that differ.
+(over seeds, ``ddof=0``; the mean alone for one seed) of the test MSE at the best validation
+epoch, beside the published number (``eghn/results/paper.json``), all in the paper's units (the
+CSV's ``scale`` column: MSE / scale), and ``<table>.png``, the same as a figure
+(:mod:`eghn.train.plots`; needs matplotlib). A cell whose model is missing, cannot take a
+config option, or runs out of memory is reported as such instead of stopping the table.
 
 Every run follows one *protocol* (:data:`PROTOCOLS`), named in its config, its ``result.json``
 and the tables: ``"released"`` (the default: the sample counts, input features and batching of
@@ -367,14 +363,48 @@ def reproduce(
                         log_file.write(f"== {cell.config} seed {seed}\n{traceback.format_exc()}\n")
                     res.values.clear()
                     break
-        summary = f"{res.mean:.4g} +- {res.std:.2g} ({len(res.values)} seeds)" if res.values else res.status
+        summary = (_fmt_measured(res, 1.0, digits=4) + f" ({len(res.values)} seed{'s' if len(res.values) > 1 else ''})"
+                   if res.values else res.status)
         echo(f"    -> {summary}")
         results.append(res)
     wall = time.perf_counter() - t0
     md, csv_path = write_table(table, results, base, quick=quick, seeds=seeds, wall_s=wall, protocol=protocol)
     echo(f"wrote {md} and {csv_path} ({wall:,.0f} s)")
+    figure = _write_figure(table, results, base, quick=quick, echo=echo)
+    if figure is not None:
+        echo(f"wrote {figure}")
     echo(md.read_text())
     return results
+
+
+def _write_figure(table: str, results: Sequence[CellResult], folder: Path, *, quick: bool,
+                  echo: Callable[[str], None]) -> Path | None:
+    """``<folder>/<table>.png``: measured beside published test MSE (skipped without matplotlib)."""
+    from .plots import write_table_figure
+
+    paper = paper_results().get(table, {})
+    scale = float(paper.get("scale", 1.0))
+    rows = list(dict.fromkeys(r.cell.row for r in results))
+    cols = list(dict.fromkeys(r.cell.column for r in results))
+    measured = {(r.cell.row, r.cell.column): (r.mean / scale, r.std / scale, len(r.values))
+                for r in results if r.values}
+    published = {(row, col): v for row, vals in paper.get("rows", {}).items() for col, v in vals.items()
+                 if isinstance(v, (int, float))}
+    unit = "Å²" if table == "table3" else (f"in units of {scale:g}" if scale != 1.0 else "")
+    note = "quick mode: reduced data and epochs, NOT comparable to the paper" if quick else ""
+    try:
+        return write_table_figure(folder / f"{table}.png", paper.get("title", table), rows, cols, measured,
+                                  published, unit=unit, note=note, echo=echo)
+    except Exception as exc:  # a figure must never fail a finished reproduction
+        echo(f"{table}.png not written: {exc}")
+        return None
+
+
+def _fmt_measured(r: CellResult, scale: float, digits: int = 2) -> str:
+    """``mean +- std`` over seeds in units of ``scale``; the mean alone for one seed."""
+    if len(r.values) < 2:
+        return f"{r.mean / scale:.{digits}f}"
+    return f"{r.mean / scale:.{digits}f} +- {r.std / scale:.{digits}f}"
 
 
 def _fmt_paper(v: Any) -> str:
@@ -408,8 +438,9 @@ def write_table(
             "",
         ]
     lines += [
-        f"Measured: test MSE at the best validation epoch, mean +- std over {seeds} seed(s); "
-        f"values{unit}. Paper: {paper_results().get('source', '')}.",
+        "Measured: test MSE at the best validation epoch, "
+        + (f"mean +- std over {seeds} seeds; " if seeds > 1 else "one seed; ")
+        + f"values{unit}. Paper: {paper_results().get('source', '')}.",
         "",
     ]
     header = ["Model"] + [f"{c} paper" for c in cols] + [f"{c} measured" for c in cols]
@@ -423,7 +454,7 @@ def write_table(
             if r is None:
                 cells.append("")
             elif r.values:
-                cells.append(f"{r.mean / scale:.2f} +- {r.std / scale:.2f}")
+                cells.append(_fmt_measured(r, scale))
             else:
                 cells.append(r.status.replace("|", "/"))
         lines.append("| " + " | ".join(cells) + " |")
@@ -444,8 +475,8 @@ def write_table(
                 "config",
                 "transform",
                 "quick",
+                "scale",
                 "paper",
-                "paper_scale",
                 "mean",
                 "std",
                 "n_seeds",
@@ -464,12 +495,12 @@ def write_table(
                     r.cell.config,
                     json.dumps(r.cell.transform or {}),
                     quick,
-                    "" if pv is None else pv,
                     scale,
-                    f"{r.mean:.6g}" if r.values else "",
-                    f"{r.std:.6g}" if r.values else "",
+                    "" if pv is None else pv,
+                    f"{r.mean / scale:.6g}" if r.values else "",
+                    f"{r.std / scale:.6g}" if len(r.values) > 1 else "",
                     len(r.values),
-                    json.dumps([round(v, 8) for v in r.values]),
+                    json.dumps([float(f"{v / scale:.8g}") for v in r.values]),
                     r.status,
                 ]
             )

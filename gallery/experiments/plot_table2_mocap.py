@@ -20,8 +20,7 @@ With ``EGHN_GALLERY=fast`` (the documentation build) it trains MPNN, EGNN and EG
 *run* data only, with the configs' ``[quick]`` sample counts (50/30/30) and width, in
 batches of 10 for 10 epochs (50 optimiser steps) and one seed: **those numbers are not
 comparable to the paper**. With ``EGHN_GALLERY=full`` it runs every cell with three seeds.
-The data are read from
-``$EGHN_DATA_DIR/mocap`` or ``../shared/data/mocap`` beside the source checkout (see
+The data are downloaded once with ``eghn data mocap --download`` (see
 :doc:`/user_guide/mocap`); the documentation build leaves this page out when they are missing.
 """
 
@@ -64,7 +63,7 @@ ResultTable(RUN.table, results, RUN.mode)
 # Training curves and the comparison
 # ----------------------------------
 # Left: validation MSE at every evaluation of each run (read from the run's
-# ``result.json``). Right: measured test MSE beside the published number (log scale).
+# ``result.json``). Right: measured test MSE beside the published number, on a linear axis.
 
 
 plot_results(RUN.table, results, RUN.out, quick=not RUN.full)

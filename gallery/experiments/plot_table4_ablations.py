@@ -64,7 +64,7 @@ ResultTable(RUN.table, results, RUN.mode)
 # Training curves and the comparison
 # ----------------------------------
 # Left: validation MSE at every evaluation of each run (read from the run's
-# ``result.json``). Right: measured test MSE beside the published number (log scale).
+# ``result.json``). Right: measured test MSE beside the published number, on a linear axis.
 
 
 plot_results(RUN.table, results, RUN.out, quick=not RUN.full)

@@ -108,7 +108,7 @@ with torch.no_grad():
     out_moved = model(moved).pos
 expected = out.pos @ Q.T + t
 
-fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharex=True, sharey=True)
+fig, axes = plt.subplots(1, 2, figsize=(9, 5), sharex=True, sharey=True, layout="constrained")
 for ax, g, pred, title in [(axes[0], batch, out.pos, "input"),
                            (axes[1], moved, out_moved, "rotated and translated input")]:
     for k, colour in enumerate(["tab:blue", "tab:orange"]):
@@ -116,11 +116,12 @@ for ax, g, pred, title in [(axes[0], batch, out.pos, "input"),
         ax.scatter(*g.pos[m].T, c=colour, s=30, label=f"system {k} input")
         ax.scatter(*pred[m].T, c=colour, s=60, marker="x", label=f"system {k} prediction")
     ax.set_title(title)
+    ax.set(xlabel="x (length units)", ylabel="y (length units)")
     ax.set_aspect("equal")
 axes[1].scatter(*expected.T, s=160, facecolors="none", edgecolors="k", linestyles="--",
                 label="original prediction, transformed")
-axes[1].legend(fontsize=7, loc="lower left")
-fig.tight_layout()
+# the legend sits below the panels, where it hides no point
+fig.legend(*axes[1].get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=8)
 
 # %%
 # Errors side by side
@@ -130,7 +131,7 @@ fig.tight_layout()
 # the control fails the rotation checks by many orders of magnitude.
 
 kinds = list(errors)
-fig, ax = plt.subplots(figsize=(7, 3.2))
+fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
 x = torch.arange(len(kinds), dtype=torch.float64)
 ax.bar(x - 0.2, [max(errors[k], 1e-18) for k in kinds], width=0.4, label="EGHN (float64)")
 ax.bar(x + 0.2, [max(control[k], 1e-18) for k in kinds], width=0.4, label="push_right (control)")
@@ -138,7 +139,6 @@ ax.axhline(eghn.testing.TOLERANCES[torch.float64], color="k", ls="--", lw=1, lab
 ax.set_xticks(x, kinds)
 ax.set_yscale("log")
 ax.set_ylim(1e-18, 10)  # an error of exactly 0 is drawn at the bottom
-ax.set_ylabel("relative error")
-ax.legend(fontsize=8)
-fig.tight_layout()
+ax.set_ylabel("relative error (log scale)")
+fig.legend(loc="outside lower center", ncols=3, fontsize=8)
 plt.show()

@@ -10,8 +10,7 @@ Fig. 4).
 
 ``EGHN_GALLERY=fast`` (the documentation build) trains for a few seconds on a subset;
 ``EGHN_GALLERY=full`` uses the paper's sample sizes and trains much longer. The data are
-read from ``$EGHN_DATA_DIR/mocap`` or ``../shared/data/mocap`` beside the source checkout
-(see :doc:`/user_guide/mocap`).
+downloaded once with ``eghn data mocap --download`` (see :doc:`/user_guide/mocap`).
 """
 
 # %%
@@ -69,14 +68,13 @@ for step in range(steps):
 print(f"{steps} steps in {time.perf_counter() - start:.1f} s; final test MSE {history[-1][2]:.4f}")
 
 steps_, train_mse, test_mse = zip(*history)
-fig, ax = plt.subplots(figsize=(6, 3.2))
+fig, ax = plt.subplots(figsize=(6, 3.2), layout="constrained")
 ax.plot(steps_, train_mse, label="training batch")
 ax.plot(steps_, test_mse, label="test set")
 ax.set_xlabel("optimisation step")
-ax.set_ylabel("position MSE")
-ax.set_yscale("log")
+ax.set_ylabel("position MSE (ASF units²)")
+ax.set_ylim(bottom=0)
 ax.legend()
-fig.tight_layout()
 
 # %%
 # Equivariance
@@ -108,15 +106,16 @@ def draw_skeleton(ax, x, axes, colour, label, **kw):
     ax.plot([], [], color=colour, label=label, **kw)
 
 
-fig, axs = plt.subplots(1, 2, figsize=(8, 4.5))
+fig, axs = plt.subplots(1, 2, figsize=(8, 5), layout="constrained")
 for ax, axes, title in [(axs[0], (0, 1), "front (x, y)"), (axs[1], (2, 1), "side (z, y)")]:
     draw_skeleton(ax, x_in, axes, "0.7", "input frame")
     draw_skeleton(ax, x_true, axes, "tab:green", "ground truth +30 frames")
     draw_skeleton(ax, x_pred, axes, "tab:red", "EGHN prediction", ls="--")
     ax.set_title(title)
+    ax.set(xlabel="xz"[axes[0] // 2] + " (ASF units)", ylabel="y, height (ASF units)")
     ax.set_aspect("equal")
-axs[0].legend(fontsize=8, loc="lower left")
-fig.tight_layout()
+# below the panels, so that no joint is hidden
+fig.legend(*axs[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=8)
 
 # %%
 # Learned clusters on the skeleton
@@ -130,13 +129,13 @@ S = out.aux["scores"][0][mask]
 cluster = S.argmax(1).numpy()
 confidence = S.max(1).values.numpy()
 colours = plt.get_cmap("tab10")(np.arange(10))
-fig, ax = plt.subplots(figsize=(4.2, 5))
+fig, ax = plt.subplots(figsize=(6.2, 5), layout="constrained")
 draw_skeleton(ax, x_in, (0, 1), "0.6", "bones")
 ax.scatter(x_in[:, 0], x_in[:, 1], s=30 + 120 * confidence, c=colours[cluster], edgecolors="k", zorder=3)
 for k in np.unique(cluster):
     ax.scatter([], [], c=[colours[k]], label=f"cluster {k} ({(cluster == k).sum()} joints)")
 ax.set_title("joints coloured by cluster (size: confidence)")
+ax.set(xlabel="x (ASF units)", ylabel="y, height (ASF units)")
 ax.set_aspect("equal")
-ax.legend(fontsize=7, loc="lower left")
-fig.tight_layout()
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)  # beside the skeleton
 plt.show()

@@ -100,13 +100,12 @@ print(f"{STEPS} steps in {time.perf_counter() - start:.1f} s; test MSE {history[
       f"(linear extrapolation x + {t_fit:.3f} v: {linear_mse:.4f})")
 
 steps, train_mse, test_mse = zip(*history)
-fig, ax = plt.subplots(figsize=(6, 3.2))
+fig, ax = plt.subplots(figsize=(6, 3.4), layout="constrained")
 ax.plot(steps, train_mse, label="training batch")
 ax.plot(steps, test_mse, label="test set")
 ax.axhline(linear_mse, color="0.5", ls=":", label="linear extrapolation (test)")
-ax.set(xlabel="optimisation step", ylabel="position MSE", yscale="log")
+ax.set(xlabel="optimisation step", ylabel="position MSE (simulation units²)", yscale="log")
 ax.legend()
-fig.tight_layout()
 
 # %%
 # Predictions against the ground truth
@@ -119,7 +118,7 @@ with torch.no_grad():
     test_batch = test.collate(range(len(test)))
     pred = model(test_batch).pos
 
-fig, axs = plt.subplots(1, 3, figsize=(10, 3.6))
+fig, axs = plt.subplots(1, 3, figsize=(10, 4.2), layout="constrained")
 for ax, sample in zip(axs, range(3)):
     mask = (test_batch.batch == sample).numpy()
     bonds = test[sample].local_edge_index.T.tolist()
@@ -130,10 +129,11 @@ for ax, sample in zip(axs, range(3)):
             ax.plot(x[[a, b], 0], x[[a, b], 1], color=colour, ls=style, lw=1.2)
         ax.scatter(x[:, 0], x[:, 1], color=colour, s=18, label=label, zorder=3)
     err = float(((pred[mask] - test_batch.target[mask]) ** 2).mean())
-    ax.set_title(f"test system {sample}: MSE {err:.3f}", fontsize=9)
+    ax.set_title(f"test system {sample}: MSE {err:.3f}", fontsize=10)
+    ax.set(xlabel="x (simulation units)")
     ax.set_aspect("equal")
-axs[0].legend(fontsize=7, loc="best")
-fig.tight_layout()
+axs[0].set(ylabel="y (simulation units)")
+fig.legend(*axs[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=9)
 
 # %%
 # Every coordinate of every test particle: prediction against truth. Points on the diagonal
@@ -141,14 +141,13 @@ fig.tight_layout()
 
 x0, v0 = test_batch.pos.numpy(), test_batch.vel.numpy()
 truth = test_batch.target.numpy().ravel()
-fig, ax = plt.subplots(figsize=(4.2, 4.2))
+fig, ax = plt.subplots(figsize=(4.6, 4.6), layout="constrained")
 ax.scatter(truth, (x0 + t_fit * v0).ravel(), s=4, color="0.6", label="linear extrapolation")
 ax.scatter(truth, pred.numpy().ravel(), s=4, color="tab:red", label="EGHN")
 lim = [truth.min(), truth.max()]
 ax.plot(lim, lim, color="k", lw=0.8)
-ax.set(xlabel="true coordinate (frame 25)", ylabel="predicted coordinate")
+ax.set(xlabel="true coordinate, frame 25 (simulation units)", ylabel="predicted coordinate (simulation units)")
 ax.legend(fontsize=8)
-fig.tight_layout()
 
 # %%
 # Error against the prediction horizon
@@ -171,10 +170,9 @@ print(f"{len(horizons)} horizons in {time.perf_counter() - start:.1f} s")
 for h, e, lin in zip(horizons, eghn_mse, lin_mse):
     print(f"horizon {h:2d} frames ({100 * h} steps): EGHN {e:.4f}, linear {lin:.4f}")
 
-fig, ax = plt.subplots(figsize=(5, 3.2))
+fig, ax = plt.subplots(figsize=(5.5, 3.4), layout="constrained")
 ax.plot(100 * np.asarray(horizons), eghn_mse, "o-", color="tab:red", label="EGHN")
 ax.plot(100 * np.asarray(horizons), lin_mse, "s:", color="0.5", label="linear extrapolation")
-ax.set(xlabel="horizon (integration steps)", ylabel="test MSE", yscale="log")
+ax.set(xlabel="horizon (integration steps)", ylabel="test MSE (simulation units²)", yscale="log")
 ax.legend()
-fig.tight_layout()
 plt.show()

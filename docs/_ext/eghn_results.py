@@ -1,0 +1,162 @@
+"""Numbers on the site come from result files, never from the page source.
+
+``:result:`SOURCE:PATH[|OP]``` renders one value of a result file: ``SOURCE`` is ``paper``
+(``eghn/results/paper.json``, the published numbers) or the name of a JSON file in
+``docs/results/`` (measured runs, with their provenance); ``PATH`` is a dotted key path; the
+optional ``OP`` scales and formats it, ``*100:.1f`` (times 100, one decimal) or ``/60:.0f``
+(seconds to minutes). The value is rendered as ``<span class="eghn-result">``.
+
+``.. eghn-paper-table:: table1`` renders a published table of ``paper.json`` and
+``.. eghn-runs-table:: cpu_runs`` the measured runs of a result file. Both mark their output
+as a measured context (class ``eghn-measured``), as does ``.. container:: eghn-measured``
+around prose: ``docs/check_site.py`` fails on a decimal number or a duration inside such a
+context that is not a rendered result, i.e. on a hand-typed measurement.
+
+A missing file or key is a build warning (an error under ``-W``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from docutils import nodes
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+logger = logging.getLogger(__name__)
+
+_DOCS = Path(__file__).resolve().parents[1]
+_SOURCES = {"paper": _DOCS.parent / "eghn" / "results" / "paper.json"}
+_OP = re.compile(r"^(?:(?P<op>[*/])(?P<num>[0-9.eE+-]+))?(?::(?P<spec>.+))?$")
+
+
+def load_source(name: str) -> dict[str, Any]:
+    path = _SOURCES.get(name, _DOCS / "results" / f"{name}.json")
+    return json.loads(path.read_text())
+
+
+def lookup(source: str, path: str) -> Any:
+    value: Any = load_source(source)
+    for key in path.split("."):
+        value = value[key]
+    return value
+
+
+def render(value: Any, op: str = "") -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return str(value)
+    m = _OP.match(op.strip())
+    if m is None:
+        raise ValueError(f"bad format {op!r}; use e.g. '*100:.1f' or '/60:.0f'")
+    if m["op"] == "*":
+        value = value * float(m["num"])
+    elif m["op"] == "/":
+        value = value / float(m["num"])
+    return format(value, m["spec"]) if m["spec"] else f"{value:g}"
+
+
+def result_node(text: str, source: str) -> nodes.inline:
+    return nodes.inline(text, text, classes=["eghn-result"], source_key=source)
+
+
+def result_role(name, rawtext, text, lineno, inliner, options=None, content=None):
+    spec, _, op = text.partition("|")
+    source, _, path = spec.partition(":")
+    try:
+        value = render(lookup(source.strip(), path.strip()), op)
+    except Exception as exc:
+        msg = inliner.reporter.warning(f"result {text!r} not found: {exc}", line=lineno)
+        return [nodes.problematic(rawtext, rawtext)], [msg]
+    return [result_node(value, spec)], []
+
+
+def _table(header: list[str], rows: list[list[nodes.Node | str]], widths: list[int]) -> nodes.table:
+    table = nodes.table(classes=["eghn-measured"])
+    group = nodes.tgroup(cols=len(header))
+    table += group
+    for w in widths:
+        group += nodes.colspec(colwidth=w)
+    thead, tbody = nodes.thead(), nodes.tbody()
+    group += thead
+    group += tbody
+
+    def add(cells, into, stub=False):
+        row = nodes.row()
+        for cell in cells:
+            entry = nodes.entry()
+            para = nodes.paragraph()
+            para += cell if isinstance(cell, nodes.Node) else nodes.Text(cell)
+            entry += para
+            row += entry
+        into += row
+
+    add(header, thead)
+    for r in rows:
+        add(r, tbody)
+    return table
+
+
+class PaperTable(SphinxDirective):
+    """``.. eghn-paper-table:: tableN``: the published numbers of one table (paper's units)."""
+
+    required_arguments = 1
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        key = self.arguments[0]
+        try:
+            table = load_source("paper")[key]
+        except Exception as exc:
+            logger.warning("no table %s in paper.json: %s", key, exc, location=self.get_location())
+            return []
+        cols = [c for c in table["columns"]
+                if any(c in vals for vals in table["rows"].values())]
+        rows = []
+        for model, vals in table["rows"].items():
+            cells: list[nodes.Node | str] = [model]
+            for c in cols:
+                v = vals.get(c)
+                cells.append(result_node(str(v), f"paper:{key}.rows.{model}.{c}") if v is not None else "—")
+            rows.append(cells)
+        return [_table(["model", *cols], rows, [22] + [12] * len(cols))]
+
+
+class RunsTable(SphinxDirective):
+    """``.. eghn-runs-table:: NAME``: the measured runs of ``docs/results/NAME.json``."""
+
+    required_arguments = 1
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        name = self.arguments[0]
+        try:
+            runs = load_source(name)["runs"]
+            paper = load_source("paper")["table2"]["rows"]["EGHN"]
+        except Exception as exc:
+            logger.warning("cannot read result file %s: %s", name, exc, location=self.get_location())
+            return []
+        rows = []
+        for key, run in runs.items():
+            src = f"{name}:runs.{key}"
+            cap = "cap reached" if run["epochs"] - run["best_epoch"] < 50 else "early stop"
+            rows.append([
+                run["data"], run["model"],
+                nodes.inline("", "", result_node(str(run["epochs"]), src + ".epochs"), nodes.Text(f", {cap} ("),
+                             result_node(str(run["best_epoch"]), src + ".best_epoch"), nodes.Text(")")),
+                result_node(render(run["wall_s"], "/60:.1f") + " min", src + ".wall_s"),
+                result_node(render(run["test_mse"], "*100:.1f"), src + ".test_mse"),
+                result_node(str(paper[run["data"]]), f"paper:table2.rows.EGHN.{run['data']}"),
+                nodes.literal(run["command"], run["command"]),
+            ])
+        header = ["data", "model", "epochs (best)", "wall time", "test MSE", "paper", "command"]
+        return [_table(header, rows, [14, 8, 16, 10, 9, 7, 36])]
+
+
+def setup(app):
+    app.add_role("result", result_role)
+    app.add_directive("eghn-paper-table", PaperTable)
+    app.add_directive("eghn-runs-table", RunsTable)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
