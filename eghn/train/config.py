@@ -338,7 +338,9 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
             if len(parts) < 2:
                 raise ConfigError(f"override {key!r} must name a key inside [{parts[0]}]")
             old = _get(out, parts)
-            if parts[1] != "name" and old is not None and not isinstance(old, Mapping):
+            if key == "data.length_scale":  # "auto" or a number (checked by the trainer)
+                pass
+            elif parts[1] != "name" and old is not None and not isinstance(old, Mapping):
                 value = _check_type(key, value, old)
         elif parts[0] == "quick":
             pass
