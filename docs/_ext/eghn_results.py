@@ -141,7 +141,12 @@ class RunsTable(SphinxDirective):
         rows = []
         for key, run in runs.items():
             src = f"{name}:runs.{key}"
-            cap = "cap reached" if run["epochs"] - run["best_epoch"] < 50 else "early stop"
+            if run.get("finished") is False:
+                cap = "still running when collected"
+            elif run.get("stopped_early") is True:
+                cap = "early stop"
+            else:
+                cap = "cap reached" if run["epochs"] - run["best_epoch"] < 50 else "early stop"
             rows.append([
                 run["data"], run["model"],
                 nodes.inline("", "", result_node(str(run["epochs"]), src + ".epochs"), nodes.Text(f", {cap} ("),

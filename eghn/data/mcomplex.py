@@ -254,7 +254,7 @@ class MComplexDataset:
     node_dim = 1
     edge_dim = 3
     local_edge_dim = 3
-    #: power of length of each feature column (see :mod:`eghn.data.units`): speed |v|; charge
+    #: power of length of each feature column (see :mod:`eghn.data.units`): the speed ``|v|``; charge
     #: product, same-complex flag, squared distance
     feature_length_powers: ClassVar[dict[str, tuple[int, ...]]] = {
         "h": (1,), "edge_attr": (0, 0, 2), "local_edge_attr": (0, 0, 2)}

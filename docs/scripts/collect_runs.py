@@ -1,0 +1,84 @@
+"""Collect training runs into a result file of the documentation (``docs/results/NAME.json``).
+
+For every run directory given, copies its ``config.json``, ``metrics.csv`` and (when the run
+finished) ``result.json`` into ``docs/results/runs/<run name>/`` and summarises it: best
+validation epoch, test MSE there, epochs trained, wall time, whether it finished, and the first
+epoch (and wall time) at which the validation MSE reached each ``--threshold``. A run still in
+progress is summarised as far as its ``metrics.csv`` goes and marked so.
+
+Usage::
+
+    python docs/scripts/collect_runs.py NAME RUN_DIR[=LABEL,DATA,MODEL,COMMAND] ... \
+        [--threshold 1.40 --threshold 0.372] [--about TEXT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parents[1]
+
+
+def summarise(run: Path, thresholds: list[float]) -> dict:
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    if not rows:
+        raise SystemExit(f"{run} has no evaluations yet")
+    config = json.loads((run / "config.json").read_text())
+    best = min(rows, key=lambda r: float(r["val_mse"]))
+    finished = (run / "result.json").is_file()
+    out = {
+        "config_name": config["name"],
+        "protocol": config.get("protocol", ""),
+        "seed": config["seed"],
+        "length_scale": config["data"].get("length_scale"),
+        "epochs": int(rows[-1]["epoch"]),
+        "best_epoch": int(best["epoch"]),
+        "best_val": float(best["val_mse"]),
+        "test_mse": float(best["test_mse"]),
+        "wall_s": float(rows[-1]["wall_s"]),
+        "finished": finished,
+        "curve": [[int(r["epoch"]), round(float(r["val_mse"]), 5)] for r in rows],
+        "reached": {},
+    }
+    if finished:
+        res = json.loads((run / "result.json").read_text())
+        out.update(best_epoch=res["best_epoch"], best_val=res["best_val"], test_mse=res["test"],
+                   stopped_early=res["stopped_early"])
+    for t in thresholds:
+        hit = next((r for r in rows if float(r["val_mse"]) <= t), None)
+        out["reached"][f"{t:g}"] = None if hit is None else {"epoch": int(hit["epoch"]),
+                                                              "wall_s": float(hit["wall_s"])}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("name")
+    ap.add_argument("runs", nargs="+", help="RUN_DIR=KEY,DATA,MODEL,COMMAND")
+    ap.add_argument("--threshold", type=float, action="append", default=[])
+    ap.add_argument("--about", default="")
+    args = ap.parse_args()
+    result = {"about": args.about, "runs": {}}
+    for spec in args.runs:
+        path, _, meta = spec.partition("=")
+        key, data, model, command = meta.split(",", 3)
+        run = Path(path)
+        summary = summarise(run, args.threshold)
+        summary.update(data=data, model=model, command=command)
+        result["runs"][key] = summary
+        dest = DOCS / "results" / "runs" / key
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in ("config.json", "metrics.csv", "result.json"):
+            if (run / f).is_file():
+                shutil.copy2(run / f, dest / f)
+    out = DOCS / "results" / f"{args.name}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
