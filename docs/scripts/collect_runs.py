@@ -1,7 +1,7 @@
 """Collect training runs into a result file of the documentation (``docs/results/NAME.json``).
 
 For every run directory given, copies its ``config.json``, ``metrics.csv`` and (when the run
-finished) ``result.json`` into ``docs/results/runs/<run name>/`` and summarises it: best
+finished) ``result.json`` into ``docs/results/run_files/<key>/`` and summarises it: best
 validation epoch, test MSE there, epochs trained, wall time, whether it finished, and the first
 epoch (and wall time) at which the validation MSE reached each ``--threshold``. A run still in
 progress is summarised as far as its ``metrics.csv`` goes and marked so.
@@ -50,7 +50,7 @@ def summarise(run: Path, thresholds: list[float]) -> dict:
                    stopped_early=res["stopped_early"])
     for t in thresholds:
         hit = next((r for r in rows if float(r["val_mse"]) <= t), None)
-        out["reached"][f"{t:g}"] = None if hit is None else {"epoch": int(hit["epoch"]),
+        out["reached"][f"{t:g}".replace(".", "_")] = None if hit is None else {"epoch": int(hit["epoch"]),
                                                               "wall_s": float(hit["wall_s"])}
     return out
 
@@ -70,7 +70,7 @@ def main() -> None:
         summary = summarise(run, args.threshold)
         summary.update(data=data, model=model, command=command)
         result["runs"][key] = summary
-        dest = DOCS / "results" / "runs" / key
+        dest = DOCS / "results" / "run_files" / key
         dest.mkdir(parents=True, exist_ok=True)
         for f in ("config.json", "metrics.csv", "result.json"):
             if (run / f).is_file():
