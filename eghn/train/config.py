@@ -416,7 +416,7 @@ def load_config(spec: str | Path, overrides: Iterable[str] = (), *, quick: bool 
     Example:
         >>> cfg = load_config("default", ["train.epochs=3"])
         >>> cfg["train"]["epochs"], cfg["train"]["lr"], cfg["model"]["name"]
-        (3, 0.0005, 'eghn')
+        (3, 0.002, 'eghn')
     """
     overrides = list(overrides)
     from_set = _protocol_of(overrides)
