@@ -10,7 +10,8 @@ scale ``s`` and dtype it records:
   predicts, relative to ``s`` (a fresh model moves particles by about 0.1 of the system's
   extent at ``s = 1``);
 * ``standardised``: the same system divided by its length scale (RMS distance from the
-  centroid, :func:`eghn.data.length_scale`), the prediction multiplied back; the relative
+  centroid, :func:`eghn.data.units.rms_extent`, the statistic of
+  :func:`eghn.data.length_scale`), the prediction multiplied back; the relative
   displacement and the largest relative equivariance error (rotations, reflections,
   translations of 100 s, permutations).
 
@@ -29,22 +30,12 @@ from pathlib import Path
 
 import torch
 
-from eghn.data import Graph, collate, length_scale, standardize_graph
+from eghn.data import Graph, standardize_graph
+from eghn.data.units import rms_extent
 from eghn.models import EGHN
 from eghn.testing import equivariance_error
 
 SCALES = (1e-3, 1.0, 10.0, 30.0, 100.0, 1e3, 1e4, 1e8)
-
-
-class _One:
-    def __init__(self, g: Graph) -> None:
-        self.g = g
-
-    def __len__(self) -> int:
-        return 1
-
-    def collate(self, idx):
-        return collate([self.g])
 
 
 def system(s: float, dtype: torch.dtype, n: int = 12) -> Graph:
@@ -71,7 +62,7 @@ def measure(s: float, dtype: torch.dtype) -> dict[str, object]:
         except FloatingPointError:
             row["raw"] = "error (FloatingPointError)"
             row["raw_move"] = "-"
-        unit = length_scale(_One(g))
+        unit = rms_extent(g)
 
         def fn(gr: Graph) -> torch.Tensor:
             return model(standardize_graph(gr, unit)).pos * unit

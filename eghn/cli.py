@@ -285,45 +285,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _load_run(target: Path, device: str | None):
     """``(config, checkpoint path, checkpoint state, device)`` of a run directory or checkpoint file."""
-    from .train.checkpoint import load_checkpoint
     from .train.loop import select_device
+    from .train.trained import read_run
 
-    if target.is_dir():
-        ckpt = target / "best.pt"
-        if not ckpt.is_file():
-            ckpt = target / "last.pt"
-        if not ckpt.is_file():
-            raise FileNotFoundError(f"{target} holds no checkpoint (best.pt or last.pt): the run has not "
-                                    "finished an evaluation yet, or it is not an eghn run directory")
-    else:
-        ckpt = target
-    state = load_checkpoint(ckpt)
-    config = state.get("config")
-    if isinstance(config, str):  # the trainer stores the resolved config as JSON text
-        config = json.loads(config)
-    if not isinstance(config, dict):
-        cfg_path = ckpt.parent / "config.json"
-        if not cfg_path.is_file():
-            raise FileNotFoundError(f"{ckpt} holds no config and {cfg_path} does not exist")
-        config = _read_json(cfg_path)
+    config, ckpt, state = read_run(target)
     _check_finite_weights(ckpt, state)
-    # runs saved before coordinates were standardised were trained in the data's own units
-    config.setdefault("data", {}).setdefault("length_scale", 1.0)
     dev = select_device(device or config.get("device", "auto"))
     return config, ckpt, state, dev
 
 
 def _read_json(path: Path) -> dict:
     """A JSON object from ``path``; a clear :class:`ConfigError` when it is unreadable."""
+    from .io import read_json_object
     from .train.config import ConfigError
 
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path} is corrupt (not valid JSON: {e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} is corrupt (not a JSON object)")
-    return data
+    return read_json_object(path, ConfigError)
 
 
 def _check_finite_weights(ckpt: Path, state: dict) -> None:

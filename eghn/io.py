@@ -22,6 +22,7 @@ Temporary names start with ``.eghn-tmp-`` (``.eghn-old-`` for a replaced folder)
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -37,6 +38,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "clean_orphans",
+    "read_json_object",
     "recover_dir",
     "replace_dir",
     "staging_dir",
@@ -238,3 +240,16 @@ class DirLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def read_json_object(path: str | Path, error: type[Exception] = ValueError) -> dict:
+    """The JSON object in ``path``; ``error`` (a ``ValueError`` subclass by default) naming the
+    file when it cannot be read, is not valid JSON or holds something else than an object."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise error(f"{path} is corrupt or unreadable ({e})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} is corrupt (not a JSON object)")
+    return data

@@ -501,16 +501,23 @@ def _cli_subprocess(args, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
 
 
-@pytest.mark.slow
-def test_cli_sigterm_exits_with_a_message_and_the_run_resumes(tmp_path):
-    import signal
+def _long_run_with_a_checkpoint(tmp_path, run):
+    """A long ``eghn train`` in a subprocess, returned once it has written ``last.pt`` (or after 60 s)."""
     import time
 
-    run = tmp_path / "run"
     proc = _cli_subprocess(["train", _toy_toml(tmp_path, epochs=100000), "--run-dir", run], tmp_path)
     deadline = time.time() + 60
     while not (run / "last.pt").exists() and time.time() < deadline:
         time.sleep(0.1)
+    return proc
+
+
+@pytest.mark.slow
+def test_cli_sigterm_exits_with_a_message_and_the_run_resumes(tmp_path):
+    import signal
+
+    run = tmp_path / "run"
+    proc = _long_run_with_a_checkpoint(tmp_path, run)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "eghn: terminated (SIGTERM)" in err and "Traceback" not in err
@@ -519,13 +526,8 @@ def test_cli_sigterm_exits_with_a_message_and_the_run_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_on_one_run_directory(tmp_path):
-    import time
-
     run = tmp_path / "run"
-    first = _cli_subprocess(["train", _toy_toml(tmp_path, epochs=100000), "--run-dir", run], tmp_path)
-    deadline = time.time() + 60
-    while not (run / "last.pt").exists() and time.time() < deadline:
-        time.sleep(0.1)
+    first = _long_run_with_a_checkpoint(tmp_path, run)
     second = _cli_subprocess(["train", _toy_toml(tmp_path, epochs=3), "--run-dir", run, "--seed", "9"], tmp_path)
     _, err = second.communicate(timeout=60)
     first.terminate()

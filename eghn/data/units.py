@@ -31,7 +31,8 @@ from torch import Tensor
 
 from .graph import Graph
 
-__all__ = ["FEATURE_FIELDS", "LengthScaled", "feature_length_powers", "length_scale", "standardize_graph"]
+__all__ = ["FEATURE_FIELDS", "LengthScaled", "feature_length_powers", "length_scale", "rms_extent",
+           "standardize_graph"]
 
 #: Graph fields that may hold features with a length dimension.
 FEATURE_FIELDS = ("h", "edge_attr", "local_edge_attr")
@@ -65,17 +66,22 @@ def length_scale(dataset: Any, max_graphs: int = 1000) -> float:
     if n < 1:
         raise ValueError("cannot compute a length scale from an empty dataset")
     g = dataset.collate(list(range(n)))
-    pos = g.pos.double()
-    if not bool(torch.isfinite(pos).all()):
+    if not bool(torch.isfinite(g.pos).all()):
         raise ValueError("cannot compute a length scale: the training positions hold NaN or inf")
-    ng = g.num_graphs
-    count = torch.bincount(g.batch, minlength=ng).clamp_min(1).double()
-    centroid = torch.zeros(ng, pos.shape[1], dtype=torch.float64).index_add_(0, g.batch, pos) / count[:, None]
-    value = math.sqrt(float(((pos - centroid[g.batch]) ** 2).sum(-1).mean()))
+    value = rms_extent(g)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"cannot compute a length scale: the training systems have extent {value} "
                          "(all particles coincide); set data.length_scale to a positive number")
     return value
+
+
+def rms_extent(g: Graph) -> float:
+    """Root-mean-square distance of the nodes of ``g`` from their graph's centroid (float64)."""
+    pos = g.pos.double()
+    count = torch.bincount(g.batch, minlength=g.num_graphs).clamp_min(1).double()
+    centroid = torch.zeros(g.num_graphs, pos.shape[1], dtype=torch.float64, device=pos.device)
+    centroid = centroid.index_add_(0, g.batch, pos) / count[:, None]
+    return math.sqrt(float(((pos - centroid[g.batch]) ** 2).sum(-1).mean()))
 
 
 def _scale_columns(x: Tensor | None, scale: float, powers: Sequence[int] | None, field: str) -> Tensor | None:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.graph import Graph
+from ..data.units import rms_extent
 from ..nn.connectivity import connectivity_loss_dense
 from ..nn.egnn import EGNNLayer
 from ..nn.epool import EPool
@@ -56,10 +57,7 @@ def _nonfinite_message(g: Graph, model: nn.Module) -> str:
         return (f"EGHN produced non-finite positions (NaN/inf): {len(bad)} parameter tensors are not finite "
                 f"(first: {bad[0]}); the weights were corrupted, e.g. by a diverged training step")
     with torch.no_grad():
-        pos = g.pos.double()
-        count = torch.bincount(g.batch, minlength=g.num_graphs).clamp_min(1).double()
-        centroid = torch.zeros(g.num_graphs, g.dim, dtype=torch.float64).to(pos).index_add_(0, g.batch, pos)
-        extent = float(((pos - centroid[g.batch] / count[g.batch, None]) ** 2).sum(-1).mean().sqrt())
+        extent = rms_extent(g)
     return (f"EGHN produced non-finite positions (NaN/inf) in {str(g.pos.dtype).removeprefix('torch.')}. The input "
             f"systems have an RMS extent of {extent:.3g}: EGHN's EGNN layers feed raw squared distances into "
             "their edge MLPs, so coordinates far from unit scale overflow. Standardise lengths first: "

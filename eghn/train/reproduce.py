@@ -34,6 +34,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..io import read_json_object
+
 __all__ = ["PROTOCOLS", "TABLES", "Cell", "CellResult", "TableSpec", "paper_results", "reproduce", "write_table"]
 
 #: The protocols a reproduction can follow (the first is the default).
@@ -186,7 +188,7 @@ def _run_cell_seed(
     reason = _reuse_mismatch(run_dir, config)
     if reason is None and result_path.is_file():
         echo(f"    seed {seed}: reusing the finished run {run_dir} (same config and eghn version)")
-        test = float(_read_json(result_path)["test"])
+        test = float(read_json_object(result_path)["test"])
     else:
         if reason is not None:
             aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -215,16 +217,6 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read {path}: {e}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"cannot read {path}: not a JSON object")
-    return data
-
-
 def _reuse_mismatch(run_dir: Path, config: dict[str, Any]) -> str | None:
     """Why the existing run in ``run_dir`` cannot stand for ``config`` (``None``: it can, or none exists).
 
@@ -237,7 +229,7 @@ def _reuse_mismatch(run_dir: Path, config: dict[str, Any]) -> str | None:
     if not run_dir.exists() or not any(run_dir.iterdir()):
         return None
     try:
-        saved = _read_json(run_dir / "config.json")
+        saved = read_json_object(run_dir / "config.json")
     except ValueError as e:
         return str(e)
     old, new = _flatten(saved), _flatten(config)
@@ -251,7 +243,7 @@ def _reuse_mismatch(run_dir: Path, config: dict[str, Any]) -> str | None:
     result_path = run_dir / "result.json"
     if result_path.is_file():
         try:
-            version = _read_json(result_path).get("version")
+            version = read_json_object(result_path).get("version")
         except ValueError as e:
             return str(e)
         if version != __version__:

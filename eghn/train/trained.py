@@ -18,8 +18,9 @@ from torch import Tensor, nn
 
 from ..data.graph import Graph
 from ..data.units import standardize_graph
+from ..io import read_json_object
 
-__all__ = ["TrainedRun", "load_run"]
+__all__ = ["TrainedRun", "load_run", "read_run"]
 
 
 @dataclass
@@ -51,33 +52,46 @@ class TrainedRun:
         return out * self.length_scale
 
 
+def read_run(target: str | Path) -> tuple[dict[str, Any], Path, dict[str, Any]]:
+    """``(config, checkpoint path, checkpoint state)`` of a run directory (its ``best.pt``, else
+    ``last.pt``) or a checkpoint file. The config is the one stored in the checkpoint, else the
+    run's ``config.json``; a run saved before lengths were standardised gets ``length_scale = 1``
+    (it was trained in the data's own units)."""
+    from .checkpoint import load_checkpoint
+    from .config import ConfigError
+
+    target = Path(target)
+    ckpt = target
+    if target.is_dir():
+        ckpt = target / "best.pt" if (target / "best.pt").is_file() else target / "last.pt"
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{target} holds no checkpoint (best.pt or last.pt): the run has not "
+                                    "finished an evaluation yet, or it is not an eghn run directory")
+    state = load_checkpoint(ckpt)
+    config = state.get("config")
+    if isinstance(config, str):  # the trainer stores the resolved config as JSON text
+        config = json.loads(config)
+    if not isinstance(config, dict):
+        cfg_path = ckpt.parent / "config.json"
+        if not cfg_path.is_file():
+            raise FileNotFoundError(f"{ckpt} holds no config and {cfg_path} does not exist")
+        config = read_json_object(cfg_path, ConfigError)
+    config.setdefault("data", {}).setdefault("length_scale", 1.0)
+    return config, ckpt, state
+
+
 def load_run(target: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
              ) -> TrainedRun:
-    """Load a run directory's ``best.pt`` (else ``last.pt``), or a checkpoint file.
+    """Load a run directory's ``best.pt`` (else ``last.pt``), or a checkpoint file (:func:`read_run`).
 
     Args:
         target: run directory or checkpoint file.
         device: where to put the model.
         dtype: model dtype (default: the run's training dtype).
     """
-    from .checkpoint import load_checkpoint
     from .loop import build_datasets, build_model
 
-    target = Path(target)
-    ckpt = target
-    if target.is_dir():
-        ckpt = target / "best.pt" if (target / "best.pt").is_file() else target / "last.pt"
-    state = load_checkpoint(ckpt)
-    config = state.get("config")
-    if isinstance(config, str):
-        config = json.loads(config)
-    if not isinstance(config, dict):
-        cfg_path = ckpt.parent / "config.json"
-        if not cfg_path.is_file():
-            raise FileNotFoundError(f"{ckpt} holds no config and {cfg_path} does not exist")
-        config = json.loads(cfg_path.read_text())
-    # runs saved before lengths were standardised were trained in the data's own units
-    config.setdefault("data", {}).setdefault("length_scale", 1.0)
+    config, ckpt, state = read_run(target)
     ds = build_datasets(config, splits=("test",))["test"]
     if dtype is None:
         dtype = torch.float64 if config["train"]["dtype"] == "float64" else torch.float32
