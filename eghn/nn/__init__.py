@@ -2,12 +2,12 @@
 loss (Eq. 16), the EGNN and GMN forms of Theorem 1 and their conversion to EMMP."""
 
 from .connectivity import connectivity_loss, connectivity_loss_dense
+from .edge_mlp import set_edge_recompute
 from .egnn import EGNNLayer
 from .emmp import EMMP, EMMPMessage, EMMPUpdate
 from .epool import EPool, PoolOutput
 from .eunpool import EUnPool
 from .gmn import GMNLayer
-from .lean import set_edge_recompute
 from .mlp import MLP
 from .plain_mp import PlainMPLayer
 from .pool_ops import dense_to_edges, pool_adjacency, reduce_clusters, unpool

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .lean import edge_chain
+from .edge_mlp import edge_mlp
 from .mlp import MLP, activation
 from .scatter import aggregate, gather
 
@@ -80,8 +80,8 @@ class EGNNLayer(nn.Module):
                 raise ValueError(f"this layer expects {self.edge_dim} edge features, got none")
             rest = torch.cat([dist2, edge_attr], -1)
         # phi_e(h_i, h_j, |x_i - x_j|^2, a_ij) and phi_x(m_ij); the first layer is applied per
-        # node, and the backward pass recomputes the edge activations (eghn.nn.lean.edge_chain)
-        m, coef = edge_chain(self.phi_e[0], h, i, j, rest, list(self.phi_e)[1:], self.phi_x)
+        # node, and on large edge sets the backward pass recomputes the edge activations (eghn.nn.edge_mlp)
+        m, coef = edge_mlp(self.phi_e[0], h, i, j, rest, list(self.phi_e)[1:], self.phi_x)
         trans = diff * coef
         if self.clamp is not None and self.clamp_mode == "edge":
             trans = trans.clamp(-self.clamp, self.clamp)

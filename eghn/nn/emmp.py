@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .edge_mlp import edge_mlp
 from .invariants import center, gram, position_mask
-from .lean import edge_chain
 from .mlp import MLP, activation
 from .scatter import aggregate, gather
 
@@ -46,8 +46,8 @@ class EMMPMessage(nn.Module):
                 raise ValueError(f"this EMMP expects {self.edge_dim} edge features, got none")
             rest = torch.cat([rest, edge_attr], -1)
         # phi(h_i, h_j, Zhat^T Zhat, e_ij) and the H head; first layer applied per node, edge
-        # activations recomputed in the backward pass (eghn.nn.lean.edge_chain)
-        msg, H = edge_chain(self.phi[0], h, edge_index[0], edge_index[1], rest, list(self.phi)[1:], self.to_H)
+        # activations recomputed on large edge sets (eghn.nn.edge_mlp)
+        msg, H = edge_mlp(self.phi[0], h, edge_index[0], edge_index[1], rest, list(self.phi)[1:], self.to_H)
         H = H.view(-1, 2 * self.channels, self.channels)
         return H, msg
 

@@ -8,7 +8,6 @@ import torch
 from torch import Tensor, nn
 
 from .invariants import center, gram, position_mask
-from .lean import run_modules
 from .mlp import MLP, activation
 from .pool_ops import unpool
 
@@ -62,6 +61,6 @@ class EUnPool(nn.Module):
         h_agg = unpool(S, h_high, batch)
         Zhat = torch.cat([center(Z_low, batch, num_graphs, mask), center(Z_agg, batch, num_graphs, mask)], -1)
         inv = gram(Zhat, self.normalize)  # (N, 2m, 2m)
-        _, H, h_out = run_modules(torch.cat([inv.flatten(1), h_low, h_agg], -1), self.phi, self.to_H,
-                                  [self.to_h])  # Eq. 14
+        y = self.phi(torch.cat([inv.flatten(1), h_low, h_agg], -1))  # Eq. 14
+        H, h_out = self.to_H(y), self.to_h(y)
         return torch.bmm(Zhat, H.view(-1, 2 * m, m)) + Z_agg, h_out  # Eq. 15

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .edge_mlp import edge_mlp
 from .invariants import gram
-from .lean import edge_chain
 from .mlp import MLP, activation
 from .scatter import aggregate, gather
 
@@ -55,7 +55,7 @@ class GMNLayer(nn.Module):
             if edge_attr is None:
                 raise ValueError(f"this layer expects {self.edge_dim} edge features, got none")
             rest = torch.cat([rest, edge_attr], -1)
-        m, H = edge_chain(self.phi_e[0], h, edge_index[0], edge_index[1], rest, list(self.phi_e)[1:], self.phi_H)
+        m, H = edge_mlp(self.phi_e[0], h, edge_index[0], edge_index[1], rest, list(self.phi_e)[1:], self.phi_H)
         return H.view(-1, self.channels, self.channels), m
 
     def node_function(self, h: Tensor, agg: Tensor) -> Tensor:

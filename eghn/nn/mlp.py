@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .lean import pair_linear, run_modules
+from .edge_mlp import pair_linear
 
 __all__ = ["MLP", "activation", "pair_linear"]
 
@@ -38,11 +38,8 @@ class MLP(nn.Sequential):
                 mods.append(activation(act))
         super().__init__(*mods)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Same function as ``nn.Sequential``, evaluated as one autograd node
-        (:func:`eghn.nn.lean.run_chain`)."""
-        return run_modules(x, self)[0]
-
     def rest(self, x: Tensor) -> Tensor:
         """Apply every module after the first Linear (used with :func:`pair_linear`)."""
-        return run_modules(x, list(self)[1:])[0]
+        for mod in list(self)[1:]:
+            x = mod(x)
+        return x

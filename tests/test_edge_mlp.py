@@ -1,13 +1,11 @@
-"""MLP chains as single autograd nodes (eghn.nn.lean) equal the plain modules: values and gradients."""
+"""Edge MLPs (eghn.nn.edge_mlp): the node split and the recomputed activations compute what the
+plain modules compute -- values, gradients, second derivatives, under autocast."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.utils.prune
 from torch import nn
-
-from eghn.nn.lean import chain_spec, run_modules
 
 
 def _plain(x, main, *heads):
@@ -21,80 +19,6 @@ def _plain(x, main, *heads):
             z = mod(z)
         outs.append(z)
     return outs
-
-
-def _chains(act):
-    A = lambda: act()  # noqa: E731
-    return {
-        "mlp": ([nn.Linear(5, 8), A(), nn.Linear(8, 4)], []),
-        "act_last": ([nn.Linear(5, 8), A(), nn.Linear(8, 4), A()], []),
-        "act_first": ([A(), nn.Linear(5, 8), A()], []),
-        "three": ([nn.Linear(5, 8), A(), nn.Linear(8, 8), A(), nn.Linear(8, 3, bias=False)], []),
-        "heads": ([A(), nn.Linear(5, 8), A()],
-                  [[nn.Linear(8, 8), A(), nn.Linear(8, 1, bias=False)], [nn.Linear(8, 6)]]),
-        "head_no_act": ([nn.Linear(5, 8)], [[nn.Linear(8, 8), A(), nn.Linear(8, 2)]]),
-    }
-
-
-@pytest.mark.parametrize("act", [nn.SiLU, nn.ReLU, nn.GELU, nn.Tanh])
-@pytest.mark.parametrize("name", list(_chains(nn.SiLU)))
-def test_matches_plain_modules(act, name):
-    torch.manual_seed(0)
-    main, heads = _chains(act)[name]
-    mods = nn.ModuleList(main + [m for h in heads for m in h]).double()
-    assert chain_spec(main) is not None
-    x = torch.randn(7, 3, 5, dtype=torch.float64, requires_grad=True)
-    outs = run_modules(x, main, *heads)
-    ref = _plain(x, main, *heads)
-    assert len(outs) == len(ref)
-    weights = [torch.randn_like(r) for r in ref]
-    for o, r in zip(outs, ref):
-        assert o.shape == r.shape
-        torch.testing.assert_close(o, r, rtol=1e-12, atol=1e-12)
-    params = [x, *mods.parameters()]
-    g = torch.autograd.grad(sum((o * w).sum() for o, w in zip(outs, weights)), params)
-    g_ref = torch.autograd.grad(sum((r * w).sum() for r, w in zip(ref, weights)), params)
-    for a, b in zip(g, g_ref):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
-
-
-def test_unused_head_and_frozen_input():
-    torch.manual_seed(1)
-    main, heads = _chains(nn.SiLU)["heads"]
-    nn.ModuleList(main + [m for h in heads for m in h]).double()
-    x = torch.randn(4, 5, dtype=torch.float64)  # no gradient wanted for the input
-    _y, c, _d = run_modules(x, main, *heads)
-    c.sum().backward()  # d unused
-    assert heads[1][0].weight.grad is None and heads[1][0].bias.grad is None
-    assert main[1].weight.grad is not None and heads[0][0].weight.grad is not None
-
-
-def test_unsupported_chain_falls_back():
-    main = [nn.Linear(3, 4), nn.Dropout(0.0), nn.Linear(4, 2)]
-    assert chain_spec(main) is None
-    x = torch.randn(2, 3)
-    torch.testing.assert_close(run_modules(x, main)[0], main[2](main[0](x)))
-
-
-def test_hooked_modules_run_as_plain_modules():
-    """A pruning mask (a forward pre-hook) is honoured: hooked chains are not fused."""
-    torch.manual_seed(7)
-    main = [nn.Linear(3, 4), nn.SiLU(), nn.Linear(4, 2)]
-    torch.nn.utils.prune.l1_unstructured(main[0], "weight", amount=0.5)
-    assert chain_spec(main) is None
-    x = torch.randn(5, 3)
-    torch.testing.assert_close(run_modules(x, main)[0], main[2](main[1](main[0](x))))
-
-
-def test_no_grad_path_matches():
-    torch.manual_seed(2)
-    main, heads = _chains(nn.SiLU)["heads"]
-    x = torch.randn(6, 5)
-    with torch.no_grad():
-        a = run_modules(x, main, *heads)
-    b = _plain(x, main, *heads)
-    for u, v in zip(a, b):
-        torch.testing.assert_close(u, v)
 
 
 @pytest.mark.parametrize("d", [0, 3])
@@ -118,7 +42,7 @@ def test_pair_linear_matches_concatenation(d, bias):
 
 @pytest.fixture(params=[True, False], ids=["recompute", "keep"])
 def recompute(request):
-    from eghn.nn.lean import set_edge_recompute
+    from eghn.nn.edge_mlp import set_edge_recompute
 
     set_edge_recompute(request.param)
     yield request.param
@@ -127,8 +51,8 @@ def recompute(request):
 
 @pytest.mark.parametrize("d", [0, 4])
 @pytest.mark.parametrize("use_main", [True, False])
-def test_edge_chain_matches_plain_modules(d, use_main, recompute):
-    from eghn.nn.lean import edge_chain
+def test_edge_mlp_matches_plain_modules(d, use_main, recompute):
+    from eghn.nn.edge_mlp import edge_mlp
 
     torch.manual_seed(4)
     first = nn.Linear(2 * 6 + d, 8)
@@ -138,7 +62,7 @@ def test_edge_chain_matches_plain_modules(d, use_main, recompute):
     h = torch.randn(7, 6, dtype=torch.float64, requires_grad=True)
     i, j = torch.randint(0, 7, (2, 20))
     rest = torch.randn(20, d, dtype=torch.float64, requires_grad=True)
-    y, c = edge_chain(first, h, i, j, rest if d else None, main, head)
+    y, c = edge_mlp(first, h, i, j, rest if d else None, main, head)
     ref_y, ref_c = _plain(first(torch.cat([h[i], h[j], rest], -1)), main, head)
     torch.testing.assert_close(y, ref_y, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(c, ref_c, rtol=1e-12, atol=1e-12)
@@ -149,11 +73,11 @@ def test_edge_chain_matches_plain_modules(d, use_main, recompute):
     for a, b in zip(torch.autograd.grad(loss, params), torch.autograd.grad(ref, params)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     with torch.no_grad():
-        torch.testing.assert_close(edge_chain(first, h, i, j, rest if d else None, main, head)[1], ref_c)
+        torch.testing.assert_close(edge_mlp(first, h, i, j, rest if d else None, main, head)[1], ref_c)
 
 
 def test_edge_recompute_mode_is_checked():
-    from eghn.nn.lean import set_edge_recompute
+    from eghn.nn.edge_mlp import set_edge_recompute
 
     with pytest.raises(ValueError, match="recompute"):
         set_edge_recompute("sometimes")
@@ -163,7 +87,7 @@ def test_eghn_gradients_do_not_depend_on_recompute_mode():
     """The whole model: recomputing edge activations changes memory, not gradients."""
     from eghn.data import Graph, collate
     from eghn.models import EGHN
-    from eghn.nn.lean import set_edge_recompute
+    from eghn.nn.edge_mlp import set_edge_recompute
 
     torch.manual_seed(5)
     ring = torch.tensor([[0, 1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 0], [1, 2, 3, 4, 5, 0, 0, 1, 2, 3, 4, 5]])
@@ -185,7 +109,7 @@ def test_eghn_gradients_do_not_depend_on_recompute_mode():
 
 @pytest.mark.parametrize("name", ["eghn", "egnn", "gmn", "mpnn"])
 def test_models_train_under_cpu_autocast(name, recompute):
-    """Under torch.autocast the hand-written nodes compute in the autocast dtype, forward and
+    """Under torch.autocast the edge MLPs compute in the autocast dtype, forward and
     backward alike (bfloat16 on the CPU here; the CUDA variant is in tests/test_gpu.py)."""
     from eghn.data import Graph, collate
     from eghn.models import get
@@ -209,3 +133,56 @@ def test_models_train_under_cpu_autocast(name, recompute):
     assert torch.isfinite(grads[1]).all()
     cos = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)
     assert cos > 0.9, f"bfloat16 gradients point elsewhere (cosine {cos:.3f})"
+
+
+def test_edge_mlp_supports_double_backward(recompute):
+    """Plain autograd throughout: a gradient of a gradient (e.g. a force-matching loss) works."""
+    from eghn.nn.edge_mlp import edge_mlp
+
+    torch.manual_seed(7)
+    first = nn.Linear(2 * 3 + 1, 5).double()
+    main = [nn.SiLU(), nn.Linear(5, 5).double(), nn.SiLU()]
+    h = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    i, j = torch.randint(0, 4, (2, 9))
+    rest = torch.randn(9, 1, dtype=torch.float64, requires_grad=True)
+
+    def f(h, rest):
+        return edge_mlp(first, h, i, j, rest, main)[0].square().sum()
+
+    ref = lambda h, rest: _plain(first(torch.cat([h[i], h[j], rest], -1)), main)[0].square().sum()  # noqa: E731
+    (gr,) = torch.autograd.grad(f(h, rest), rest, create_graph=True)
+    (gr_ref,) = torch.autograd.grad(ref(h, rest), rest, create_graph=True)
+    torch.testing.assert_close(gr, gr_ref, rtol=1e-10, atol=1e-12)
+    (hh,) = torch.autograd.grad(gr.sum(), h)
+    (hh_ref,) = torch.autograd.grad(gr_ref.sum(), h)
+    torch.testing.assert_close(hh, hh_ref, rtol=1e-10, atol=1e-12)
+
+
+def test_recomputation_keeps_no_edge_activation():
+    """With recomputation, the tensors saved for the backward pass hold nothing edge-sized but
+    the inputs; without it, the activations of every layer are kept."""
+    from eghn.nn.edge_mlp import edge_mlp, set_edge_recompute
+
+    torch.manual_seed(8)
+    n, e, width = 50, 4000, 32
+    first = nn.Linear(2 * 8 + 1, width)
+    main = [nn.SiLU(), nn.Linear(width, width), nn.SiLU()]
+    head = [nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 1)]
+    h = torch.randn(n, 8, requires_grad=True)
+    i, j = torch.randint(0, n, (2, e))
+    rest = torch.randn(e, 1)
+    saved = {}
+    for mode in (True, False):
+        set_edge_recompute(mode)
+        sizes = []
+
+        def pack(t, sizes=sizes):
+            sizes.append(t.numel())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            edge_mlp(first, h, i, j, rest, main, head)
+        saved[mode] = sum(s for s in sizes if s >= e * width)
+    set_edge_recompute("auto")
+    assert saved[True] == 0
+    assert saved[False] >= 4 * e * width
