@@ -159,8 +159,9 @@ def test_resume_after_kill_gives_identical_run(tmp_path):
         train(cfg, tmp_path / "killed", echo=_quiet, stop_after=5)
     assert load_checkpoint(tmp_path / "killed" / "last.pt")["epoch"] == 4
     resumed = train(cfg, tmp_path / "killed", resume=True, echo=_quiet)
-    strip = [{k: v for k, v in h.items() if k not in ("wall_s", "samples_per_s")} for h in full.history]
-    assert [{k: v for k, v in h.items() if k not in ("wall_s", "samples_per_s")} for h in resumed.history] == strip
+    timing = ("wall_s", "samples_per_s", "step_share")
+    strip = [{k: v for k, v in h.items() if k not in timing} for h in full.history]
+    assert [{k: v for k, v in h.items() if k not in timing} for h in resumed.history] == strip
     assert (resumed.best_epoch, resumed.best_val, resumed.test) == (full.best_epoch, full.best_val, full.test)
     a = load_checkpoint(tmp_path / "full" / "last.pt")
     b = load_checkpoint(tmp_path / "killed" / "last.pt")
@@ -249,7 +250,7 @@ def test_dataset_registry_and_mcomplex_generated_once(tmp_path, monkeypatch):
 def test_recompute_edges_applies_during_training_only(tmp_path, monkeypatch):
     from _train_toy import ToyModel
 
-    from eghn.nn import lean
+    from eghn.nn import edge_mlp as lean
 
     seen = []
     original = ToyModel.forward
@@ -266,3 +267,27 @@ def test_recompute_edges_applies_during_training_only(tmp_path, monkeypatch):
     assert lean._EDGE_RECOMPUTE == "auto"  # restored
     with pytest.raises(ConfigError, match="recompute_edges"):
         resolve({"train": {"recompute_edges": "sometimes"}})
+
+
+def test_metrics_report_the_share_of_time_in_training_steps(tmp_path, monkeypatch):
+    """``step_share``: the fraction of the wall time between evaluations spent in training steps.
+    Slowing down the evaluation (and nothing else) lowers it."""
+    import time as _time
+
+    from eghn.train import loop
+
+    cfg = toy_config(tmp_path, epochs=4, eval_every=2, threads=1)
+    fast = train(cfg, tmp_path / "fast", echo=_quiet)
+    shares = [h["step_share"] for h in fast.history]
+    assert len(shares) == 2 and all(0.0 < s <= 1.0 for s in shares)
+    with open(tmp_path / "fast" / "metrics.csv") as f:
+        assert [float(r["step_share"]) for r in csv.DictReader(f)] == shares
+    original = loop.evaluate_model
+
+    def slow_eval(*args, **kwargs):
+        _time.sleep(0.5)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate_model", slow_eval)
+    slow = train(cfg, tmp_path / "slow", echo=_quiet)
+    assert max(h["step_share"] for h in slow.history) < min(shares)

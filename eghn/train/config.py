@@ -101,6 +101,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "dtype": "float32",         # "float32" or "float64"
     "threads": 0,               # torch.set_num_threads (0 = leave torch's default)
     "recompute_edges": "auto",  # recompute edge-MLP activations in backward: "auto", "always", "never"
+    "cpu_malloc": "reuse",      # on a CPU: "reuse" freed memory (eghn.train.malloc) or the C library's "default"
     "preload": "auto",          # keep batches on the device: "auto", "device", "cpu" or "lazy"
     "preload_max_gb": 4.0,      # "auto" pre-collates a split only below this size
     "checkpoint": True,         # write last.pt at every evaluation and best.pt at improvements
@@ -247,6 +248,7 @@ _CHOICES = {
     "train.dtype": ("float32", "float64"),
     "train.preload": ("auto", "device", "cpu", "lazy"),
     "train.recompute_edges": ("auto", "always", "never"),
+    "train.cpu_malloc": ("reuse", "default"),
 }
 
 

@@ -34,11 +34,12 @@ from ..data.registry import build_dataset, get_dataset_class
 from ..data.units import LengthScaled, length_scale
 from ..io import DirLock, atomic_write, atomic_write_text
 from ..models import registry as model_registry
-from ..nn.lean import set_edge_recompute
+from ..nn.edge_mlp import set_edge_recompute
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, check_kwargs, check_values, save_config
 from .distributed import DistInfo, shard
 from .loader import GraphBank
+from .malloc import reuse_freed_memory
 from .metrics import MSEAccumulator, position_sse, random_rotations
 
 __all__ = [
@@ -60,7 +61,7 @@ __all__ = [
 
 _SPLITS = ("train", "val", "test")
 _CSV_FIELDS = ["epoch", "wall_s", "train_loss", "train_mse", "val_mse", "test_mse", "best_epoch",
-               "best_val", "samples_per_s"]
+               "best_val", "samples_per_s", "step_share"]
 
 
 class _Interrupted(Exception):
@@ -405,6 +406,8 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
         torch.cuda.set_device(device)
     if tcfg["threads"] > 0:
         torch.set_num_threads(tcfg["threads"])
+    if device.type == "cpu" and tcfg.get("cpu_malloc", "reuse") == "reuse":
+        reuse_freed_memory()
     dtype = torch.float64 if tcfg["dtype"] == "float64" else torch.float32
     amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[tcfg["amp"]]
     if device.type != "cuda":
@@ -592,7 +595,7 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
                desc=config["name"], unit="ep", disable=not (tcfg["progress"] and info.is_main),
                leave=False, dynamic_ncols=True)
     t0 = time.perf_counter()
-    seen_since_eval, t_eval = 0, time.perf_counter()
+    seen_since_eval, t_eval, step_s = 0, time.perf_counter(), 0.0
     train_sse = torch.zeros((), dtype=torch.float64, device=device)
     train_loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     train_count = 0
@@ -626,6 +629,7 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
                 optimizer.step()
                 continue
             g = banks["train"].batch(lidx)
+            t_step = time.perf_counter()
             with _autocast(device, amp_dtype):
                 try:
                     out = ddp_model(g)
@@ -648,6 +652,7 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["clip_grad"])
             scaler.step(optimizer)
             scaler.update()
+            step_s += time.perf_counter() - t_step
             train_sse += sse.detach().double()
             train_loss_sum += loss.detach().double() * (global_nodes * g.dim) / info.world_size
             train_count += g.num_nodes * g.dim
@@ -693,10 +698,14 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
                 evals_since_best += 1
             now = time.perf_counter()
             rate = seen_since_eval / max(now - t_eval, 1e-9)
+            # the share of the wall time since the last evaluation spent in training steps
+            # (forward, loss, backward, optimiser; host time, so on a GPU only indicative); the
+            # rest is batching, evaluation, logging and checkpoints
+            share = step_s / max(now - t_eval, 1e-9)
             wall = wall_offset + now - t0
             row = {"epoch": epoch, "wall_s": round(wall, 3), "train_loss": train_loss, "train_mse": train_mse,
                    "val_mse": val, "test_mse": test, "best_epoch": best["epoch"], "best_val": best["val"],
-                   "samples_per_s": round(rate, 1)}
+                   "samples_per_s": round(rate, 1), "step_share": round(share, 4)}
             history.append(row)
             log(f"epoch {epoch:4d}/{tcfg['epochs']} | train loss {_fmt(train_loss)} | val MSE {_fmt(val)} | "
                 f"test MSE {_fmt(test)} | best epoch {int(best['epoch'])} (val {_fmt(best['val'])}) | "
@@ -714,7 +723,9 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
             train_sse.zero_()
             train_loss_sum.zero_()
             train_count, train_batches = 0, 0
-            seen_since_eval, t_eval = 0, time.perf_counter()
+            # the next window starts where this one was measured: the evaluation's logging and
+            # checkpoint count against it
+            seen_since_eval, t_eval, step_s = 0, now, 0.0
         if stop_after is not None and epoch >= stop_after:
             bar.close()
             raise _Interrupted(f"stopped after epoch {epoch} (test hook)")
