@@ -6,7 +6,7 @@ Configurations (each runs in its own process so that peak RSS is its own):
   edges), the ``EGHN.single_level`` preset (width 64, K = 5, 3 interaction / 3 pooling / 1 decoder layers).
 * ``mcomplex55``: batch of 100 M-complex (5,5) systems (25 particles, fully connected: 600
   global edges with 3 features, 100 local edges within the complexes), ``single_level`` preset, K = 3.
-* ``radius-N`` for N in 10^2 .. 10^5: one random system of N particles in a box of constant
+* ``radius-N`` for N in 10^3 .. 10^5 (any N can be asked for): one random system of N particles in a box of constant
   density, global edges within a cutoff (about 16 neighbours), a bonded chain as local edges,
   K = 20; one forward + backward + Adam step.
 
@@ -23,17 +23,22 @@ machine's rate on an edge-sized product, and
 ``--recompute-edges always|never`` overrides :func:`eghn.nn.set_edge_recompute`.
 
 Prints one line per configuration: median and fastest ms per step, samples/s at the median,
-peak resident memory of the process (CPU) or peak allocated CUDA memory.
+peak resident memory of the process during the timed steps (CPU) or peak allocated CUDA
+memory, and ``step MB``, that peak minus the memory in use before the steps. For the radius
+graphs of 1,000 nodes or more, the growth exponents of time and step memory with N are fitted
+(least squares in log-log). ``--out FILE`` writes everything as JSON. Each child process calls
+:func:`eghn.train.malloc.reuse_freed_memory`, as ``eghn train`` does on a CPU
+(``--glibc-malloc`` leaves it out).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,7 +47,10 @@ from eghn.data import Graph, collate
 from eghn.models import EGHN
 from eghn.nn import set_edge_recompute
 
-SCALES = [100, 1_000, 10_000, 100_000]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import side_by_side as sbs
+
+SCALES = [1_000, 3_000, 10_000, 30_000, 100_000]
 
 
 def mocap_batch(batch: int = 100) -> tuple[Graph, dict]:
@@ -184,6 +192,10 @@ def run_one(name: str, device: str, steps: int, live: bool = False, flops: bool 
     sync()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
+    else:  # the resident-memory peak of the timed steps alone (Linux)
+        sbs._trim()
+        rss_before = sbs._status_mb("VmRSS")
+        sbs._reset_peak()
     gflop = None
     if flops:
         from torch.utils.flop_counter import FlopCounterMode
@@ -205,10 +217,13 @@ def run_one(name: str, device: str, steps: int, live: bool = False, flops: bool 
     dt = float(np.median(times))  # robust to other jobs on a shared machine
     if device.startswith("cuda"):
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        step_mb = peak_mb - torch.cuda.memory_allocated() / 2**20
     else:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak_mb = sbs._status_mb("VmHWM")
+        step_mb = peak_mb - rss_before
     return dict(config=name, nodes=g.num_nodes, edges=g.num_edges, graphs=g.num_graphs, ms_per_step=1e3 * dt,
-                min_ms=1e3 * min(times), samples_per_s=g.num_graphs / dt, peak_mb=peak_mb, live_mb=live_mb,
+                min_ms=1e3 * min(times), samples_per_s=g.num_graphs / dt, peak_mb=peak_mb, step_mb=step_mb,
+                live_mb=live_mb,
                 matmul_gflop=gflop,
                 device=device,
                 params=sum(p.numel() for p in model.parameters()), threads=torch.get_num_threads())
@@ -226,6 +241,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="also count the matrix-product GFLOP of one step and measure this machine's GEMM rate")
     ap.add_argument("--live", action="store_true",
                     help="also report the peak of live heap memory during one step (CPU, glibc)")
+    ap.add_argument("--glibc-malloc", action="store_true",
+                    help="leave glibc's malloc settings alone (default: eghn.train.malloc.reuse_freed_memory, "
+                         "as eghn train does on a CPU)")
+    ap.add_argument("--out", type=Path, help="write the results (and the fitted growth exponents) as JSON here")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     configs = args.configs or ["mocap", "mcomplex55"] + [f"radius-{n}" for n in SCALES]
@@ -233,28 +252,57 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     set_edge_recompute({"auto": "auto", "always": True, "never": False}[args.recompute_edges])
     if args.child:
+        if args.device == "cpu" and not args.glibc_malloc:
+            from eghn.train.malloc import reuse_freed_memory
+
+            reuse_freed_memory()
         print(json.dumps(run_one(configs[0], args.device, args.steps, args.live, args.flops)))
         return
     if args.flops:
         print(f"GEMM rate (13000x64 @ 64x64, best of 50): {gemm_rate(args.device):.0f} GFLOP/s")
     print(f"{'config':<14}{'nodes':>8}{'edges':>10}{'ms/step':>10}{'min ms':>9}{'samples/s':>11}{'peak MB':>9}"
-          + (f"{'live MB':>9}" if args.live else "") + (f"{'GFLOP':>8}" if args.flops else ""))
+          f"{'step MB':>9}" + (f"{'live MB':>9}" if args.live else "") + (f"{'GFLOP':>8}" if args.flops else ""))
+    rows = []
     for name in configs:
         steps = args.steps if not name.startswith("radius-1000") else max(2, args.steps // 5)
         cmd = [sys.executable, __file__, name, "--child", "--device", args.device, "--steps", str(steps)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         cmd += ["--recompute-edges", args.recompute_edges] + (["--live"] if args.live else [])
-        cmd += ["--flops"] if args.flops else []
+        cmd += (["--flops"] if args.flops else []) + (["--glibc-malloc"] if args.glibc_malloc else [])
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             print(f"{name:<14} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr else proc.returncode}")
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows.append(r)
         live = "" if not args.live else (f"{r['live_mb']:>9.0f}" if r["live_mb"] is not None else f"{'-':>9}")
         print(f"{r['config']:<14}{r['nodes']:>8}{r['edges']:>10}{r['ms_per_step']:>10.1f}{r['min_ms']:>9.1f}"
-              f"{r['samples_per_s']:>11.1f}{r['peak_mb']:>9.0f}" + live
+              f"{r['samples_per_s']:>11.1f}{r['peak_mb']:>9.0f}{r['step_mb']:>9.0f}" + live
               + (f"{r['matmul_gflop']:>8.2f}" if args.flops else ""), flush=True)
+    fit = fit_growth([r for r in rows if r["config"].startswith("radius-") and r["nodes"] >= 1000])
+    if fit:
+        print(f"radius graphs, {fit['nodes'][0]:,}-{fit['nodes'][1]:,} nodes: time ~ N^{fit['time_exponent']:.2f}, "
+              f"step memory ~ N^{fit['memory_exponent']:.2f}")
+    if args.out:
+        out = dict(machine=sbs.machine(), commit=sbs.commit(), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                   command="python benchmarks/bench_eghn.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                   malloc="glibc defaults" if args.glibc_malloc else "reuse_freed_memory",
+                   results=rows, fit=fit)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=1) + "\n")
+        print(f"wrote {args.out}")
+
+
+def fit_growth(rows: list[dict]) -> dict | None:
+    """Least-squares exponents of ``ms/step ~ N^a`` and ``step memory ~ N^b`` (log-log)."""
+    if len(rows) < 2:
+        return None
+    n = np.log([r["nodes"] for r in rows])
+    a = np.polyfit(n, np.log([r["ms_per_step"] for r in rows]), 1)[0]
+    b = np.polyfit(n, np.log([max(r["step_mb"], 1e-3) for r in rows]), 1)[0]
+    return dict(nodes=[min(r["nodes"] for r in rows), max(r["nodes"] for r in rows)],
+                time_exponent=round(float(a), 3), memory_exponent=round(float(b), 3))
 
 
 if __name__ == "__main__":
