@@ -36,11 +36,12 @@ def cpu_seconds() -> float:
 
 
 def bench(configs: list[str], n: int, device: str, integrator: str, chunk: int | None, threads: int,
-          workers: int, backend: str) -> None:
+          workers: int, backend: str) -> list[dict]:
     print(f"device={device} cpu threads={threads} workers={workers} integrator={integrator} backend={backend} "
           f"n={n}")
     print(f"{'config':>9} {'N':>6} {'draws':>6} {'wall s':>7} {'traj/s':>8} {'cpu s':>7} {'traj/cpu-s':>10} "
           f"{'full 9000 (min)':>16} {'vs published':>13}")
+    rows = []
     for name in configs:
         c = PAPER_CONFIGS[name]
         m, s, j = c["n_complex"], c["avg_size"], c["n_types"]
@@ -60,6 +61,11 @@ def bench(configs: list[str], n: int, device: str, integrator: str, chunk: int |
         speedup = f"{rate * pub:12.0f}x" if pub else f"{'-':>13}"
         print(f"{name:>9} {tr.node_ptr[-1] / n:6.1f} {int(tr.draws.sum()):6d} {dt:7.1f} {rate:8.1f} {cpu:7.1f} "
               f"{n / max(cpu, 1e-9):10.1f} {total / rate / 60:16.1f} {speedup}", flush=True)
+        rows.append(dict(config=name, trajectories=n, draws=int(tr.draws.sum()), wall_s=round(dt, 2),
+                         per_s=round(rate, 2), cpu_s=round(cpu, 2), per_cpu_s=round(n / max(cpu, 1e-9), 2),
+                         full_dataset_min=round(total / rate / 60, 2),
+                         published_s_per_trajectory=pub, speedup=round(rate * pub, 1) if pub else None))
+    return rows
 
 
 def linear(n_train: int, n_test: int, seed: int, device: str) -> None:
@@ -88,12 +94,28 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=300)
     ap.add_argument("--n-test", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
     if args.linear:
         linear(args.n_train, args.n_test, args.seed, args.device)
     else:
-        bench(args.configs, args.n, args.device, args.integrator, args.chunk, args.threads, args.workers,
-              args.backend)
+        rows = bench(args.configs, args.n, args.device, args.integrator, args.chunk, args.threads, args.workers,
+                     args.backend)
+        if args.out:
+            import json
+            import sys
+            from pathlib import Path
+
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            import side_by_side as sbs
+
+            out = dict(machine=sbs.machine(), commit=sbs.commit(),
+                       date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                       command="python benchmarks/bench_mcomplex.py " + " ".join(sys.argv[1:]), device=args.device,
+                       threads=args.threads, workers=args.workers, backend=args.backend, results=rows)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(out, indent=1) + "\n")
+            print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -27,14 +27,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from eghn.data import Graph, collate
 from eghn.models import available, get
 from eghn.models._common import ModelOutOfMemoryError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 BASELINE_MODULES = ["linear", "mpnn", "radial_field", "egnn", "gmn", "tfn", "se3_transformer"]
 
@@ -127,7 +132,9 @@ def main() -> None:
                     help="refuse TFN/SE(3)-Tr runs whose estimated memory exceeds this (<= 0: no limit)")
     ap.add_argument("--models", default="", help="comma-separated subset (default: all registered)")
     ap.add_argument("--configs", default="mcomplex55,mocap")
+    ap.add_argument("--out", type=Path, help="write the results as JSON here")
     args = ap.parse_args()
+    results = []
     torch.set_num_threads(args.threads)
     for mod in BASELINE_MODULES:
         importlib.import_module(f"eghn.models.{mod}")
@@ -137,6 +144,9 @@ def main() -> None:
     for kind in args.configs.split(","):
         gen = torch.Generator().manual_seed(0)
         batch = collate([make_graph(kind, gen) for _ in range(args.batch)]).to(args.device)
+        entry = dict(config=kind, nodes=batch.num_nodes, edges=batch.num_edges,
+                     local_edges=int(batch.local_edge_index.shape[1]), models=[])
+        results.append(entry)
         print(f"\n{kind}: N = {batch.num_nodes}, E = {batch.num_edges}, E_local = "
               f"{batch.local_edge_index.shape[1]}")
         print(f"| {'model':16s} | {'params':>9s} | {'wall ms/batch':>13s} | {'CPU ms/batch':>12s} | "
@@ -149,11 +159,21 @@ def main() -> None:
             except Exception as err:  # report and go on with the other models
                 r = {"model": name, "params": 0, "build_s": 0.0, "ms": None, "cpu_ms": None, "peak": None,
                      "note": f"failed: {type(err).__name__}: {str(err)[:80]}"}
+            entry["models"].append(r)
             ms = f"{r['ms']:.1f}" if r["ms"] is not None else "-"
             cpu = f"{r['cpu_ms']:.1f}" if r.get("cpu_ms") is not None else "-"
             peak = f"{r['peak']:.2f}" if r["peak"] is not None else "-"
             print(f"| {r['model']:16s} | {r['params']:>9,d} | {ms:>13s} | {cpu:>12s} | {peak:>8s} | "
                   f"{r['build_s']:>7.1f} | {r['note']} |", flush=True)
+    if args.out:
+        import side_by_side as sbs
+
+        out = dict(machine=sbs.machine(), commit=sbs.commit(), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                   command="python benchmarks/bench_models.py " + " ".join(sys.argv[1:]), threads=args.threads,
+                   reps=args.reps, batch=args.batch, results=results)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=1) + "\n")
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

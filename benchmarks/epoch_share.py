@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import subprocess
 import sys
@@ -41,7 +42,7 @@ def measure(config: str, epochs: int, threads: int) -> dict:
                for r in rows]
     # the share over all windows but the first (which holds the first steps' warm-up)
     later = windows[1:] or windows
-    spans = [w["wall_s"] - p["wall_s"] for p, w in zip(windows, windows[1:])] if len(windows) > 1 else \
+    spans = [w["wall_s"] - p["wall_s"] for p, w in itertools.pairwise(windows)] if len(windows) > 1 else \
         [windows[0]["wall_s"]]
     overall = sum(s * w["step_share"] for s, w in zip(spans, later)) / sum(spans)
     return dict(config=config, epochs=epochs, threads=threads, command=" ".join(cmd), windows=windows,
