@@ -34,6 +34,11 @@ Also per model: the GFLOP of one step (``torch.utils.flop_counter``: matrix prod
 and backward) and ``gemm_floor_ms``, those FLOPs at this machine's rate on an edge-sized matrix
 product -- the time the step would take if it did nothing but its matrix products at that rate.
 
+With ``--per-process N`` each model is also timed alone in its own processes, as its training
+script runs it: eghn's two models with :func:`eghn.train.malloc.reuse_freed_memory` (what
+``eghn train`` does on a CPU), the authors' model with the C library's defaults; N processes of
+each kind, alternating.
+
 Memory: one process per (workload, model), one thread. ``above_import_mb`` is the peak
 resident memory during the timed steps minus the resident memory just after ``import torch``
 (data, model, optimiser state and the step's own tensors); ``step_mb`` is that peak minus the
@@ -334,6 +339,54 @@ def child_time(args) -> dict:
     return out
 
 
+def child_steps(args) -> dict:
+    """One model alone in this process, as its own training script would run it: eghn's models
+    with :func:`eghn.train.malloc.reuse_freed_memory` (``eghn train`` on a CPU), the authors'
+    model with the C library's defaults."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.model != "authors" and args.device == "cpu":
+        from eghn.train.malloc import reuse_freed_memory
+
+        reuse_freed_memory()
+    work = build_workload(args.workload)
+    f = make_steps(work, args.authors, (args.model,), args.device)["steps"][args.model]
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    for _ in range(2):
+        f()
+    sync()
+    ts = []
+    for _ in range(args.steps or EFFORT[args.workload][1]):
+        t0 = time.perf_counter()
+        f()
+        sync()
+        ts.append(time.perf_counter() - t0)
+    return dict(ms=statistics.median(ts) * 1e3)
+
+
+def per_process(common: list[str], workload: str, threads: int, pairs: int, steps: int) -> dict:
+    """Each model in its own processes (see :func:`child_steps`), the three kinds of process
+    alternating ``pairs`` times, the order rotating."""
+    ms = {m: [] for m in MODELS}
+    for r in range(pairs):
+        for m in MODELS[r % 3:] + MODELS[:r % 3]:
+            extra = ["--steps", str(steps)] if steps else []
+            ms[m].append(_child([*common, "--child", "steps", "--workload", workload, "--model", m,
+                                 "--threads", str(threads), *extra])["ms"])
+    out = dict(workload=workload, threads=threads, processes_per_model=pairs,
+               eghn_malloc="reuse_freed_memory", authors_malloc="glibc defaults", models={})
+    for m in MODELS:
+        rec = dict(ms_per_step=round(statistics.median(ms[m]), 2), process_medians_ms=[round(x, 2) for x in ms[m]],
+                   spread=round(max(ms[m]) / min(ms[m]), 3))
+        if m != "authors":
+            ratios = [a / b for a, b in zip(ms["authors"], ms[m])]
+            rec.update(ratio=round(statistics.median(ms["authors"]) / statistics.median(ms[m]), 3),
+                       ratio_rounds=[round(min(ratios), 3), round(max(ratios), 3)])
+        out["models"][m] = rec
+    return out
+
+
 def child_memory(args) -> dict:
     import torch
 
@@ -410,14 +463,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=0, help="timed steps per model per round (default: per workload)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-memory", action="store_true", help="timing only")
+    ap.add_argument("--per-process", type=int, default=0, metavar="N",
+                    help="also time each model in its own processes, as its training script runs it (eghn's "
+                         "with eghn.train.malloc.reuse_freed_memory), N processes of each kind, alternating")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
-    ap.add_argument("--child", choices=["time", "memory"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["time", "memory", "steps"], help=argparse.SUPPRESS)
     ap.add_argument("--workload", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         args.threads = args.threads[0]
-        rec = child_time(args) if args.child == "time" else child_memory(args)
+        rec = {"time": child_time, "memory": child_memory, "steps": child_steps}[args.child](args)
         print(json.dumps(rec))
         return
     if not (Path(args.authors) / "model" / "eghn.py").is_file():
@@ -426,7 +482,7 @@ def main(argv: list[str] | None = None) -> None:
     result = dict(machine=machine(), commit=commit(), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                   command="python benchmarks/side_by_side.py AUTHORS_DIR " + " ".join(sys.argv[2:] if argv is None
                                                                                      else argv[1:]),
-                  timing=[], memory=[])
+                  timing=[], per_process=[], memory=[])
     common = [authors, "--device", args.device]
     for w in args.workloads:
         for t in args.threads:
@@ -440,6 +496,13 @@ def main(argv: list[str] | None = None) -> None:
                   f"{ms['released']['ratio_rounds'][0]:.2f}-{ms['released']['ratio_rounds'][1]:.2f})  "
                   f"default {ms['default']['ms_per_step']:8.1f} ms (x{ms['default']['ratio']:.2f}, rounds "
                   f"{ms['default']['ratio_rounds'][0]:.2f}-{ms['default']['ratio_rounds'][1]:.2f})", flush=True)
+            if args.per_process:
+                r = per_process(common, w, t, args.per_process, args.steps)
+                result["per_process"].append(r)
+                ms = r["models"]
+                print(f"{w:<13} {t} thr, one process per model: authors {ms['authors']['ms_per_step']:8.1f} ms  "
+                      f"released {ms['released']['ms_per_step']:8.1f} ms (x{ms['released']['ratio']:.2f})  "
+                      f"default {ms['default']['ms_per_step']:8.1f} ms (x{ms['default']['ratio']:.2f})", flush=True)
         if not args.no_memory:
             for m in MODELS:
                 r = _child([*common, "--child", "memory", "--workload", w, "--model", m, "--threads", "1"])
