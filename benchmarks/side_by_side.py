@@ -463,6 +463,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=0, help="timed steps per model per round (default: per workload)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-memory", action="store_true", help="timing only")
+    ap.add_argument("--no-timing", action="store_true", help="skip the timing of the three models in one process")
     ap.add_argument("--per-process", type=int, default=0, metavar="N",
                     help="also time each model in its own processes, as its training script runs it (eghn's "
                          "with eghn.train.malloc.reuse_freed_memory), N processes of each kind, alternating")
@@ -488,14 +489,18 @@ def main(argv: list[str] | None = None) -> None:
         for t in args.threads:
             extra = (["--rounds", str(args.rounds)] if args.rounds else []) + (["--steps", str(args.steps)]
                                                                               if args.steps else [])
-            r = _child([*common, "--child", "time", "--workload", w, "--threads", str(t), *extra])
-            result["timing"].append(r)
-            ms = r["models"]
-            print(f"{w:<13} {t} thr  authors {ms['authors']['ms_per_step']:8.1f} ms  "
-                  f"released {ms['released']['ms_per_step']:8.1f} ms (x{ms['released']['ratio']:.2f}, rounds "
-                  f"{ms['released']['ratio_rounds'][0]:.2f}-{ms['released']['ratio_rounds'][1]:.2f})  "
-                  f"default {ms['default']['ms_per_step']:8.1f} ms (x{ms['default']['ratio']:.2f}, rounds "
-                  f"{ms['default']['ratio_rounds'][0]:.2f}-{ms['default']['ratio_rounds'][1]:.2f})", flush=True)
+            if args.no_timing:
+                r = None
+            else:
+                r = _child([*common, "--child", "time", "--workload", w, "--threads", str(t), *extra])
+                result["timing"].append(r)
+            ms = r["models"] if r else None
+            if ms:
+                print(f"{w:<13} {t} thr  authors {ms['authors']['ms_per_step']:8.1f} ms  "
+                      f"released {ms['released']['ms_per_step']:8.1f} ms (x{ms['released']['ratio']:.2f}, rounds "
+                      f"{ms['released']['ratio_rounds'][0]:.2f}-{ms['released']['ratio_rounds'][1]:.2f})  "
+                      f"default {ms['default']['ms_per_step']:8.1f} ms (x{ms['default']['ratio']:.2f}, rounds "
+                      f"{ms['default']['ratio_rounds'][0]:.2f}-{ms['default']['ratio_rounds'][1]:.2f})", flush=True)
             if args.per_process:
                 r = per_process(common, w, t, args.per_process, args.steps)
                 result["per_process"].append(r)
