@@ -65,40 +65,11 @@ give bit-identical results); with PyTorch it does up to round-off from a differe
 (7e-12 after 5000 steps of (5,5), J=5, measured). On CUDA the atomic adds of ``index_add_``
 make repeated runs agree only to round-off.
 
-Speed, full 5000-step trajectories of the paper integrator, rejected trajectories redrawn and
-counted as work (``OMP_NUM_THREADS=1 python benchmarks/bench_mcomplex.py -n N --configs ...
-[--workers 2] [--backend torch]``). The published generator: 1.03 s/trajectory for (3,3),
-1.65 s for (5,5), one process on a 2-core CPU of the development machine's class. Measured on
-that 2-core machine while it was shared with other jobs, so wall-clock rates are about 2/3 of
-the CPU-time rates (trajectories per CPU-second) given first:
-
-===========  ==================  ===================  =================  =================
-config       compiled, 1 thread  compiled, 2 workers  PyTorch, 1 thread  9000 trajectories
-===========  ==================  ===================  =================  =================
-(3,3) J=1    430 /cpu-s, 287 /s  365 /cpu-s, 243 /s   30 /cpu-s, 15 /s   0.5 min
-(3,3) J=5    449 /cpu-s, 300 /s  339 /cpu-s, 214 /s   42 /cpu-s, 21 /s   0.5 min
-(5,5) J=1    116 /cpu-s, 77 /s   119 /cpu-s, 77 /s    8 /cpu-s, 4 /s     2.0 min
-(5,5) J=5    124 /cpu-s, 82 /s   116 /cpu-s, 77 /s    6 /cpu-s, 3 /s     1.8 min
-(5,10) J=1   58 /cpu-s, 19 /s    47 /cpu-s, 31 /s     --                 5 min
-(5,10) J=5   55 /cpu-s, 18 /s    55 /cpu-s, 35 /s     --                 4 min
-(10,10) J=1  15 /cpu-s, 6 /s     15 /cpu-s, 9 /s      --                 16 min
-(10,10) J=5  16 /cpu-s, 10 /s    15 /cpu-s, 8 /s      --                 14 min
-===========  ==================  ===================  =================  =================
-
-(``-n`` 1000/2000 for (3,3), 400/800 for (5,5), 100/200 for (5,10) and (10,10), single
-thread / 2 workers; 200 and 100 for PyTorch.) One thread of the compiled kernel reaches
-440-460x (3,3) and 190-205x (5,5) the published throughput per CPU-second, 295-310x and
-127-136x by wall time on the loaded machine. 2 workers (threads;
-the kernel releases the GIL: two threads integrated twice the work of one in 1.24x its wall
-time, 40 (5,5) trajectories each) did not raise the wall rate here because both cores were
-already busy with other jobs. The last column is the wall time of a 5000/2000/2000 dataset
-projected from the better measured wall rate of the compiled kernel on the shared machine;
-at the CPU-time rates (an idle core) it is about 20 s for (3,3), 75 s for (5,5), 2.7 min for
-(5,10) and 10 min for (10,10).
-Earlier PyTorch measurements: one thread of the H100 host's CPU (idle): (3,3) J=5 28 traj/s,
-(5,5) J=5 7 traj/s; one H100 GPU (``--device cuda -n 1000``): (3,3) 124-130 traj/s, (5,5)
-120-122 traj/s, (5,10) 59-76 traj/s (a (3,3) or (5,5) dataset in about 1.2 minutes; the GPU
-is launch-bound at these sizes, so larger batches are nearly free).
+Speed: ``python benchmarks/bench_mcomplex.py`` times full 5000-step trajectories of the paper
+integrator for every paper configuration (rejected trajectories redrawn and counted as work),
+by wall-clock and by CPU time, against the published generator's time per trajectory; the
+Benchmarks page of the documentation shows its latest result file
+(``benchmarks/results/simulator.json``).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ Reading a long trajectory is slow, so the positions of the selected atoms (``(T,
 float32), the bonds and the per-atom names/elements/masses are cached once as
 ``<key>.npz`` + ``<key>.json`` under ``cache_dir``; ``key`` hashes the resolved file paths,
 their sizes and modification times, the selection and the bond options. Cutoff edges depend on
-the frame and on ``cutoff`` and are recomputed in ``__getitem__`` (about 10 ms per AdK backbone
+the frame and on ``cutoff`` and are recomputed in ``__getitem__`` (one KD-tree query per
 frame). Caches are read with ``allow_pickle=False``.
 
 For the paper's "MPNN under test-time rotation" experiment, ``rotate=True`` /
