@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from pathlib import Path
 
 import torch
 
@@ -94,7 +95,7 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=300)
     ap.add_argument("--n-test", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--out", type=Path, help="write the results as JSON here")
     args = ap.parse_args()
     if args.linear:
         linear(args.n_train, args.n_test, args.seed, args.device)
@@ -104,7 +105,6 @@ def main() -> None:
         if args.out:
             import json
             import sys
-            from pathlib import Path
 
             sys.path.insert(0, str(Path(__file__).resolve().parent))
             import side_by_side as sbs
