@@ -71,11 +71,7 @@ REQUIRED_PAGES = [
 MATH_PAGES = {"theory.html": 10, "proofs/theorem1.html": 10, "proofs/theorem2.html": 10}
 # pages whose durations are still typed by hand (measured once with the named script and
 # not yet re-measured at build time); every other page fails on a duration in its prose
-HAND_TYPED_TIMINGS = {
-    "benchmarks.html": "benchmarks/bench_eghn.py and bench_mcomplex.py, run by hand on a GPU and a CPU",
-    "modules/mcomplex_sim.html": "speed of the simulator, benchmarks/bench_mcomplex.py",
-    "modules/protein.html": "cost of recomputing the edges of a frame",
-}
+HAND_TYPED_TIMINGS: dict[str, str] = {}
 SKIP_DIRS = {"_sources", "_static", "_images", "_downloads", "plot_directive"}
 
 # JavaScript run in each page -------------------------------------------------------------

@@ -57,6 +57,7 @@ extensions = [
     "eghn_cli",
     "eghn_autosummary_fix",
     "eghn_results",
+    "eghn_bench",
     "sphinx_copybutton",
 ]
 templates_path = ["_templates"]

@@ -2,7 +2,8 @@
 
 ``:result:`SOURCE:PATH[|OP]``` renders one value of a result file: ``SOURCE`` is ``paper``
 (``eghn/results/paper.json``, the published numbers) or the name of a JSON file in
-``docs/results/`` (measured runs, with their provenance); ``PATH`` is a dotted key path; the
+``docs/results/`` (measured runs, with their provenance), or ``bench/NAME`` for
+``benchmarks/results/NAME.json``; ``PATH`` is a dotted key path (list items by index); the
 optional ``OP`` scales and formats it, ``*100:.1f`` (times 100, one decimal) or ``/60:.0f``
 (seconds to minutes). The value is rendered as ``<span class="eghn-result">``.
 
@@ -20,9 +21,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from docutils import nodes
+from docutils.parsers.rst import directives
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
@@ -34,14 +36,17 @@ _OP = re.compile(r"^(?:(?P<op>[*/])(?P<num>[0-9.eE+-]+))?(?::(?P<spec>.+))?$")
 
 
 def load_source(name: str) -> dict[str, Any]:
-    path = _SOURCES.get(name, _DOCS / "results" / f"{name}.json")
+    if name.startswith("bench/"):  # benchmark results, next to the scripts that write them
+        path = _DOCS.parent / "benchmarks" / "results" / f"{name[len('bench/'):]}.json"
+    else:
+        path = _SOURCES.get(name, _DOCS / "results" / f"{name}.json")
     return json.loads(path.read_text())
 
 
 def lookup(source: str, path: str) -> Any:
     value: Any = load_source(source)
     for key in path.split("."):
-        value = value[key]
+        value = value[int(key)] if isinstance(value, list) else value[key]
     return value
 
 
@@ -125,24 +130,29 @@ class PaperTable(SphinxDirective):
 
 
 class RunsTable(SphinxDirective):
-    """``.. eghn-runs-table:: NAME``: the measured runs of ``docs/results/NAME.json``."""
+    """``.. eghn-runs-table:: NAME``: the measured runs of ``docs/results/NAME.json``, beside the
+    published numbers of ``:paper: tableN`` (default ``table2``) for each run's model and data."""
 
     required_arguments = 1
     has_content = False
+    option_spec: ClassVar[dict[str, Any]] = {"paper": directives.unchanged}
 
     def run(self) -> list[nodes.Node]:
         name = self.arguments[0]
+        table = self.options.get("paper", "table2")  # the published table the runs reproduce
         try:
             runs = load_source(name)["runs"]
-            paper = load_source("paper")["table2"]["rows"]["EGHN"]
+            paper_rows = load_source("paper")[table]["rows"]
         except Exception as exc:
             logger.warning("cannot read result file %s: %s", name, exc, location=self.get_location())
             return []
         rows = []
         for key, run in runs.items():
             src = f"{name}:runs.{key}"
+            # the paper's row of the model (an EGHN variant without a row of its own: EGHN's)
+            row = run["model"] if run["data"] in paper_rows.get(run["model"], {}) else "EGHN"
             if run.get("finished") is False:
-                cap = "still running when collected"
+                cap = "unfinished when collected"
             elif run.get("stopped_early") is True:
                 cap = "early stop"
             else:
@@ -153,7 +163,7 @@ class RunsTable(SphinxDirective):
                              result_node(str(run["best_epoch"]), src + ".best_epoch"), nodes.Text(")")),
                 result_node(render(run["wall_s"], "/60:.1f") + " min", src + ".wall_s"),
                 result_node(render(run["test_mse"], "*100:.1f"), src + ".test_mse"),
-                result_node(str(paper[run["data"]]), f"paper:table2.rows.EGHN.{run['data']}"),
+                result_node(str(paper_rows[row][run["data"]]), f"paper:{table}.rows.{row}.{run['data']}"),
                 nodes.literal(run["command"], run["command"]),
             ])
         header = ["data", "model", "epochs (best)", "wall time", "test MSE", "paper", "command"]

@@ -1,0 +1,298 @@
+"""Benchmark tables rendered from the result files in ``benchmarks/results/``.
+
+``.. eghn-bench:: KIND`` with ``:source: NAME`` (``benchmarks/results/NAME.json``) renders
+
+* ``provenance``: machine, PyTorch, commit, date and command of a result file;
+* ``side-by-side``: step times of the authors' code and eghn's two models, ratios, spread and
+  the matrix-product floor (``benchmarks/side_by_side.py``);
+* ``memory``: memory above the torch import and step memory of the same (one process each);
+* ``fast-paths``: step time of each variant of ``benchmarks/fast_paths.py`` relative to eghn,
+  with its step memory;
+* ``malloc``: the gain of :func:`eghn.train.malloc.reuse_freed_memory` (``fast_paths.py --malloc``);
+* ``scale``: ``benchmarks/bench_eghn.py --out``: time and memory per step by system size;
+* ``compile``: ``benchmarks/compile.py``;
+* ``epoch-share``: ``benchmarks/epoch_share.py``;
+* ``profile``: ``benchmarks/profile_step.py``;
+* ``models``: ``benchmarks/bench_models.py --out``; ``simulator``: ``benchmarks/bench_mcomplex.py --out``.
+
+Every number is a rendered result (see ``eghn_results``), so ``docs/check_site.py`` can tell it
+from a hand-typed one. Inline values use the ``:result:`` role with the source
+``bench/NAME``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from docutils import nodes
+from docutils.parsers.rst import directives
+from eghn_results import _table, load_source, render, result_node
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+logger = logging.getLogger(__name__)
+
+_WORKLOADS = {
+    "mocap": "motion capture (Run, batch 100)",
+    "mocap-released": "motion capture, released architecture",
+    "mcomplex55": "M-complex (5,5), batch 100",
+    "mcomplex1010": "M-complex (10,10), batch 100",
+    "adk": "AdK backbone, batch 8",
+}
+_MODELS = {"authors": "authors' code", "released": "eghn, released architecture", "default": "eghn, default model"}
+
+
+def _workload(name: str) -> str:
+    if name.startswith("radius-"):
+        return f"radius graph, {int(name.split('-')[1]):,} nodes"
+    return _WORKLOADS.get(name, name)
+
+
+def _get(record: Any, key: str) -> Any:
+    for part in key.split("."):
+        record = record[int(part)] if isinstance(record, list) else record[part]
+    return record
+
+
+class _Cell:
+    def __init__(self, source: str, path: str, record: Any) -> None:
+        self.source, self.path, self.record = source, path, record
+
+    def __call__(self, key: str, op: str = "", suffix: str = "") -> nodes.Node:
+        return result_node(render(_get(self.record, key), op) + suffix, f"bench/{self.source}:{self.path}.{key}")
+
+    def ratio(self, key: str, range_key: str) -> nodes.Node:
+        return nodes.inline("", "", self(key, ":.2f", "x"), nodes.Text(" ("), self(range_key + ".0", ":.2f"),
+                            nodes.Text("-"), self(range_key + ".1", ":.2f"), nodes.Text(")"))
+
+
+def _provenance(name: str, data: dict[str, Any]) -> list[nodes.Node]:
+    m = data["machine"]
+    c = _Cell(name, "", data)
+    para = nodes.paragraph(classes=["eghn-measured"])
+    para += nodes.Text("Measured on ")
+    para += result_node(str(m["cpu"]), f"bench/{name}:machine.cpu")
+    para += nodes.Text(" (")
+    para += result_node(str(m["cores"]), f"bench/{name}:machine.cores")
+    para += nodes.Text(" cores), PyTorch ")
+    para += result_node(str(m["torch"]), f"bench/{name}:machine.torch")
+    if "gpu" in m:
+        para += nodes.Text(", ")
+        para += result_node(str(m["gpu"]), f"bench/{name}:machine.gpu")
+    para += nodes.Text(", eghn commit ")
+    para += nodes.literal(str(data["commit"]), str(data["commit"]))
+    para += nodes.Text(", ")
+    para += c("date")
+    para += nodes.Text(" (")
+    para += nodes.literal(f"benchmarks/results/{name}.json", f"benchmarks/results/{name}.json")
+    para += nodes.Text(")")
+    out: list[nodes.Node] = [para]
+    if data.get("command"):
+        out.append(nodes.literal_block(data["command"], data["command"]))
+    return out
+
+
+def _side_by_side(name: str, data: dict[str, Any]) -> list[nodes.Node]:
+    rows = []
+    key = "timing" if data.get("timing") else "per_process"  # one process, or one per model
+    for k, t in enumerate(data[key]):
+        c = _Cell(name, f"{key}.{k}", t)
+        rows.append([
+            _workload(t["workload"]), c("threads"),
+            nodes.inline("", "", c("nodes", ":,"), nodes.Text(" / "), c("edges", ":,")) if "nodes" in t else "",
+            nodes.inline("", "", c("models.authors.ms_per_step", ":.0f"), nodes.Text(" ("),
+                         c("models.authors.spread", ":.2f"), nodes.Text(")")),
+            nodes.inline("", "", c("models.released.ms_per_step", ":.0f"), nodes.Text(" ("),
+                         c("models.released.spread", ":.2f"), nodes.Text(")")),
+            c.ratio("models.released.ratio", "models.released.ratio_rounds"),
+            nodes.inline("", "", c("models.default.ms_per_step", ":.0f"), nodes.Text(" ("),
+                         c("models.default.spread", ":.2f"), nodes.Text(")")),
+            c.ratio("models.default.ratio", "models.default.ratio_rounds"),
+        ])
+    header = ["workload", "threads", "nodes / edges", "authors ms (spread)", "released ms (spread)",
+              "authors / released (rounds)", "default ms (spread)", "authors / default (rounds)"]
+    return [_table(header, rows, [22, 6, 14, 12, 12, 14, 12, 14])]
+
+
+def _flops(name: str, data: dict[str, Any]) -> list[nodes.Node]:
+    rows = []
+    for k, t in enumerate(data["timing"]):
+        c = _Cell(name, f"timing.{k}", t)
+        for m in ("authors", "released", "default"):
+            rows.append([
+                _workload(t["workload"]), c("threads"), _MODELS[m], c(f"params.{m}", ":,"),
+                c(f"models.{m}.gflop", ":.2f"), c("gemm_gflop_per_s", ":.0f"),
+                c(f"models.{m}.gemm_floor_ms", ":.0f"), c(f"models.{m}.ms_per_step", ":.0f"),
+            ])
+    header = ["workload", "threads", "model", "parameters", "GFLOP per step", "GEMM GFLOP/s",
+              "matrix-product floor ms", "measured ms"]
+    return [_table(header, rows, [20, 6, 18, 10, 9, 9, 10, 9])]
+
+
+def _memory(name: str, data: dict[str, Any]) -> list[nodes.Node]:
+    rows = []
+    by = {(r["workload"], r["model"]): (k, r) for k, r in enumerate(data["memory"])}
+    for k, r in enumerate(data["memory"]):
+        c = _Cell(name, f"memory.{k}", r)
+        ka, _ = by.get((r["workload"], "authors"), (None, None))
+        share: nodes.Node | str = ""
+        if r["model"] != "authors" and ka is not None:
+            a = data["memory"][ka]
+            share = result_node(render(r["step_mb"] / a["step_mb"], ":.2f"),
+                                f"bench/{name}:memory.{k}.step_mb / memory.{ka}.step_mb")
+        rows.append([_workload(r["workload"]), _MODELS[r["model"]], c("params", ":,"),
+                     c("above_import_mb", ":.0f"), c("step_mb", ":.0f"), share])
+    header = ["workload", "model", "parameters", "MB above the torch import", "step MB", "step memory / authors'"]
+    return [_table(header, rows, [24, 20, 10, 12, 10, 10])]
+
+
+def _fast_paths(name: str, data: dict[str, Any]) -> list[nodes.Node]:
+    variants = list(data["timing"][0]["variants"]) if data["timing"] else []
+    mem = {(r["workload"], r["variant"]): (k, r) for k, r in enumerate(data.get("memory", []))}
+    rows = []
+    for k, t in enumerate(data["timing"]):
+        c = _Cell(name, f"timing.{k}", t)
+        row: list[nodes.Node | str] = [_workload(t["workload"]), nodes.inline("", "", c("nodes", ":,"), nodes.Text(
+            " / "), c("edges", ":,"))]
+        for v in variants:
+            cell = (c(f"variants.{v}.ms_per_step", ":.0f", " ms") if v == variants[0]
+                    else c.ratio(f"variants.{v}.time_vs_eghn", f"variants.{v}.time_vs_eghn_range"))
+            if (t["workload"], v) in mem:
+                km, _ = mem[(t["workload"], v)]
+                cm = _Cell(name, f"memory.{km}", data["memory"][km])
+                cell = nodes.inline("", "", cell, nodes.Text("; "), cm("step_mb", ":.0f", " MB"))
+            row.append(cell)
+        rows.append(row)
+    header = ["workload", "nodes / edges"] + [v if v == variants[0] else f"{v}: time / {variants[0]} (rounds)"
+                                              for v in variants]
+    return [_table(header, rows, [22, 14] + [16] * len(variants))]
+
+
+def _malloc(name: str, data: dict[str, Any]) -> list[nodes.Node]:
+    rows = []
+    for k, m in enumerate(data.get("malloc", [])):
+        c = _Cell(name, f"malloc.{k}", m)
+        rows.append([_workload(m["workload"]), c("threads"), c("pairs"), c("default_ms", ":.0f"), c("reuse_ms", ":.0f"),
+                     c.ratio("default_vs_reuse", "range")])
+    header = ["workload", "threads", "processes of each kind", "glibc defaults ms", "reuse_freed_memory ms",
+              "defaults / reuse (range)"]
+    return [_table(header, rows, [24, 6, 8, 10, 10, 14])]
+
+
+def _scale(name: str, data: dict[str, Any]) -> list[nodes.Node]:
+    rows = []
+    for k, r in enumerate(data["results"]):
+        c = _Cell(name, f"results.{k}", r)
+        rows.append([_workload(r["config"]), c("nodes", ":,"), c("edges", ":,"), c("threads"),
+                     c("ms_per_step", ":.0f"), c("samples_per_s", ":.1f"), c("step_mb", ":.0f"), c("peak_mb", ":.0f")])
+    header = ["configuration", "nodes", "edges", "threads", "ms per step", "samples/s", "step MB", "peak RSS MB"]
+    return [_table(header, rows, [24, 10, 10, 6, 10, 9, 9, 9])]
+
+
+def _compile(name: str, data: dict[str, Any]) -> list[nodes.Node]:
+    rows = []
+    for k, r in enumerate(data["runs"]):
+        c = _Cell(name, f"runs.{k}", r)
+        if "error" in r:
+            rows.append([_workload(r["workload"]), r["error"], "", "", "", "", ""])
+            continue
+        rows.append([_workload(r["workload"]), c("threads"), c("graph_breaks"),
+                     c("first_compiled_step_s", ":.0f", " s"), c("eager_ms", ":.0f"), c("compiled_ms", ":.0f"),
+                     c("eager_vs_compiled", ":.2f", "x")])
+    header = ["workload", "threads", "graph breaks", "first step (compiling)", "eager ms", "compiled ms",
+              "eager / compiled"]
+    return [_table(header, rows, [24, 6, 8, 12, 9, 9, 10])]
+
+
+def _epoch_share(name: str, data: dict[str, Any]) -> list[nodes.Node]:
+    rows = []
+    for k, r in enumerate(data["runs"]):
+        c = _Cell(name, f"runs.{k}", r)
+        rows.append([nodes.literal(r["config"], r["config"]), c("threads"), c("epochs"),
+                     c("step_share_after_first_window", "*100:.1f", " %"),
+                     nodes.inline("", "", *[x for j in range(len(r["windows"])) for x in
+                                            ((nodes.Text(", ") if j else nodes.Text("")),
+                                             c(f"windows.{j}.step_share", "*100:.1f", " %"))])])
+    header = ["config", "threads", "epochs", "share in training steps", "per evaluation window"]
+    return [_table(header, rows, [22, 6, 6, 12, 30])]
+
+
+def _models(name: str, data: dict[str, Any]) -> list[nodes.Node]:
+    out: list[nodes.Node] = []
+    for k, cfg in enumerate(data["results"]):
+        para = nodes.paragraph(classes=["eghn-measured"])
+        para += nodes.Text(f"{_workload(cfg['config'])}: ")
+        c = _Cell(name, f"results.{k}", cfg)
+        para += c("nodes", ":,")
+        para += nodes.Text(" nodes, ")
+        para += c("edges", ":,")
+        para += nodes.Text(" global and ")
+        para += c("local_edges", ":,")
+        para += nodes.Text(" local edges per batch.")
+        out.append(para)
+        rows = []
+        for j, m in enumerate(cfg["models"]):
+            cm = _Cell(name, f"results.{k}.models.{j}", m)
+            rows.append([m["model"], cm("params", ":,"),
+                         cm("ms", ":.0f") if m["ms"] is not None else "refused",
+                         cm("note") if m["note"] else ""])
+        out.append(_table(["model", "parameters", "ms per forward + backward", "note"], rows, [16, 10, 10, 40]))
+    return out
+
+
+def _simulator(name: str, data: dict[str, Any]) -> list[nodes.Node]:
+    rows = []
+    for k, r in enumerate(data["results"]):
+        c = _Cell(name, f"results.{k}", r)
+        rows.append([r["config"], c("trajectories"), c("per_cpu_s", ":.0f"), c("per_s", ":.0f"),
+                     c("full_dataset_min", ":.1f", " min"),
+                     c("speedup", ":.0f", "x") if r.get("speedup") is not None else ""])
+    header = ["configuration", "trajectories", "per CPU-second", "per second (wall)", "full 5000/2000/2000 dataset",
+              "vs the published generator"]
+    return [_table(header, rows, [12, 10, 10, 10, 12, 12])]
+
+
+def _profile(name: str, data: dict[str, Any]) -> list[nodes.Node]:
+    rows = []
+    for m, rec in data["models"].items():
+        for j, op in enumerate(rec["top"]):
+            c = _Cell(name, f"models.{m}.top.{j}", op)
+            first = j == 0
+            rows.append([_MODELS[m] if first else "",
+                         _Cell(name, f"models.{m}", rec)("self_cpu_ms_per_step", ":.0f") if first else "",
+                         nodes.literal(op["name"], op["name"]), c("self_ms", ":.1f"), c("share", "*100:.0f", " %"),
+                         c("calls")])
+    header = ["model", "operator ms per step", "operator", "self ms per step", "share", "calls per step"]
+    return [_table(header, rows, [18, 10, 26, 10, 8, 8])]
+
+
+_KINDS = {"provenance": _provenance, "side-by-side": _side_by_side, "flops": _flops, "memory": _memory,
+          "fast-paths": _fast_paths, "malloc": _malloc, "scale": _scale, "compile": _compile,
+          "epoch-share": _epoch_share, "models": _models, "simulator": _simulator,
+          "profile": _profile}
+
+
+class BenchDirective(SphinxDirective):
+    """``.. eghn-bench:: KIND`` with ``:source: NAME``."""
+
+    required_arguments = 1
+    option_spec: ClassVar[dict[str, Any]] = {"source": directives.unchanged_required}
+
+    def run(self) -> list[nodes.Node]:
+        kind, name = self.arguments[0], self.options.get("source", "")
+        if kind not in _KINDS:
+            logger.warning("unknown benchmark table %r; choose from %s", kind, ", ".join(_KINDS),
+                           location=self.get_location())
+            return []
+        try:
+            data = load_source(f"bench/{name}")
+            return _KINDS[kind](name, data)
+        except Exception as exc:
+            logger.warning("cannot render %s from benchmarks/results/%s.json: %s", kind, name, exc,
+                           location=self.get_location())
+            return []
+
+
+def setup(app):
+    app.add_directive("eghn-bench", BenchDirective)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
