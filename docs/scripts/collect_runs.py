@@ -58,14 +58,15 @@ def summarise(run: Path, thresholds: list[float]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("name")
-    ap.add_argument("runs", nargs="+", help="RUN_DIR=KEY,DATA,MODEL,COMMAND")
+    ap.add_argument("runs", nargs="+", help="RUN_DIR=KEY,DATA,MODEL,COMMAND (separated by ';' instead when DATA "
+                                            "holds a comma, e.g. 'single (3,3)')")
     ap.add_argument("--threshold", type=float, action="append", default=[])
     ap.add_argument("--about", default="")
     args = ap.parse_args()
     result = {"about": args.about, "runs": {}}
     for spec in args.runs:
         path, _, meta = spec.partition("=")
-        key, data, model, command = meta.split(",", 3)
+        key, data, model, command = meta.split(";" if ";" in meta else ",", 3)
         run = Path(path)
         summary = summarise(run, args.threshold)
         summary.update(data=data, model=model, command=command)
