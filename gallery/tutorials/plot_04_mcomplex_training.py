@@ -104,6 +104,7 @@ fig, ax = plt.subplots(figsize=(6, 3.4), layout="constrained")
 ax.plot(steps, train_mse, label="training batch")
 ax.plot(steps, test_mse, label="test set")
 ax.axhline(linear_mse, color="0.5", ls=":", label="linear extrapolation (test)")
+# a learning curve spans orders of magnitude: logarithmic axis
 ax.set(xlabel="optimisation step", ylabel="position MSE (simulation units²)", yscale="log")
 ax.legend()
 
@@ -173,6 +174,7 @@ for h, e, lin in zip(horizons, eghn_mse, lin_mse):
 fig, ax = plt.subplots(figsize=(5.5, 3.4), layout="constrained")
 ax.plot(100 * np.asarray(horizons), eghn_mse, "o-", color="tab:red", label="EGHN")
 ax.plot(100 * np.asarray(horizons), lin_mse, "s:", color="0.5", label="linear extrapolation")
-ax.set(xlabel="horizon (integration steps)", ylabel="test MSE (simulation units²)", yscale="log")
+ax.set(xlabel="horizon (integration steps)", ylabel="test MSE (simulation units²)")
+ax.set_ylim(bottom=0)  # a linear axis from zero: the two errors compare by their size
 ax.legend()
 plt.show()
