@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import sys
 import time
@@ -29,33 +28,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def _model_and_batch(workload: str, device: str):
+def run(workload: str, device: str, rounds: int, steps: int) -> dict:
     import side_by_side as sbs
 
-    from eghn.models import EGHN
-    from eghn.train.loop import build_model
-
-    base = "mocap" if workload.startswith("mocap") else workload
-    work = sbs.build_workload(base)
-    torch.manual_seed(0)
-    if workload == "mocap-released":
-        g = work["common"]
-        kw = dict(work["released_kw"])
-        model = EGHN.released(kw.pop("node_dim"), kw.pop("edge_dim"), kw.pop("local_edge_dim"), **kw)
-    else:
-        g = work["own"]
-
-        class _Dims:
-            node_dim = g.h.shape[1]
-            edge_dim = g.edge_attr.shape[1] if g.edge_attr is not None else 0
-            local_edge_dim = g.local_edge_attr.shape[1] if g.local_edge_attr is not None else 0
-
-        model = build_model(work["default_config"], _Dims)
-    return model.to(device), g.to(device)
-
-
-def run(workload: str, device: str, rounds: int, steps: int) -> dict:
-    model, g = _model_and_batch(workload, device)
+    model, g = sbs.workload_model(workload)
+    model, g = model.to(device), g.to(device)
     twin = copy.deepcopy(model)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
@@ -114,8 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     import side_by_side as sbs
 
-    result = dict(machine=sbs.machine(), commit=sbs.commit(),
-                  date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    result = dict(**sbs.provenance(),
                   command="python benchmarks/compile.py " + " ".join(sys.argv[1:] if argv is None else argv), runs=[])
     for w in args.workloads:
         try:
@@ -130,9 +106,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"loss difference {r['loss_rel_diff']:.1e}", flush=True)
         result["runs"].append(r)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {args.out}")
+        sbs.write_result(args.out, result)
 
 
 if __name__ == "__main__":

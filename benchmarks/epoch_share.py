@@ -18,11 +18,9 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
-import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,8 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     import side_by_side as sbs
 
-    result = dict(machine=sbs.machine(), commit=sbs.commit(), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                  runs=[])
+    result = dict(**sbs.provenance(), runs=[])
     for t in args.threads:
         r = measure(args.config, args.epochs, t)
         result["runs"].append(r)
@@ -67,9 +64,7 @@ def main(argv: list[str] | None = None) -> None:
               f"wall time (windows: " + ", ".join(f"{100 * w['step_share']:.1f} %" for w in r["windows"]) + ")",
               flush=True)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {args.out}")
+        sbs.write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -103,7 +103,6 @@ def build(workload: str):
     import eghn.models.mpnn
     import eghn.nn.plain_mp  # noqa: F401
     from eghn.models import EGHN
-    from eghn.train.loop import build_model
 
     if workload.startswith("radius-"):
         from bench_eghn import radius_graph
@@ -112,23 +111,7 @@ def build(workload: str):
         torch.manual_seed(0)
         model = EGHN.single_level(cfg["node_dim"], cfg["edge_dim"], clusters=cfg["clusters"])
     else:
-        base = "mocap" if workload.startswith("mocap") else workload
-        work = sbs.build_workload(base)
-        if workload == "mocap-released":
-            g = work["common"]
-            kw = dict(work["released_kw"])
-            torch.manual_seed(0)
-            model = EGHN.released(kw.pop("node_dim"), kw.pop("edge_dim"), kw.pop("local_edge_dim"), **kw)
-        else:
-            g = work["own"]
-
-            class _Dims:
-                node_dim = g.h.shape[1]
-                edge_dim = g.edge_attr.shape[1] if g.edge_attr is not None else 0
-                local_edge_dim = g.local_edge_attr.shape[1] if g.local_edge_attr is not None else 0
-
-            torch.manual_seed(0)
-            model = build_model(work["default_config"], _Dims)
+        model, g = sbs.workload_model(workload)
     opt = torch.optim.Adam(model.parameters(), lr=5e-4, fused=True)
 
     def step():
@@ -250,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     import side_by_side as sbs
 
-    result = dict(machine=sbs.machine(), commit=sbs.commit(), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    result = dict(**sbs.provenance(),
                   command="python benchmarks/fast_paths.py " + " ".join(sys.argv[1:] if argv is None else argv),
                   timing=[], memory=[], malloc=[])
     for w in args.workloads:
@@ -278,9 +261,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{'':<15}glibc defaults {m['default_ms']:.1f} ms, reuse_freed_memory {m['reuse_ms']:.1f} ms: "
                   f"x{m['default_vs_reuse']:.2f} ({m['range'][0]:.2f}-{m['range'][1]:.2f})", flush=True)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {args.out}")
+        sbs.write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -64,13 +63,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{m}: {rec['self_cpu_ms_per_step']:.0f} ms of operators per step; "
               + ", ".join(f"{o['name']} {100 * o['share']:.0f} %" for o in rec["top"]))
     if args.out:
-        result = dict(machine=sbs.machine(), commit=sbs.commit(),
-                      date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        result = dict(**sbs.provenance(),
                       command="python benchmarks/profile_step.py AUTHORS_DIR " + " ".join(
                           sys.argv[2:] if argv is None else argv[1:]), **r)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {args.out}")
+        sbs.write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -207,6 +207,38 @@ def build_workload(name: str) -> dict:
                 default_config=cfg)
 
 
+def workload_model(workload: str):
+    """``(model, batch)`` of eghn for a workload name: a :data:`WORKLOADS` name gives the default
+    model on eghn's own inputs, ``NAME-released`` the released architecture on the common
+    inputs (e.g. ``mocap-released``). Seeded: the same weights every call."""
+    import torch
+
+    from eghn.models import EGHN
+    from eghn.train.loop import build_model
+
+    released = workload.endswith("-released")
+    work = build_workload(workload.removesuffix("-released"))
+    torch.manual_seed(0)
+    if released:
+        kw = dict(work["released_kw"])
+        return EGHN.released(kw.pop("node_dim"), kw.pop("edge_dim"), kw.pop("local_edge_dim"), **kw), work["common"]
+    g = work["own"]
+    dims = types.SimpleNamespace(node_dim=g.h.shape[1], edge_dim=g.edge_attr.shape[1] if g.edge_attr is not None else 0,
+                                 local_edge_dim=g.local_edge_attr.shape[1] if g.local_edge_attr is not None else 0)
+    return build_model(work["default_config"], dims), g
+
+
+def provenance() -> dict:
+    """Machine, commit and date: the head of every result file."""
+    return dict(machine=machine(), commit=commit(), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+
+
+def write_result(path: Path, result: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {path}")
+
+
 def make_steps(work: dict, authors_dir: str | None, which, device: str) -> dict:
     """One closure per model that runs a full training step on the workload's batch."""
     import torch
@@ -480,7 +512,7 @@ def main(argv: list[str] | None = None) -> None:
     if not (Path(args.authors) / "model" / "eghn.py").is_file():
         raise SystemExit(f"{args.authors} is not a checkout of the authors' code (no model/eghn.py)")
     authors = str(Path(args.authors).resolve())
-    result = dict(machine=machine(), commit=commit(), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    result = dict(**provenance(),
                   command="python benchmarks/side_by_side.py AUTHORS_DIR " + " ".join(sys.argv[2:] if argv is None
                                                                                      else argv[1:]),
                   timing=[], per_process=[], memory=[])
@@ -515,9 +547,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{w:<13} memory {m:<9} {r['params']:>9,} params  above torch import {r['above_import_mb']:8.1f}"
                       f" MB  step {r['step_mb']:8.1f} MB", flush=True)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {args.out}")
+        write_result(args.out, result)
 
 
 if __name__ == "__main__":
