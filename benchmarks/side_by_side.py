@@ -155,7 +155,6 @@ def build_workload(name: str) -> dict:
     ``local_edge_attr`` are the authors' inputs, given to ``authors`` and ``released``),
     ``own`` (eghn's own inputs for ``default``), ``authors_kw`` (the authors' ``EGHN(...)``
     arguments), ``released_kw`` and the ``default`` model's config."""
-    import torch
 
     from eghn.train.loop import build_datasets
 
@@ -184,23 +183,14 @@ def build_workload(name: str) -> dict:
                            pool_layers=3, unpool_layers=1)
     elif name == "adk":
         cfg = _shipped("protein/adk_eghn", ['data.source="adk-embedded"'])
-        own = build_datasets(cfg, splits=("train",))["train"].collate(range(8))
-        # the authors' MD inputs: nodes [|v|, Z / max Z], global edges [d_ij, d_ij^2] and local
-        # (bonded) edges [1, d_ij^2]
-        z = own.h.argmax(-1).float() + 6.0
-        src, dst = own.edge_index
-        lsrc, ldst = own.local_edge_index
-        d2 = ((own.pos[src] - own.pos[dst]) ** 2).sum(-1, keepdim=True)
-        ld2 = ((own.pos[lsrc] - own.pos[ldst]) ** 2).sum(-1, keepdim=True)
-        common = own.replace(h=torch.cat([own.vel.norm(dim=-1, keepdim=True), z[:, None]], -1),
-                             edge_attr=torch.cat([d2.sqrt(), d2], -1),
-                             local_edge_attr=torch.cat([torch.ones_like(ld2), ld2], -1))
-        authors_h = common.h.clone()
-        authors_h[:, 1] = authors_h[:, 1] / authors_h[:, 1].max()
+        # the released protocol gives the authors' MD inputs: nodes [|v|, q / max q], global
+        # edges [d_ij, d_ij^2], local (bonded) edges [first-frame bond length, d_ij^2]
+        common = own = build_datasets(cfg, splits=("train",))["train"].collate(range(8))
+        authors_h = common.h
         authors_kw = dict(in_node_nf=2, in_edge_nf=2, hidden_nf=128, n_cluster=20, layer_per_block=4,
                           layer_pooling=4, layer_decoder=2)
         released_kw = dict(node_dim=2, edge_dim=2, local_edge_dim=2, clusters=20, hidden=128, layers=4,
-                           pool_layers=4, unpool_layers=2, batch_max_features=[1])
+                           pool_layers=4, unpool_layers=2)
     else:
         raise SystemExit(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
     return dict(common=common, own=own, authors_h=authors_h, authors_kw=authors_kw, released_kw=released_kw,

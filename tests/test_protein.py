@@ -264,6 +264,62 @@ def test_options_universe_input_and_features(universe):
     assert float(el[0].edge_attr.max()) <= 1.0
 
 
+def test_released_inputs_match_the_released_definitions(cache_dir, universe, raw_backbone):
+    """node [|v|, q / max q], global edges [d, d^2] in Å, local [first-frame bond length, d^2]."""
+    ds = ProteinMDDataset(split="val", cache_dir=cache_dir, cutoff=8.0, node_features="released",
+                          edge_features="released")
+    assert (ds.node_dim, ds.edge_dim, ds.local_edge_dim) == (2, 2, 2)
+    assert ds.feature_length_powers == {"h": (1, 0), "edge_attr": (1, 2), "local_edge_attr": (1, 2)}
+    i = 3
+    t = ds.frame_index(i)
+    g = ds[i]
+    x = raw_backbone[t].astype(np.float64)
+    speed = np.linalg.norm(raw_backbone[t + 1] - raw_backbone[t], axis=1)
+    np.testing.assert_allclose(g.h[:, 0].numpy(), speed, rtol=1e-5)
+    q = universe.select_atoms("backbone").charges
+    np.testing.assert_allclose(g.h[:, 1].numpy(), q / q.max(), rtol=1e-6)
+    assert g.h[:, 1].max() == 1.0 and g.h[:, 1].min() < 0  # partial charges keep their sign
+    r, c = g.edge_index.numpy()
+    d = np.linalg.norm(x[r] - x[c], axis=1)
+    assert d.max() <= 8.0 and len(d) > 30 * 855
+    np.testing.assert_allclose(g.edge_attr.numpy(), np.stack([d, d * d], 1), rtol=1e-5)
+    lr, lc = g.local_edge_index.numpy()
+    first = raw_backbone[0].astype(np.float64)
+    np.testing.assert_allclose(g.local_edge_attr[:, 0].numpy(), np.linalg.norm(first[lr] - first[lc], axis=1),
+                               rtol=1e-5)
+    np.testing.assert_allclose(g.local_edge_attr[:, 1].numpy(), ((x[lr] - x[lc]) ** 2).sum(1), rtol=1e-5)
+    assert not np.allclose(g.local_edge_attr[:, 0].numpy() ** 2, g.local_edge_attr[:, 1].numpy())
+    # every feature is invariant: a rotated and shifted sample carries the same ones
+    moved = ProteinMDDataset(split="val", cache_dir=cache_dir, cutoff=8.0, node_features="released",
+                             edge_features="released", rotate=True, translate=True)[i]
+    for name in ("h", "edge_attr", "local_edge_attr"):
+        np.testing.assert_allclose(getattr(moved, name).numpy(), getattr(g, name).numpy(), rtol=1e-4, atol=1e-4)
+    batch = ds.collate([0, 1])
+    assert batch.h.shape == (2 * 855, 2) and batch.local_edge_attr.shape == (4 * 854, 2)
+
+
+def test_released_node_features_need_charges(tmp_path, cache_dir):
+    """A version-1 cache (no charges) still loads; released node features then fail clearly."""
+    path = ProteinMDDataset(split="train", cache_dir=cache_dir).cache_path
+    frames = P.load_frames(path)
+    assert frames.charges is not None and frames.charges.shape == (855,)
+    frames.charges = None
+    frames.meta = dict(frames.meta)
+    old = tmp_path / "old.npz"
+    frames.save(old)
+    meta = json.loads(old.with_suffix(".json").read_text())
+    meta["cache_version"] = 1
+    old.with_suffix(".json").write_text(json.dumps(meta))
+    legacy = ProteinMDDataset.from_cache(old, split="train", edge_features="released")
+    assert legacy.frames.charges is None and legacy.edge_dim == 2
+    with pytest.raises(ValueError, match="needs the topology's partial charges"):
+        ProteinMDDataset.from_cache(old, split="train", node_features="released")
+    meta["cache_version"] = 7
+    old.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="cache of version 1 or 2"):
+        P.load_frames(old)
+
+
 def test_clear_errors(tmp_path, universe, cache_dir, monkeypatch):
     with pytest.raises(ValueError, match="98 frames, too short for a frame gap of delta=98"):
         ProteinMDDataset(cache_dir=cache_dir, delta=98)

@@ -39,6 +39,14 @@ the protein crosses the box):
   sorted atom names present in the selection (backbone: C, CA, N, O -> 4 columns);
   ``"element"`` -- one-hot of the element over the elements present; ``"mass"`` -- the atom
   mass divided by 12 (one column). All are invariant.
+* the inputs of the authors' released code (``node_features="released"`` with
+  ``edge_features="released"``, the ``released`` protocol of ``protein/adk_eghn``): node
+  features :math:`[\\|v_i\\|,\\; q_i / \\max_j q_j]` (speed in Å per frame; topology partial
+  charge over the largest partial charge of the selection); global edge features
+  :math:`[\\|x_i - x_j\\|,\\; \\|x_i - x_j\\|^2]` in Å and Å\\ :sup:`2`; local edge features
+  [bond length in the first frame of the trajectory, :math:`\\|x_i - x_j\\|^2` at frame
+  ``t``]. The released code lists every bond once (one direction) where this dataset lists
+  both; that difference stays.
 
 Reading a long trajectory is slow, so the positions of the selected atoms (``(T, N, 3)``
 float32), the bonds and the per-atom names/elements/masses are cached once as
@@ -65,7 +73,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,9 +100,10 @@ __all__ = [
 PAPER_SPLIT_FRACTIONS: tuple[float, float, float] = (2481 / 4186, 827 / 4186, 878 / 4186)
 
 _SPLITS = ("train", "val", "test")
-_CACHE_VERSION = 1
-_NODE_FEATURES = ("name", "element", "mass")
-_EDGE_FEATURES = ("sqdist", "distance", "none")
+_CACHE_VERSION = 2  # 2: partial charges added; version-1 caches are still read (without charges)
+_READABLE_CACHE_VERSIONS = (1, 2)
+_NODE_FEATURES = ("name", "element", "mass", "released")
+_EDGE_FEATURES = ("sqdist", "distance", "none", "released")
 _SOURCES = ("adk-embedded", "adk-equilibrium")
 
 PathLike = str | os.PathLike
@@ -262,6 +271,8 @@ class ProteinFrames:
         - bonds: :math:`(B, 2)` int64 local atom indices, ``i < j``
         - names, elements: :math:`(N,)` str; masses: :math:`(N,)` float64
         - atom_indices: :math:`(N,)` int64 indices of the atoms in the source Universe
+        - charges: :math:`(N,)` float64 topology partial charges (``e``), or None when the
+          topology has none (or the cache predates them)
     """
 
     positions: np.ndarray
@@ -271,6 +282,7 @@ class ProteinFrames:
     masses: np.ndarray
     atom_indices: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    charges: np.ndarray | None = None
 
     @property
     def n_frames(self) -> int:
@@ -291,6 +303,11 @@ class ProteinFrames:
         for name in ("names", "elements", "masses", "atom_indices"):
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"{source}: {name} must have shape ({n},), got {getattr(self, name).shape}")
+        if self.charges is not None:
+            if self.charges.shape != (n,):
+                raise ValueError(f"{source}: charges must have shape ({n},), got {self.charges.shape}")
+            if not np.isfinite(self.charges).all():
+                raise ValueError(f"{source}: NaN or inf partial charges")
         if self.bonds.ndim != 2 or self.bonds.shape[1] != 2:
             raise ValueError(f"{source}: bonds must have shape (B, 2), got {self.bonds.shape}")
         if self.bonds.size and (self.bonds.min() < 0 or self.bonds.max() >= n):
@@ -313,6 +330,8 @@ class ProteinFrames:
             "masses": self.masses.astype(np.float64),
             "atom_indices": self.atom_indices.astype(np.int64),
         }
+        if self.charges is not None:
+            arrays["charges"] = self.charges.astype(np.float64)
         from ..io import atomic_write, atomic_write_text
 
         with atomic_write(path_npz, "wb") as fh:  # unique temp name, fsync, rename
@@ -334,11 +353,13 @@ def load_frames(path_npz: PathLike) -> ProteinFrames:
         meta = json.loads(path_json.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"cannot read cache metadata {str(path_json)!r}: {err}") from err
-    if not isinstance(meta, dict) or meta.get("cache_version") != _CACHE_VERSION:
-        raise ValueError(f"{str(path_json)!r} is not an eghn protein cache of version {_CACHE_VERSION}")
+    if not isinstance(meta, dict) or meta.get("cache_version") not in _READABLE_CACHE_VERSIONS:
+        raise ValueError(f"{str(path_json)!r} is not an eghn protein cache of version "
+                         f"{' or '.join(map(str, _READABLE_CACHE_VERSIONS))}")
     try:
         with np.load(path_npz, allow_pickle=False) as z:
             arrays = {k: z[k] for k in ("positions", "bonds", "names", "elements", "masses", "atom_indices")}
+            arrays["charges"] = z["charges"] if "charges" in z.files else None
     except (OSError, ValueError, KeyError) as err:
         raise ValueError(f"cannot read protein cache {str(path_npz)!r}: {err}") from err
     frames = ProteinFrames(meta=meta, **arrays).validate(str(path_npz))
@@ -381,10 +402,11 @@ def extract_frames(universe, selection: str = "backbone", *, guess_bonds: bool =
         masses = np.asarray(atoms.masses, dtype=np.float64)
     else:
         masses = np.zeros(atoms.n_atoms)
+    charges = np.asarray(atoms.charges, dtype=np.float64) if hasattr(atoms, "charges") else None
     frames = ProteinFrames(
         positions=positions, bonds=bonds, names=np.asarray(atoms.names, dtype=str),
         elements=_elements(atoms), masses=masses, atom_indices=np.asarray(atoms.indices, dtype=np.int64),
-        meta=info,
+        meta=info, charges=charges,
     )
     return frames.validate(f"trajectory of {universe}")
 
@@ -544,8 +566,10 @@ class ProteinMDDataset:
         split_sizes: three fractions or three counts (see :func:`chronological_split`).
         gap: start frames left out between consecutive blocks (e.g. ``gap=delta`` keeps the
             targets of one block out of the inputs of the next).
-        node_features: ``"name"``, ``"element"`` or ``"mass"``.
-        edge_features: ``"sqdist"``, ``"distance"`` or ``"none"``.
+        node_features: ``"name"``, ``"element"``, ``"mass"`` or ``"released"`` (speed and
+            partial charge, as the released code; needs charges in the topology).
+        edge_features: ``"sqdist"``, ``"distance"``, ``"none"`` or ``"released"`` (global
+            ``[d, d^2]`` in Å, local ``[first-frame bond length, d^2]``, as the released code).
         rotate, translate: random rigid transform of every sample (test-time rotation).
         translate_scale: standard deviation :math:`\\sigma` (Å) of the random translation.
         seed: seed of the random transforms.
@@ -558,7 +582,8 @@ class ProteinMDDataset:
     Shapes (one sample with ``N`` atoms):
         - pos, vel, target: :math:`(N, 3)`; h: :math:`(N, \\text{node\\_dim})`
         - edge_index: :math:`(2, E_t)`, edge_attr: :math:`(E_t, \\text{edge\\_dim})` or None
-        - local_edge_index: :math:`(2, 2B)`, local_edge_attr: None
+        - local_edge_index: :math:`(2, 2B)`, local_edge_attr: None (:math:`(2B, 2)` with
+          ``edge_features="released"``)
 
     Example:
         >>> ds = ProteinMDDataset(split="train", use_cache=False)
@@ -669,6 +694,18 @@ class ProteinMDDataset:
         self.h = torch.from_numpy(h).to(dtype)
         bonds = torch.from_numpy(frames.bonds.astype(np.int64)).T
         self.local_edge_index = torch.cat([bonds, bonds.flip(0)], 1).contiguous()
+        self.bond_length0: torch.Tensor | None = None
+        # power of length of each feature column (see eghn.data.units); the default features
+        # are dimensionless (one-hot types, masses, distances relative to the cutoff)
+        self.feature_length_powers: dict[str, tuple[int, ...]] = {}
+        if node_features == "released":
+            self.feature_length_powers["h"] = (1, 0)
+        if edge_features == "released":
+            first = frames.positions[0].astype(np.float64)
+            li = self.local_edge_index.numpy()
+            length0 = np.linalg.norm(first[li[0]] - first[li[1]], axis=1)
+            self.bond_length0 = torch.from_numpy(length0).to(dtype).unsqueeze(1)
+            self.feature_length_powers.update(edge_attr=(1, 2), local_edge_attr=(1, 2))
 
     # ---------------------------------------------------------------- constructors
     @classmethod
@@ -683,6 +720,17 @@ class ProteinMDDataset:
 
     @staticmethod
     def _node_features(frames: ProteinFrames, kind: str) -> tuple[list[str], np.ndarray]:
+        """Names and values of the per-atom node features; for ``"released"`` the charge column
+        only (the speed column depends on the sample and is put in front in ``__getitem__``)."""
+        if kind == "released":
+            q = frames.charges
+            if q is None:
+                raise ValueError("node_features='released' needs the topology's partial charges, and this "
+                                 "topology (or cache) has none; use node_features='name', 'element' or 'mass'")
+            if not q.max() > 0:
+                raise ValueError("node_features='released' divides the partial charges by their largest "
+                                 f"value, which is {q.max():g} for this selection (must be positive)")
+            return ["|v|", "q/max q"], (q / q.max()).reshape(-1, 1)
         if kind == "mass":
             if not (frames.masses > 0).all():
                 raise ValueError("node_features='mass' needs a positive mass for every atom; the topology "
@@ -695,25 +743,21 @@ class ProteinMDDataset:
         return [str(v) for v in vocab], h
 
     # ---------------------------------------------------------------- interface
-    #: every feature is dimensionless (see :mod:`eghn.data.units`): atom masses or one-hot types,
-    #: distances relative to the cutoff
-    feature_length_powers: ClassVar[dict[str, tuple[int, ...]]] = {}
-
     @property
     def num_atoms(self) -> int:
         return self.frames.n_atoms
 
     @property
     def node_dim(self) -> int:
-        return int(self.h.shape[1])
+        return int(self.h.shape[1]) + (self.node_features == "released")
 
     @property
     def edge_dim(self) -> int:
-        return 0 if self.edge_features == "none" else 1
+        return {"none": 0, "released": 2}.get(self.edge_features, 1)
 
     @property
     def local_edge_dim(self) -> int:
-        return 0
+        return 2 if self.edge_features == "released" else 0
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -742,9 +786,21 @@ class ProteinMDDataset:
             edge_attr = torch.from_numpy(sq / self.cutoff**2).to(self.dtype).unsqueeze(1)
         elif self.edge_features == "distance":
             edge_attr = torch.from_numpy(np.sqrt(sq) / self.cutoff).to(self.dtype).unsqueeze(1)
+        elif self.edge_features == "released":
+            edge_attr = torch.from_numpy(np.stack([np.sqrt(sq), sq], 1)).to(self.dtype)
         else:
             edge_attr = None
+        local_edge_attr = None
+        if self.bond_length0 is not None:
+            li = self.local_edge_index.numpy()
+            d = x[li[0]].astype(np.float64) - x[li[1]]
+            local_sq = torch.from_numpy((d * d).sum(1)).to(self.dtype).unsqueeze(1)
+            local_edge_attr = torch.cat([self.bond_length0, local_sq], 1)
         vel = self.frames.positions[t + 1] - x
+        h = self.h
+        if self.node_features == "released":  # the speed is invariant: taken before any transform
+            speed = np.linalg.norm(vel.astype(np.float64), axis=1, keepdims=True)
+            h = torch.cat([torch.from_numpy(speed).to(self.dtype), self.h], 1)
         target = self.frames.positions[t + self.delta]
         rot, shift = self.transform_for(int(i))
         if rot is not None:  # x -> x Q^T (+ t), v -> v Q^T, in float64 then cast
@@ -756,8 +812,9 @@ class ProteinMDDataset:
             return torch.from_numpy(np.ascontiguousarray(a)).to(self.dtype)
 
         return Graph(
-            pos=tensor(x), h=self.h, vel=tensor(vel), edge_index=torch.from_numpy(edge_index),
-            edge_attr=edge_attr, local_edge_index=self.local_edge_index, target=tensor(target),
+            pos=tensor(x), h=h, vel=tensor(vel), edge_index=torch.from_numpy(edge_index),
+            edge_attr=edge_attr, local_edge_index=self.local_edge_index, local_edge_attr=local_edge_attr,
+            target=tensor(target),
         )
 
     def collate(self, indices: Sequence[int]) -> Graph:
