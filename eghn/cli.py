@@ -267,8 +267,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         from .train.references import reference_mses
 
-        for label, value in reference_mses(config):
-            print(f"  for comparison, {label}: {value:.4g}")
+        for ref in reference_mses(config):
+            print(f"  for comparison, {ref.label}: {ref.mse:.4g}")
     except Exception as e:  # informative only
         print(f"(reference MSEs skipped: {type(e).__name__}: {e})")
     try:

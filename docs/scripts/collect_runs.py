@@ -9,7 +9,11 @@ progress is summarised as far as its ``metrics.csv`` goes and marked so.
 Usage::
 
     python docs/scripts/collect_runs.py NAME RUN_DIR[=LABEL,DATA,MODEL,COMMAND] ... \
-        [--threshold 1.40 --threshold 0.372] [--about TEXT]
+        [--threshold 1.40 --threshold 0.372] [--references] [--about TEXT]
+
+``--references`` adds, for each run, the reference MSEs ``eghn train`` prints beside its result
+(:func:`eghn.train.references.reference_mses` on the run's own config and data: hold still and
+linear extrapolation on the test split), so that the page compares with computed numbers.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ def summarise(run: Path, thresholds: list[float]) -> dict:
         "best_val": float(best["val_mse"]),
         "test_mse": float(best["test_mse"]),
         "wall_s": float(rows[-1]["wall_s"]),
+        "last_train_loss": float(rows[-1]["train_loss"]),
+        "last_train_mse": float(rows[-1]["train_mse"]),
         "finished": finished,
         "curve": [[int(r["epoch"]), round(float(r["val_mse"]), 5)] for r in rows],
         "reached": {},
@@ -61,6 +67,8 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", help="RUN_DIR=KEY,DATA,MODEL,COMMAND (separated by ';' instead when DATA "
                                             "holds a comma, e.g. 'single (3,3)')")
     ap.add_argument("--threshold", type=float, action="append", default=[])
+    ap.add_argument("--references", action="store_true",
+                    help="add each run's reference MSEs (needs the run's data)")
     ap.add_argument("--about", default="")
     args = ap.parse_args()
     result = {"about": args.about, "runs": {}}
@@ -70,6 +78,12 @@ def main() -> None:
         run = Path(path)
         summary = summarise(run, args.threshold)
         summary.update(data=data, model=model, command=command)
+        if args.references:
+            from eghn.train.references import reference_mses
+
+            config = json.loads((run / "config.json").read_text())
+            summary["references"] = {r.key: {"label": r.label, "mse": r.mse, "t": r.t}
+                                     for r in reference_mses(config)}
         result["runs"][key] = summary
         dest = DOCS / "results" / "run_files" / key
         dest.mkdir(parents=True, exist_ok=True)

@@ -48,6 +48,7 @@ import torch
 from torch import Tensor
 
 from ..io import atomic_write, atomic_write_text, clean_orphans, recover_dir, replace_dir, staging_dir
+from .baselines import fit_linear_extrapolation, linear_extrapolation_mse
 from .graph import Graph, collate
 from .mcomplex_sim import PAPER_STEPS, MComplexTrajectories, check_config, simulate_mcomplex
 
@@ -379,7 +380,8 @@ class MComplexDataset:
 
 # ---------------------------------------------------------------------------- baseline
 def linear_extrapolation_baseline(train: MComplexDataset, test: MComplexDataset) -> tuple[float, float]:
-    """Fit ``x_T = x_0 + t v_0`` (one scalar ``t``, least squares on ``train``); test MSE.
+    """Fit ``x_T = x_0 + t v_0`` (one scalar ``t``, least squares on ``train``); test MSE
+    (:mod:`eghn.data.baselines` on the stored arrays, in the simulation's unit).
 
     Returns ``(t, mse)`` with the MSE averaged over particles and coordinates of ``test``.
     """
@@ -389,13 +391,8 @@ def linear_extrapolation_baseline(train: MComplexDataset, test: MComplexDataset)
         return (arr["pos"][:n, ds.input_frame].astype(np.float64), arr["vel"][:n, ds.input_frame].astype(np.float64),
                 arr["pos"][:n, ds.target_frame].astype(np.float64))
 
-    x0, v0, xt = stack(train)
-    denom = float((v0 * v0).sum())
-    if denom == 0.0:
-        raise ValueError("training velocities are all zero; cannot fit the linear baseline")
-    t = float(((xt - x0) * v0).sum() / denom)
-    x0, v0, xt = stack(test)
-    return t, float(((x0 + t * v0 - xt) ** 2).mean())
+    t = fit_linear_extrapolation(*stack(train))
+    return t, linear_extrapolation_mse(t, *stack(test))
 
 
 # ---------------------------------------------------------------------------- CLI

@@ -1,17 +1,29 @@
 """Reference MSEs printed beside a run's result, so that a newcomer sees what was learned.
 
-Two kinds, both computed or looked up, never typed: a trivial baseline fitted on the run's own
-training split and evaluated on its test split (for M-complex, linear extrapolation
-:math:`x_T = x_0 + t\\,v_0`), and the paper's published number named by the config's top-level
-``paper_reference = "tableN/ROW/COLUMN"`` (from ``eghn/results/paper.json``).
+Two kinds, both computed or looked up, never typed: trivial baselines (:mod:`eghn.data.baselines`)
+on the run's own test split -- linear extrapolation :math:`x_T = x_0 + t\\,v_0` with :math:`t`
+fitted on its training split (M-complex and motion capture) and holding still,
+:math:`x_T = x_0` (motion capture) -- and the paper's published number named by the config's
+top-level ``paper_reference = "tableN/ROW/COLUMN"`` (from ``eghn/results/paper.json``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["paper_number", "reference_mses"]
+__all__ = ["Reference", "paper_number", "reference_mses"]
+
+
+class Reference(NamedTuple):
+    """One reference MSE: ``key`` (``"linear_extrapolation"``, ``"hold_still"`` or ``"paper"``),
+    a readable ``label``, the ``mse`` in the data's units, and the fitted ``t`` of a linear
+    extrapolation (None otherwise)."""
+
+    key: str
+    label: str
+    mse: float
+    t: float | None = None
 
 
 def paper_number(ref: str) -> tuple[float, str]:
@@ -27,18 +39,30 @@ def paper_number(ref: str) -> tuple[float, str]:
     return float(value) * float(t.get("scale", 1.0)), f"{row}, {column} (paper {table.replace('table', 'Table ')})"
 
 
-def reference_mses(config: Mapping[str, Any]) -> list[tuple[str, float]]:
-    """``[(label, MSE)]`` for the run described by ``config`` (empty when none applies)."""
-    out: list[tuple[str, float]] = []
+def reference_mses(config: Mapping[str, Any]) -> list[Reference]:
+    """The references of the run described by ``config`` (empty when none applies)."""
+    out: list[Reference] = []
     if config["data"]["name"] == "mcomplex":
         from ..data.mcomplex import linear_extrapolation_baseline
         from .loop import build_datasets
 
         ds = build_datasets(config, splits=("train", "test"), raw=True)
         t, mse = linear_extrapolation_baseline(ds["train"], ds["test"])
-        out.append((f"linear extrapolation x_T = x_0 + {t:.3g} v_0 (fitted on the training split)", mse))
+        out.append(Reference("linear_extrapolation",
+                             f"linear extrapolation x_T = x_0 + {t:.3g} v_0 (fitted on the training split)", mse, t))
+    elif config["data"]["name"] == "mocap":
+        from ..data.baselines import fit_linear_extrapolation, hold_still_mse, linear_extrapolation_mse
+        from .loop import build_datasets
+
+        ds = build_datasets(config, splits=("train", "test"), raw=True)
+        train, test = ((d.pos, d.vel, d.target) for d in (ds["train"], ds["test"]))
+        t = fit_linear_extrapolation(*train)
+        out.append(Reference("hold_still", "hold still, x_T = x_0", hold_still_mse(test[0], test[2])))
+        out.append(Reference("linear_extrapolation",
+                             f"linear extrapolation x_T = x_0 + {t:.3g} v_0 (fitted on the training split)",
+                             linear_extrapolation_mse(t, *test), t))
     ref = config.get("paper_reference") or ""
     if ref:
         value, what = paper_number(ref)
-        out.append((f"the paper's {what}", value))
+        out.append(Reference("paper", f"the paper's {what}", value))
     return out

@@ -1,0 +1,71 @@
+"""Reference MSEs printed beside a run (eghn.data.baselines, eghn.train.references)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eghn.data import MocapDataset
+from eghn.data.baselines import fit_linear_extrapolation, hold_still_mse, linear_extrapolation_mse
+from eghn.data.paths import find_data
+from eghn.train.config import load_config, resolve
+from eghn.train.references import reference_mses
+
+
+def test_linear_extrapolation_recovers_t_and_hold_still():
+    rng = np.random.default_rng(0)
+    x0, v0 = rng.normal(size=(7, 5, 3)), rng.normal(size=(7, 5, 3))
+    xt = x0 + 2.5 * v0
+    t = fit_linear_extrapolation(x0, v0, xt)
+    assert t == pytest.approx(2.5, rel=1e-12)
+    assert linear_extrapolation_mse(t, x0, v0, xt) == pytest.approx(0.0, abs=1e-24)
+    assert hold_still_mse(x0, xt) == pytest.approx(float((6.25 * v0 * v0).mean()), rel=1e-12)
+    # the fit is least squares: noise orthogonal to v0 leaves t alone, and the MSE is the noise's
+    noise = rng.normal(size=x0.shape)
+    noise -= (noise * v0).sum() / (v0 * v0).sum() * v0
+    assert fit_linear_extrapolation(x0, v0, xt + noise) == pytest.approx(2.5, rel=1e-12)
+    assert linear_extrapolation_mse(2.5, x0, v0, xt + noise) == pytest.approx(float((noise**2).mean()), rel=1e-12)
+    # a rotation of everything changes neither number
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    assert fit_linear_extrapolation(x0 @ q, v0 @ q, (xt + noise) @ q) == pytest.approx(2.5, rel=1e-12)
+
+
+def test_baseline_errors():
+    x = np.zeros((4, 3))
+    with pytest.raises(ValueError, match="velocities are all zero"):
+        fit_linear_extrapolation(x, x, x + 1)
+    with pytest.raises(ValueError, match="share one shape"):
+        fit_linear_extrapolation(x, x[:2], x)
+    with pytest.raises(ValueError, match="share one shape"):
+        hold_still_mse(np.zeros((4, 2)), np.zeros((4, 2)))
+    bad = x.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        hold_still_mse(bad, x)
+
+
+def test_mcomplex_reference_is_the_linear_extrapolation(small_mcomplex):
+    cfg = resolve({"name": "r", "data": {"name": "mcomplex", "root": str(small_mcomplex)},
+                   "model": {"name": "eghn"}, "paper_reference": "table1/EGHN/single (3,3)"})
+    refs = reference_mses(cfg)
+    assert [r.key for r in refs] == ["linear_extrapolation", "paper"]
+    assert refs[0].t is not None and 0 < refs[0].mse < 10 and f"{refs[0].t:.3g}" in refs[0].label
+    assert refs[1].mse == pytest.approx(0.1158) and refs[1].t is None
+
+
+@pytest.mark.parametrize("protocol", ["paper", "released"])
+def test_mocap_references_on_the_test_split(protocol):
+    if find_data("mocap/cmu09_run.npz") is None:
+        pytest.skip("shared CMU mocap data not found (mocap/cmu09_run.npz under $EGHN_DATA_DIR or ../shared/data)")
+    refs = {r.key: r for r in reference_mses(load_config("mocap/run_eghn", [f'protocol="{protocol}"']))}
+    assert set(refs) == {"hold_still", "linear_extrapolation"}
+    train = MocapDataset("train", "run", max_samples=200 if protocol == "paper" else 400)
+    test = MocapDataset("test", "run")
+    x0, v0, xt = (a.double().numpy() for a in (test.pos, test.vel, test.target))
+    assert refs["hold_still"].mse == pytest.approx(float(((x0 - xt) ** 2).mean()), rel=1e-9)
+    d, v = (train.target - train.pos).double().numpy(), train.vel.double().numpy()
+    t = float((d * v).sum() / (v * v).sum())
+    assert refs["linear_extrapolation"].t == pytest.approx(t, rel=1e-9)
+    assert refs["linear_extrapolation"].mse == pytest.approx(float(((x0 + t * v0 - xt) ** 2).mean()), rel=1e-9)
+    # 30 frames ahead a runner moves far: velocities explain most of it
+    assert refs["linear_extrapolation"].mse < 0.5 * refs["hold_still"].mse
