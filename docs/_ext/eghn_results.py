@@ -149,8 +149,10 @@ class RunsTable(SphinxDirective):
         rows = []
         for key, run in runs.items():
             src = f"{name}:runs.{key}"
-            # the paper's row of the model (an EGHN variant without a row of its own: EGHN's)
-            row = run["model"] if run["data"] in paper_rows.get(run["model"], {}) else "EGHN"
+            # the paper's row of the model: the longest row name that starts the model's label
+            # ("EGNN, 600-epoch cap" -> EGNN); an EGHN variant without a row of its own: EGHN's
+            row = next((r for r in sorted(paper_rows, key=len, reverse=True)
+                        if run["model"].startswith(r) and run["data"] in paper_rows[r]), "EGHN")
             if run.get("finished") is False:
                 cap = "unfinished when collected"
             elif run.get("stopped_early") is True:
