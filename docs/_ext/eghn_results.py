@@ -155,8 +155,8 @@ class RunsTable(SphinxDirective):
                         if run["model"].startswith(r) and run["data"] in paper_rows[r]), "EGHN")
             if run.get("finished") is False:
                 cap = "unfinished when collected"
-            elif run.get("stopped_early") is True:
-                cap = "early stop"
+            elif "stopped_early" in run:  # from the run's result.json
+                cap = "early stop" if run["stopped_early"] else "cap reached"
             else:
                 cap = "cap reached" if run["epochs"] - run["best_epoch"] < 50 else "early stop"
             rows.append([
