@@ -2,8 +2,9 @@
 
 For every run directory given, copies its ``config.json``, ``metrics.csv`` and (when the run
 finished) ``result.json`` into ``docs/results/run_files/<key>/`` and summarises it: best
-validation epoch, test MSE there, epochs trained, wall time, whether it finished, and the first
-epoch (and wall time) at which the validation MSE reached each ``--threshold``. A run still in
+validation epoch, test MSE there, epochs trained, wall time, whether it finished, the first
+epoch (and wall time) at which the validation MSE reached each ``--threshold``, and the loss
+spikes (evaluations whose validation MSE more than doubled from the previous one). A run still in
 progress is summarised as far as its ``metrics.csv`` goes and marked so.
 
 Usage::
@@ -22,6 +23,7 @@ import argparse
 import csv
 import json
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1]
@@ -49,6 +51,9 @@ def summarise(run: Path, thresholds: list[float]) -> dict:
         "finished": finished,
         "curve": [[int(r["epoch"]), round(float(r["val_mse"]), 5)] for r in rows],
         "reached": {},
+        # loss spikes: evaluations whose validation MSE is more than twice the previous one
+        "spikes": [{"epoch": int(b["epoch"]), "before": float(a["val_mse"]), "after": float(b["val_mse"])}
+                   for a, b in pairwise(rows) if float(b["val_mse"]) > 2 * float(a["val_mse"])],
     }
     if finished:
         res = json.loads((run / "result.json").read_text())
