@@ -8,7 +8,7 @@ optional ``OP`` scales and formats it, ``*100:.1f`` (times 100, one decimal) or 
 (seconds to minutes). The value is rendered as ``<span class="eghn-result">``.
 
 ``.. eghn-paper-table:: table1`` renders a published table of ``paper.json`` and
-``.. eghn-runs-table:: cpu_runs`` the measured runs of a result file. Both mark their output
+``.. eghn-runs-table:: paper_protocol_runs`` the measured runs of a result file. Both mark their output
 as a measured context (class ``eghn-measured``), as does ``.. container:: eghn-measured``
 around prose: ``docs/check_site.py`` fails on a decimal number or a duration inside such a
 context that is not a rendered result, i.e. on a hand-typed measurement.
