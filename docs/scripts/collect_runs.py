@@ -46,6 +46,7 @@ def summarise(run: Path, thresholds: list[float]) -> dict:
         "best_val": float(best["val_mse"]),
         "test_mse": float(best["test_mse"]),
         "wall_s": float(rows[-1]["wall_s"]),
+        "train_mse_at_best": float(best["train_mse"]),
         "last_train_loss": float(rows[-1]["train_loss"]),
         "last_train_mse": float(rows[-1]["train_mse"]),
         "finished": finished,
