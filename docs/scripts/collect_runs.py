@@ -2,7 +2,8 @@
 
 For every run directory given, copies its ``config.json``, ``metrics.csv`` and (when the run
 finished) ``result.json`` into ``docs/results/run_files/<key>/`` and summarises it: best
-validation epoch, test MSE there, epochs trained, wall time, whether it finished, the first
+validation epoch, test MSE there, epochs trained, wall time, the number of parameters (from
+``train.log``), whether it finished, the first
 epoch (and wall time) at which the validation MSE reached each ``--threshold``, and the loss
 spikes (evaluations whose validation MSE more than doubled from the previous one). A run still in
 progress is summarised as far as its ``metrics.csv`` goes and marked so.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import shutil
 from itertools import pairwise
 from pathlib import Path
@@ -56,6 +58,11 @@ def summarise(run: Path, thresholds: list[float]) -> dict:
         "spikes": [{"epoch": int(b["epoch"]), "before": float(a["val_mse"]), "after": float(b["val_mse"])}
                    for a, b in pairwise(rows) if float(b["val_mse"]) > 2 * float(a["val_mse"])],
     }
+    log = run / "train.log"
+    if log.is_file():  # "run DIR: model NAME (252,753 parameters), ..."
+        m = re.search(r"\(([\d,]+) parameters\)", log.read_text())
+        if m:
+            out["parameters"] = int(m.group(1).replace(",", ""))
     if finished:
         res = json.loads((run / "result.json").read_text())
         out.update(best_epoch=res["best_epoch"], best_val=res["best_val"], test_mse=res["test"],
