@@ -229,10 +229,25 @@ def write_result(path: Path, result: dict) -> None:
     print(f"wrote {path}")
 
 
+def authors_model(work: dict, authors_dir: str, device: str = "cpu"):
+    """The authors' ``EGHN`` (imported from their checkout ``authors_dir``, unmodified) built
+    with the workload's arguments after ``torch.manual_seed(0)``."""
+    import torch
+    from torch import nn
+
+    _install_spmm_stand_in()
+    if authors_dir not in sys.path:
+        sys.path.insert(0, authors_dir)
+    from model.eghn import EGHN as AuthorsEGHN
+
+    torch.manual_seed(0)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return AuthorsEGHN(activation=nn.SiLU(), device=device, **work["authors_kw"]).to(device)
+
+
 def make_steps(work: dict, authors_dir: str | None, which, device: str) -> dict:
     """One closure per model that runs a full training step on the workload's batch."""
     import torch
-    from torch import nn
 
     from eghn.models import EGHN
     from eghn.train.loop import build_model
@@ -240,13 +255,7 @@ def make_steps(work: dict, authors_dir: str | None, which, device: str) -> dict:
     steps, params = {}, {}
     common = work["common"].to(device)
     if "authors" in which:
-        _install_spmm_stand_in()
-        sys.path.insert(0, authors_dir)
-        from model.eghn import EGHN as AuthorsEGHN
-
-        torch.manual_seed(0)
-        with contextlib.redirect_stdout(io.StringIO()):
-            ref = AuthorsEGHN(activation=nn.SiLU(), device=device, **work["authors_kw"]).to(device)
+        ref = authors_model(work, authors_dir, device)
         opt_a = torch.optim.Adam(ref.parameters(), lr=5e-4, weight_decay=1e-12)
         n = int(common.nodes_per_graph()[0])
         nodes = work["authors_h"].to(device)

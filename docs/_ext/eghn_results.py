@@ -153,7 +153,9 @@ class RunsTable(SphinxDirective):
             # ("EGNN, 600-epoch cap" -> EGNN); an EGHN variant without a row of its own: EGHN's
             row = next((r for r in sorted(paper_rows, key=len, reverse=True)
                         if run["model"].startswith(r) and run["data"] in paper_rows[r]), "EGHN")
-            if run.get("finished") is False:
+            if run.get("diverged"):
+                cap = f"diverged at epoch {run['diverged']['epoch']}"
+            elif run.get("finished") is False:
                 cap = "unfinished when collected"
             elif "stopped_early" in run:  # from the run's result.json
                 cap = "early stop" if run["stopped_early"] else "cap reached"

@@ -3,7 +3,7 @@
 For every run directory given, copies its ``config.json``, ``metrics.csv`` and (when the run
 finished) ``result.json`` into ``docs/results/run_files/<key>/`` and summarises it: best
 validation epoch, test MSE there, epochs trained, wall time, the number of parameters (from
-``train.log``), whether it finished, the first
+``train.log``), whether it finished (or diverged), the first
 epoch (and wall time) at which the validation MSE reached each ``--threshold``, and the loss
 spikes (evaluations whose validation MSE more than doubled from the previous one). A run still in
 progress is summarised as far as its ``metrics.csv`` goes and marked so.
@@ -60,9 +60,13 @@ def summarise(run: Path, thresholds: list[float]) -> dict:
     }
     log = run / "train.log"
     if log.is_file():  # "run DIR: model NAME (252,753 parameters), ..."
-        m = re.search(r"\(([\d,]+) parameters\)", log.read_text())
+        text = log.read_text()
+        m = re.search(r"\(([\d,]+) parameters\)", text)
         if m:
             out["parameters"] = int(m.group(1).replace(",", ""))
+        m = re.search(r"training diverged: (.*?) at epoch (\d+)", text)
+        if m and not finished:  # the trainer stopped on a non-finite loss
+            out["diverged"] = {"epoch": int(m.group(2)), "why": m.group(1)}
     if finished:
         res = json.loads((run / "result.json").read_text())
         out.update(best_epoch=res["best_epoch"], best_val=res["best_val"], test_mse=res["test"],
