@@ -4,8 +4,10 @@ For every run directory given, copies its ``config.json``, ``metrics.csv`` and (
 finished) ``result.json`` into ``docs/results/run_files/<key>/`` and summarises it: best
 validation epoch, test MSE there, epochs trained, wall time, the number of parameters (from
 ``train.log``), whether it finished (or diverged), the first
-epoch (and wall time) at which the validation MSE reached each ``--threshold``, and the loss
-spikes (evaluations whose validation MSE more than doubled from the previous one). A run still in
+epoch (and wall time) at which the validation MSE reached each ``--threshold``, the loss
+spikes (evaluations whose validation MSE more than doubled from the previous one) and the
+regulariser (training loss minus training MSE; for EGHN the connectivity loss times
+lambda) at the end and at its first jump by more than 0.5. A run still in
 progress is summarised as far as its ``metrics.csv`` goes and marked so.
 
 Usage::
@@ -31,6 +33,11 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parents[1]
 
 
+def reg(row: dict) -> float:
+    """The regulariser of an evaluation row: training loss minus training MSE."""
+    return float(row["train_loss"]) - float(row["train_mse"])
+
+
 def summarise(run: Path, thresholds: list[float]) -> dict:
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     if not rows:
@@ -54,6 +61,11 @@ def summarise(run: Path, thresholds: list[float]) -> dict:
         "finished": finished,
         "curve": [[int(r["epoch"]), round(float(r["val_mse"]), 5)] for r in rows],
         "reached": {},
+        # the regulariser (training loss minus training MSE: the connectivity loss times lambda
+        # for EGHN) at the last evaluation, and its first jump by more than 0.5
+        "last_regulariser": float(rows[-1]["train_loss"]) - float(rows[-1]["train_mse"]),
+        "regulariser_jump": next(({"epoch": int(b["epoch"]), "before": reg(a), "after": reg(b)}
+                                  for a, b in pairwise(rows) if reg(b) > reg(a) + 0.5), None),
         # loss spikes: evaluations whose validation MSE is more than twice the previous one
         "spikes": [{"epoch": int(b["epoch"]), "before": float(a["val_mse"]), "after": float(b["val_mse"])}
                    for a, b in pairwise(rows) if float(b["val_mse"]) > 2 * float(a["val_mse"])],
