@@ -1,0 +1,63 @@
+"""docs/scripts/collect_runs.py: the summary the results pages render numbers from."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "scripts" / "collect_runs.py"
+FIELDS = ["epoch", "wall_s", "train_loss", "train_mse", "val_mse", "test_mse"]
+
+
+@pytest.fixture(scope="module")
+def collect():
+    spec = importlib.util.spec_from_file_location("collect_runs", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(tmp_path: Path, rows: list[tuple], log: str = "", result: dict | None = None) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / "metrics.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(FIELDS)
+        w.writerows(rows)
+    (run / "config.json").write_text(json.dumps({"name": "x", "seed": 1, "data": {"length_scale": 1.0}}))
+    (run / "train.log").write_text(log)
+    if result is not None:
+        (run / "result.json").write_text(json.dumps(result))
+    return run
+
+
+def test_summary_of_a_diverged_run_with_a_spike_and_a_collapse(tmp_path, collect):
+    rows = [  # epoch, wall, train loss, train MSE, val, test
+        (5, 10.0, 1.0, 0.9, 0.8, 0.85),
+        (10, 20.0, 0.6, 0.5, 0.4, 0.45),
+        (15, 30.0, 0.45, 0.45, 1.0, 1.1),   # val more than doubles: a spike
+        (20, 40.0, 2.3, 0.3, 0.35, 0.36),   # regulariser 0 -> 2: a jump
+        (25, 50.0, 2.25, 0.25, 0.3, 0.31),
+    ]
+    log = ("run RUN: model eghn (252,943 parameters), data mcomplex\n"
+           "eghn: error: training diverged: the training loss is inf (batch 3 of 10) at epoch 27; stopped\n")
+    s = collect.summarise(_run(tmp_path, rows, log), [0.5, 0.1])
+    assert (s["epochs"], s["best_epoch"], s["best_val"], s["test_mse"]) == (25, 25, 0.3, 0.31)
+    assert s["train_mse_at_best"] == 0.25 and s["parameters"] == 252_943
+    assert s["spikes"] == [{"epoch": 15, "before": 0.4, "after": 1.0}]
+    assert s["regulariser_jump"]["epoch"] == 20 and s["last_regulariser"] == pytest.approx(2.0)
+    assert s["diverged"] == {"epoch": 27, "why": "the training loss is inf (batch 3 of 10)"}
+    assert s["finished"] is False
+    assert s["reached"] == {"0_5": {"epoch": 10, "wall_s": 20.0}, "0_1": None}
+
+
+def test_a_finished_run_takes_its_result(tmp_path, collect):
+    rows = [(5, 1.0, 0.5, 0.5, 0.4, 0.41), (10, 2.0, 0.4, 0.4, 0.3, 0.32)]
+    result = {"best_epoch": 10, "best_val": 0.3, "test": 0.32, "stopped_early": True}
+    s = collect.summarise(_run(tmp_path, rows, result=result), [])
+    assert s["finished"] is True and s["stopped_early"] is True and "diverged" not in s
+    assert s["spikes"] == [] and s["regulariser_jump"] is None
