@@ -34,10 +34,13 @@ def test_baseline_errors():
     x = np.zeros((4, 3))
     with pytest.raises(ValueError, match="velocities are all zero"):
         fit_linear_extrapolation(x, x, x + 1)
-    with pytest.raises(ValueError, match="share one shape"):
+    with pytest.raises(ValueError, match="share one non-empty shape"):
         fit_linear_extrapolation(x, x[:2], x)
-    with pytest.raises(ValueError, match="share one shape"):
-        hold_still_mse(np.zeros((4, 2)), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="share one non-empty shape"):
+        hold_still_mse(np.zeros((4, 3)), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="share one non-empty shape"):
+        hold_still_mse(np.zeros((0, 3)), np.zeros((0, 3)))
+    assert hold_still_mse(np.zeros((4, 2)), np.ones((4, 2))) == 1.0  # any number of dimensions
     bad = x.copy()
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="finite"):

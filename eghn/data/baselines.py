@@ -18,8 +18,8 @@ __all__ = ["fit_linear_extrapolation", "hold_still_mse", "linear_extrapolation_m
 
 def _as64(*arrays) -> list[np.ndarray]:
     out = [np.asarray(a, dtype=np.float64) for a in arrays]
-    if len({a.shape for a in out}) != 1 or out[0].ndim < 2 or out[0].shape[-1] != 3:
-        raise ValueError(f"x0, v0 and xT must share one shape (..., 3), got {[a.shape for a in out]}")
+    if len({a.shape for a in out}) != 1 or out[0].ndim < 2 or out[0].size == 0:
+        raise ValueError(f"x0, v0 and xT must share one non-empty shape (..., n), got {[a.shape for a in out]}")
     if not all(np.isfinite(a).all() for a in out):
         raise ValueError("x0, v0 and xT must be finite")
     return out
@@ -29,7 +29,7 @@ def fit_linear_extrapolation(x0, v0, xt) -> float:
     """The least-squares :math:`t` of :math:`x_T \\approx x_0 + t\\,v_0`.
 
     Shapes:
-        - x0, v0, xt: :math:`(..., 3)` (any leading shape, e.g. ``(S, N, 3)`` or ``(N_total, 3)``)
+        - x0, v0, xt: :math:`(..., n)` (any leading shape, e.g. ``(S, N, 3)`` or ``(N_total, 3)``)
     """
     x0, v0, xt = _as64(x0, v0, xt)
     denom = float((v0 * v0).sum())
