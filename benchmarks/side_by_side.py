@@ -197,25 +197,36 @@ def build_workload(name: str) -> dict:
                 default_config=cfg)
 
 
+def released_model(work: dict):
+    """``EGHN.released`` at the workload's sizes (``released_kw``); unseeded."""
+    from eghn.models import EGHN
+
+    kw = dict(work["released_kw"])
+    return EGHN.released(kw.pop("node_dim"), kw.pop("edge_dim"), kw.pop("local_edge_dim"), **kw)
+
+
+def default_model(work: dict):
+    """eghn's model of the workload's config, sized by its own inputs (``own``); unseeded."""
+    from eghn.train.loop import build_model
+
+    g = work["own"]
+    dims = types.SimpleNamespace(node_dim=g.h.shape[1], edge_dim=g.edge_attr.shape[1] if g.edge_attr is not None else 0,
+                                 local_edge_dim=g.local_edge_attr.shape[1] if g.local_edge_attr is not None else 0)
+    return build_model(work["default_config"], dims)
+
+
 def workload_model(workload: str):
     """``(model, batch)`` of eghn for a workload name: a :data:`WORKLOADS` name gives the default
     model on eghn's own inputs, ``NAME-released`` the released architecture on the common
     inputs (e.g. ``mocap-released``). Seeded: the same weights every call."""
     import torch
 
-    from eghn.models import EGHN
-    from eghn.train.loop import build_model
-
     released = workload.endswith("-released")
     work = build_workload(workload.removesuffix("-released"))
     torch.manual_seed(0)
     if released:
-        kw = dict(work["released_kw"])
-        return EGHN.released(kw.pop("node_dim"), kw.pop("edge_dim"), kw.pop("local_edge_dim"), **kw), work["common"]
-    g = work["own"]
-    dims = types.SimpleNamespace(node_dim=g.h.shape[1], edge_dim=g.edge_attr.shape[1] if g.edge_attr is not None else 0,
-                                 local_edge_dim=g.local_edge_attr.shape[1] if g.local_edge_attr is not None else 0)
-    return build_model(work["default_config"], dims), g
+        return released_model(work), work["common"]
+    return default_model(work), work["own"]
 
 
 def provenance() -> dict:
@@ -249,8 +260,6 @@ def make_steps(work: dict, authors_dir: str | None, which, device: str) -> dict:
     """One closure per model that runs a full training step on the workload's batch."""
     import torch
 
-    from eghn.models import EGHN
-    from eghn.train.loop import build_model
 
     steps, params = {}, {}
     common = work["common"].to(device)
@@ -282,17 +291,13 @@ def make_steps(work: dict, authors_dir: str | None, which, device: str) -> dict:
         return step
 
     if "released" in which:
-        kw = dict(work["released_kw"])
         torch.manual_seed(0)
-        rel = EGHN.released(kw.pop("node_dim"), kw.pop("edge_dim"), kw.pop("local_edge_dim"), **kw).to(device)
+        rel = released_model(work).to(device)
         steps["released"], params["released"] = eghn_step(rel, common), sum(p.numel() for p in rel.parameters())
     if "default" in which:
         own = work["own"].to(device)
         torch.manual_seed(0)
-        ds = types.SimpleNamespace(node_dim=own.h.shape[1], edge_dim=own.edge_attr.shape[1] if own.edge_attr is not None
-                                   else 0, local_edge_dim=own.local_edge_attr.shape[1]
-                                   if own.local_edge_attr is not None else 0)
-        dm = build_model(work["default_config"], ds).to(device)
+        dm = default_model(work).to(device)
         steps["default"], params["default"] = eghn_step(dm, own), sum(p.numel() for p in dm.parameters())
     if "authors" in params and "released" in params and params["authors"] != params["released"]:
         raise SystemExit(f"parameter counts differ: authors {params['authors']:,}, released {params['released']:,}")

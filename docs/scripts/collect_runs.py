@@ -63,7 +63,7 @@ def summarise(run: Path, thresholds: list[float]) -> dict:
         "reached": {},
         # the regulariser (training loss minus training MSE: the connectivity loss times lambda
         # for EGHN) at the last evaluation, and its first jump by more than 0.5
-        "last_regulariser": float(rows[-1]["train_loss"]) - float(rows[-1]["train_mse"]),
+        "last_regulariser": reg(rows[-1]),
         "regulariser_jump": next(({"epoch": int(b["epoch"]), "before": reg(a), "after": reg(b)}
                                   for a, b in pairwise(rows) if reg(b) > reg(a) + 0.5), None),
         # loss spikes: evaluations whose validation MSE is more than twice the previous one

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from side_by_side import authors_model, build_workload, provenance, write_result  # noqa: E402
+from side_by_side import authors_model, build_workload, provenance, released_model, write_result  # noqa: E402
 from test_released import _fixture  # noqa: E402
 
 from eghn.models import EGHN, authors_key_map, load_authors_state_dict  # noqa: E402
@@ -93,9 +93,7 @@ def gradient_differences(authors_dir: str) -> dict[str, float]:
         h[:, 1] = h[:, 1] / h[:, 1].max()
         work["authors_h"] = h
         authors = authors_model(work, authors_dir)
-        kw = dict(work["released_kw"])
-        ours = EGHN.released(kw.pop("node_dim"), kw.pop("edge_dim"), kw.pop("local_edge_dim"), **kw)
-        load_authors_state_dict(ours, authors.state_dict())
+        ours = load_authors_state_dict(released_model(work), authors.state_dict())
         g = work["common"]
         n = int(g.nodes_per_graph()[0])
         lei = g.local_edge_index
@@ -110,9 +108,7 @@ def gradient_differences(authors_dir: str) -> dict[str, float]:
         reached = {name for name, p in authors.named_parameters() if p.grad is not None}
         theirs = {name: (p.grad if p.grad is not None else torch.zeros_like(p))
                   for name, p in authors.state_dict(keep_vars=True).items()}
-        kw = dict(work["released_kw"])
-        holder = EGHN.released(kw.pop("node_dim"), kw.pop("edge_dim"), kw.pop("local_edge_dim"), **kw)
-        load_authors_state_dict(holder, theirs)
+        holder = load_authors_state_dict(released_model(work), theirs)
         names, held = authors_key_map(ours), dict(holder.named_parameters())
         rel, unused = 0.0, 0
         for name, p in ours.named_parameters():

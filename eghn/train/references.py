@@ -42,25 +42,24 @@ def paper_number(ref: str) -> tuple[float, str]:
 def reference_mses(config: Mapping[str, Any]) -> list[Reference]:
     """The references of the run described by ``config`` (empty when none applies)."""
     out: list[Reference] = []
-    if config["data"]["name"] == "mcomplex":
-        from ..data.mcomplex import linear_extrapolation_baseline
+    name = config["data"]["name"]
+    if name in ("mcomplex", "mocap"):
         from .loop import build_datasets
 
         ds = build_datasets(config, splits=("train", "test"), raw=True)
-        t, mse = linear_extrapolation_baseline(ds["train"], ds["test"])
+        if name == "mcomplex":
+            from ..data.mcomplex import linear_extrapolation_baseline
+
+            t, mse = linear_extrapolation_baseline(ds["train"], ds["test"])
+        else:  # motion capture: the samples' (S, 31, 3) arrays
+            from ..data.baselines import fit_linear_extrapolation, hold_still_mse, linear_extrapolation_mse
+
+            train, test = ((d.pos, d.vel, d.target) for d in (ds["train"], ds["test"]))
+            t = fit_linear_extrapolation(*train)
+            mse = linear_extrapolation_mse(t, *test)
+            out.append(Reference("hold_still", "hold still, x_T = x_0", hold_still_mse(test[0], test[2])))
         out.append(Reference("linear_extrapolation",
                              f"linear extrapolation x_T = x_0 + {t:.3g} v_0 (fitted on the training split)", mse, t))
-    elif config["data"]["name"] == "mocap":
-        from ..data.baselines import fit_linear_extrapolation, hold_still_mse, linear_extrapolation_mse
-        from .loop import build_datasets
-
-        ds = build_datasets(config, splits=("train", "test"), raw=True)
-        train, test = ((d.pos, d.vel, d.target) for d in (ds["train"], ds["test"]))
-        t = fit_linear_extrapolation(*train)
-        out.append(Reference("hold_still", "hold still, x_T = x_0", hold_still_mse(test[0], test[2])))
-        out.append(Reference("linear_extrapolation",
-                             f"linear extrapolation x_T = x_0 + {t:.3g} v_0 (fitted on the training split)",
-                             linear_extrapolation_mse(t, *test), t))
     ref = config.get("paper_reference") or ""
     if ref:
         value, what = paper_number(ref)
