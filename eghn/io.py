@@ -34,6 +34,8 @@ from typing import IO
 __all__ = [
     "DirLock",
     "LockedError",
+    "WriteGroup",
+    "append_text",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -110,6 +112,101 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write`)."""
     with atomic_write(path, "w") as f:
         f.write(text)
+
+
+def append_text(path: str | Path, text: str) -> None:
+    """Append ``text`` (UTF-8) to ``path`` whole or not at all.
+
+    The bytes are written and fsync-ed; when that fails (e.g. ``ENOSPC`` part-way) the file is
+    cut back to its old length, so it never ends in a torn line.
+    """
+    path = Path(path)
+    data = text.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _umask_mode())
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except BaseException as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            if isinstance(e, OSError) and e.errno is not None and not e.filename:
+                raise type(e)(e.errno, e.strerror or str(e), str(path)) from e
+            raise
+    finally:
+        os.close(fd)
+
+
+class WriteGroup:
+    """Files written together: each to a temporary file first, then all renamed into place.
+
+    ``add(path, data)`` writes and fsyncs ``data`` to a unique temporary file beside ``path``
+    at once; :meth:`commit` renames every file to its destination in the order added (renames
+    need no space). When any write fails, or the ``with`` block raises, every temporary file is
+    removed and no destination is touched: a full disk leaves the old files byte-identical.
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> with WriteGroup() as group:
+        ...     group.add(d / "a.txt", b"one")
+        ...     group.add(d / "b.txt", "two")
+        >>> sorted(p.name for p in d.iterdir()), (d / "b.txt").read_text()
+        (['a.txt', 'b.txt'], 'two')
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []
+
+    def add(self, path: str | Path, data: bytes | str) -> None:
+        """Stage ``data`` (bytes, or text as UTF-8) for ``path``."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+        tmp_path = Path(tmp)
+        self._staged.append((tmp_path, path))
+        try:
+            os.chmod(tmp, _umask_mode())
+            with open(fd, "wb") as f:
+                f.write(data.encode() if isinstance(data, str) else data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            if e.errno is not None and not e.filename:
+                raise type(e)(e.errno, e.strerror or str(e), str(path)) from e
+            raise
+
+    def discard(self) -> None:
+        """Remove every staged temporary file."""
+        for tmp, _ in self._staged:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        self._staged = []
+
+    def commit(self) -> None:
+        """Rename every staged file into place, in the order they were added."""
+        folders = set()
+        try:
+            while self._staged:
+                tmp, dest = self._staged[0]
+                os.replace(tmp, dest)
+                self._staged.pop(0)
+                folders.add(dest.parent)
+        finally:
+            self.discard()
+        for folder in folders:
+            _fsync_dir(folder)
+
+    def __enter__(self) -> WriteGroup:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
 
 
 def staging_dir(dest: str | Path) -> Path:

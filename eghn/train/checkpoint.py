@@ -30,7 +30,8 @@ import torch
 
 from ..io import atomic_write_bytes
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "checkpoint_bytes", "file_sha256", "load_checkpoint",
+           "save_checkpoint"]
 
 CHECKPOINT_FORMAT = 2
 
@@ -45,23 +46,47 @@ def _to_bytes(obj: Any) -> bytes:
     return buf.getvalue()
 
 
+def checkpoint_bytes(state: dict[str, Any]) -> bytes:
+    """The file contents :func:`save_checkpoint` writes for ``state`` (payload and its checksum)."""
+    inner = _to_bytes({"format": CHECKPOINT_FORMAT, **state})
+    return _to_bytes({"format": CHECKPOINT_FORMAT, "sha256": hashlib.sha256(inner).hexdigest(),
+                      "payload": torch.frombuffer(bytearray(inner), dtype=torch.uint8)})
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` with its checksum, atomically, so a kill never leaves a torn file.
 
     The bytes are built in memory first, so a full disk raises an ``OSError`` (``ENOSPC``)
     rather than an error from inside torch's zip writer.
     """
-    inner = _to_bytes({"format": CHECKPOINT_FORMAT, **state})
-    outer = _to_bytes({"format": CHECKPOINT_FORMAT, "sha256": hashlib.sha256(inner).hexdigest(),
-                       "payload": torch.frombuffer(bytearray(inner), dtype=torch.uint8)})
-    atomic_write_bytes(path, outer)
+    atomic_write_bytes(path, checkpoint_bytes(state))
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of the bytes of ``path`` (hex), e.g. to tie ``result.json`` to its ``best.pt``."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _load(source, what: str, map_location) -> Any:
     try:
         return torch.load(source, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for corrupt/unsafe files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = str(e)
+        if "Unsupported global" in text:
+            # never pass on torch's advice to load without weights_only: that would run the
+            # file's code
+            raise CheckpointError(f"refusing checkpoint {what}: it holds Python objects other than "
+                                  "tensors and plain containers, so it is not an eghn checkpoint and "
+                                  "loading it could run code from the file") from None
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        if "weights_only" in text:  # keep the unpickler's reason, drop the advice around it
+            lines = [ln.split("error:", 1)[-1].strip() for ln in lines if "WeightsUnpickler" in ln] or [
+                "rejected by the safe loader"]
+        first = lines[0] if lines else type(e).__name__
         raise CheckpointError(f"cannot load checkpoint {what}: the file is corrupt or not a "
                               f"checkpoint ({first})") from None
 
