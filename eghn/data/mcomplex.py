@@ -161,6 +161,12 @@ def _read_config(root: Path) -> dict[str, Any]:
         cfg = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{cfg_path} is not valid JSON (line {err.lineno}): {err.msg}") from err
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{cfg_path} is not valid JSON: byte {err.start} is not UTF-8 text (the file is "
+                         f"damaged; remove {root} to have it generated again, or regenerate it with "
+                         f"`eghn data mcomplex --out {root} --overwrite`)") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{cfg_path} is not an M-complex dataset config (not a JSON object)")
     for key in ("n_complex", "avg_size", "n_types", "n_steps", "sample_every"):
         if key not in cfg:
             raise ValueError(f"{cfg_path} lacks the key {key!r}")

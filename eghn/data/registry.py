@@ -112,7 +112,7 @@ def mcomplex_on_demand(split: str = "train", *, root: str | os.PathLike | None =
     and reused by every later run with the same parameters. ``n_steps`` shortens the
     simulation (default: the paper's 5000 steps; frames are recorded every 100 steps).
     """
-    from ..io import TMP_PREFIX, clean_orphans
+    from ..io import TMP_PREFIX, clean_orphans, recover_dir, replace_dir
     from .mcomplex import MComplexDataset, generate_mcomplex_dataset
 
     if root is None:
@@ -121,7 +121,12 @@ def mcomplex_on_demand(split: str = "train", *, root: str | os.PathLike | None =
         key = (f"M{n_complex}_S{avg_size}_J{n_types}_tr{n_train}_va{n_val}_te{n_test}_seed{seed}"
                f"_{integrator}" + (f"_steps{n_steps}" if n_steps is not None else ""))
         root = cache_dir() / "mcomplex" / key
-        if not (Path(root) / "config.json").is_file():
+        recover_dir(root)  # a regeneration interrupted between its two renames
+        missing = [f for f in ("config.json", "train.npz", "val.npz", "test.npz") if not (Path(root) / f).is_file()]
+        if missing and Path(root).is_dir():
+            warnings.warn(f"the cached M-complex dataset {root} lacks {', '.join(missing)}; generating it again",
+                          stacklevel=2)
+        if missing:
             Path(root).parent.mkdir(parents=True, exist_ok=True)
             clean_orphans(Path(root).parent)  # folders of generations killed long ago
             _clean_legacy_tmp_dirs(Path(root).parent)
@@ -131,11 +136,14 @@ def mcomplex_on_demand(split: str = "train", *, root: str | os.PathLike | None =
                                           n_val=n_val, n_test=n_test, seed=seed, integrator=integrator,
                                           progress=progress,
                                           **({"n_steps": n_steps} if n_steps is not None else {}))
-                try:
-                    os.replace(tmp / "data", root)
-                except OSError:  # another process finished first
-                    if not (Path(root) / "config.json").is_file():
-                        raise
+                if Path(root).is_dir():  # an incomplete cache: swap the whole folder
+                    replace_dir(tmp / "data", root)
+                else:
+                    try:
+                        os.replace(tmp / "data", root)
+                    except OSError:  # another process finished first
+                        if not (Path(root) / "config.json").is_file():
+                            raise
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     return MComplexDataset(root, split, input_frame=input_frame, target_frame=target_frame,

@@ -31,8 +31,11 @@ from torch import Tensor
 
 from .graph import Graph
 
-__all__ = ["FEATURE_FIELDS", "LengthScaled", "feature_length_powers", "length_scale", "rms_extent",
-           "standardize_graph"]
+__all__ = ["FEATURE_FIELDS", "UNIT_EXTENT_RANGE", "LengthScaled", "feature_length_powers", "length_scale",
+           "rms_extent", "scale_advice", "standardize_graph"]
+
+#: RMS extents of input systems inside this range count as unit scale (no advice about units)
+UNIT_EXTENT_RANGE: tuple[float, float] = (1e-2, 1e2)
 
 #: Graph fields that may hold features with a length dimension.
 FEATURE_FIELDS = ("h", "edge_attr", "local_edge_attr")
@@ -82,6 +85,43 @@ def rms_extent(g: Graph) -> float:
     centroid = torch.zeros(g.num_graphs, pos.shape[1], dtype=torch.float64, device=pos.device)
     centroid = centroid.index_add_(0, g.batch, pos) / count[:, None]
     return math.sqrt(float(((pos - centroid[g.batch]) ** 2).sum(-1).mean()))
+
+
+def scale_advice(g: Graph) -> str:
+    """What about the scale of ``g``'s coordinates can make a model overflow, or ``""`` if nothing.
+
+    Two causes are told apart: coordinates so large in absolute value that their squares
+    overflow the dtype (a translation far from the origin: centring fixes it), and systems whose
+    RMS extent is far from 1 (outside :data:`UNIT_EXTENT_RANGE`: the data's unit; standardising
+    fixes it). A system at unit scale near the origin gets ``""``: its units are not the cause.
+
+    >>> import torch
+    >>> g = Graph(pos=torch.randn(4, 3), edge_index=torch.tensor([[0, 1], [1, 0]]))
+    >>> scale_advice(g)
+    ''
+    >>> "far from unit scale" in scale_advice(Graph(pos=g.pos * 1e4, edge_index=g.edge_index))
+    True
+    >>> "overflow float32" in scale_advice(Graph(pos=g.pos + 1e30, edge_index=g.edge_index))
+    True
+    """
+    with torch.no_grad():
+        if g.pos.numel() == 0:
+            return ""
+        biggest = float(g.pos.detach().double().abs().max())
+        extent = rms_extent(g)
+    finfo = torch.finfo(g.pos.dtype) if g.pos.is_floating_point() else torch.finfo(torch.float32)
+    dtype = str(g.pos.dtype).removeprefix("torch.")
+    if math.isfinite(biggest) and biggest > math.sqrt(finfo.max) / 1e3:
+        return (f"the input coordinates reach {biggest:.3g}, whose squares overflow {dtype}: move the "
+                "systems near the origin (the model is translation-equivariant, so centring changes "
+                "nothing) or use float64")
+    lo, hi = UNIT_EXTENT_RANGE
+    if math.isfinite(extent) and not lo <= extent <= hi:
+        return (f"the input systems have an RMS extent of {extent:.3g}, far from unit scale: standardise "
+                "lengths with eghn.data.LengthScaled(dataset, eghn.data.length_scale(train_dataset)) "
+                "(what `eghn train` does with data.length_scale = 'auto') and multiply predictions by "
+                "that scale")
+    return ""
 
 
 def _scale_columns(x: Tensor | None, scale: float, powers: Sequence[int] | None, field: str) -> Tensor | None:

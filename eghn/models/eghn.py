@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.graph import Graph
-from ..data.units import rms_extent
+from ..data.units import scale_advice
 from ..nn.connectivity import connectivity_loss_dense
 from ..nn.egnn import EGNNLayer
 from ..nn.epool import EPool
@@ -25,6 +25,7 @@ from ..nn.released import (
     reduce_released,
 )
 from ..nn.scatter import gather, scatter_mean
+from ._checks import check_clusters, check_int, check_number
 from .base import ModelOutput, check_input
 from .registry import register
 
@@ -56,13 +57,13 @@ def _nonfinite_message(g: Graph, model: nn.Module) -> str:
     if bad:
         return (f"EGHN produced non-finite positions (NaN/inf): {len(bad)} parameter tensors are not finite "
                 f"(first: {bad[0]}); the weights were corrupted, e.g. by a diverged training step")
-    with torch.no_grad():
-        extent = rms_extent(g)
-    return (f"EGHN produced non-finite positions (NaN/inf) in {str(g.pos.dtype).removeprefix('torch.')}. The input "
-            f"systems have an RMS extent of {extent:.3g}: EGHN's EGNN layers feed raw squared distances into "
-            "their edge MLPs, so coordinates far from unit scale overflow. Standardise lengths first: "
-            "eghn.data.LengthScaled(dataset, eghn.data.length_scale(train_dataset)) (what `eghn train` does, "
-            "data.length_scale = 'auto'), and multiply predictions by that scale.")
+    advice = scale_advice(g)
+    dtype = str(g.pos.dtype).removeprefix("torch.")
+    if advice:
+        return f"EGHN produced non-finite positions (NaN/inf) in {dtype}: {advice}"
+    return (f"EGHN produced non-finite positions (NaN/inf) in {dtype} from finite weights and inputs at "
+            "unit scale: an activation overflowed (eghn.train.diagnose.first_nonfinite names the first "
+            "non-finite module)")
 
 
 @register("eghn")
@@ -176,11 +177,17 @@ class EGHN(nn.Module):
             raise ValueError(f"emmp must be 'matrix', 'egnn' or 'mpnn', got {emmp!r}")
         if adjacency not in ("paper", "global", "local"):
             raise ValueError(f"adjacency must be 'paper', 'global' or 'local', got {adjacency!r}")
-        clusters = [int(k) for k in ([clusters] if isinstance(clusters, int) else clusters)]
+        clusters = check_clusters(clusters)
         if not hierarchy:
             clusters = [1]
-        if not clusters or any(k < 1 for k in clusters):
-            raise ValueError(f"clusters must be a non-empty list of positive integers, got {clusters}")
+        node_dim, edge_dim, local_edge_dim = (check_int("node_dim", node_dim, 0), check_int("edge_dim", edge_dim, 0),
+                                              check_int("local_edge_dim", local_edge_dim, 0))
+        hidden, dim = check_int("hidden", hidden), check_int("dim", dim)
+        if layers is not None:
+            layers = check_int("layers", layers)
+        enc_layers, pool_layers = check_int("enc_layers", enc_layers), check_int("pool_layers", pool_layers)
+        dec_layers, unpool_layers = check_int("dec_layers", dec_layers), check_int("unpool_layers", unpool_layers)
+        lam = check_number("lam", lam)
         if any(b > a for a, b in itertools.pairwise(clusters)):
             raise ValueError(f"cluster counts must not increase from level to level, got {clusters}")
         if layers is not None:

@@ -53,6 +53,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = [
+    "SEED_MAX",
     "TABLE_ALIASES",
     "TOP_DEFAULTS",
     "TRAIN_DEFAULTS",
@@ -85,6 +86,9 @@ TOP_DEFAULTS: dict[str, Any] = {
     "protocol": "",             # "released" (the authors' released code) or "paper" (the paper's text)
     "paper_reference": "",      # "tableN/ROW/COLUMN" of eghn/results/paper.json, printed beside the result
 }
+
+#: The largest seed (PyTorch's generators take 64-bit seeds; 2**63 - 1 fits every platform).
+SEED_MAX = 2**63 - 1
 
 #: The ``[train]`` table: the published EGHN code's defaults.
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -274,6 +278,8 @@ def resolve(raw: Mapping[str, Any], *, quick: bool = False) -> dict[str, Any]:
         out[k] = _check_type(k, v, TOP_DEFAULTS[k])
     for k, v in TOP_DEFAULTS.items():
         out.setdefault(k, v)
+    if not 0 <= out["seed"] <= SEED_MAX:
+        raise ConfigError(f"config key 'seed' must be an integer from 0 to {SEED_MAX}, got {out['seed']}")
     train = dict(TRAIN_DEFAULTS)
     for k, v in (raw.get("train") or {}).items():
         if k not in TRAIN_DEFAULTS:
@@ -469,6 +475,9 @@ POSITIVE_OPTIONS = frozenset({
     "sample_every", "size", "dim",
 })
 
+#: Model and data options that must be >= 0 (weights of loss terms).
+NONNEGATIVE_OPTIONS = frozenset({"lam"})
+
 
 def check_values(fn: Any, kwargs: Mapping[str, Any], what: str) -> None:
     """Raise :class:`ConfigError` for option values of the wrong type or out of range.
@@ -495,6 +504,8 @@ def check_values(fn: Any, kwargs: Mapping[str, Any], what: str) -> None:
         if isinstance(default, float) and v is not None:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ConfigError(f"config key {key!r} must be a finite number, got {v!r}")
+            if k in NONNEGATIVE_OPTIONS and v < 0:
+                raise ConfigError(f"config key {key!r} must be >= 0, got {v!r}")
         if k in POSITIVE_OPTIONS and v is not None:
             items = v if isinstance(v, list) else [v]
             if k == "clusters" and not items:
