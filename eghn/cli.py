@@ -47,6 +47,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    from .train.config import SEED_MAX
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"the seed must be from 0 to {SEED_MAX} (2**63 - 1), got {text}")
+    return value
+
+
 def _finite_float(text: str) -> float:
     import math
 
@@ -82,7 +94,7 @@ def _add_train(sub) -> None:
         "--quick", action="store_true", help="apply the config's [quick] table (small data, few epochs)"
     )
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides the config)")
-    p.add_argument("--seed", type=int, help="random seed (overrides the config)")
+    p.add_argument("--seed", type=_seed, help="random seed, 0 to 2**63 - 1 (overrides the config)")
     p.add_argument("--run-dir", type=Path, help="run directory (default: <out_dir>/<name>-<timestamp>)")
     p.add_argument(
         "--resume",
@@ -105,6 +117,9 @@ def _add_evaluate(sub) -> None:
         "optionally under a random rotation and/or translation of every test graph.",
     )
     p.add_argument("target", type=Path, help="run directory (its best.pt) or checkpoint file")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="which checkpoint of a run directory: best (default; the one result.json reports) "
+                   "or last (the latest evaluation)")
     p.add_argument("--split", choices=("train", "val", "test"), default="test",
                    help="split to evaluate on (default: test)")
     p.add_argument("--rotate", action="store_true",
@@ -122,7 +137,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--dtype", choices=("float32", "float64"), default=None,
                    help="evaluate in this precision (default: the run's training dtype); an E(n)-equivariant "
                    "model gives the same MSE under --rotate/--translate up to the rounding of this dtype")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random transformations")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the random transformations")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="graphs per evaluation batch (default: the run's train.batch_size)")
@@ -238,11 +253,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         run_dir = args.resume
         saved = run_dir / "config.json"
         if args.config is None:
-            if not saved.is_file():
-                raise FileNotFoundError(f"{saved} not found: is {run_dir} an eghn run directory?")
-            raw = _read_json(saved)
-            # runs saved before lengths were standardised were trained in the data's own units
-            raw.setdefault("data", {}).setdefault("length_scale", 1.0)
+            raw = _resume_config(run_dir, saved)
             was_quick = bool(raw.pop("quick", False))
             config = resolve(apply_overrides(raw, overrides), quick=False)
             config["quick"] = was_quick
@@ -283,12 +294,37 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_run(target: Path, device: str | None):
+def _resume_config(run_dir: Path, saved: Path) -> dict:
+    """The config to resume ``run_dir`` with: its ``config.json``, or, when that file is missing or
+    unreadable, the config stored in its ``last.pt`` (which holds the truth of the run)."""
+    from .train.checkpoint import load_checkpoint
+    from .train.config import ConfigError
+
+    last = run_dir / "last.pt"
+    try:
+        raw = _read_json(saved)
+    except ConfigError as e:
+        if not last.is_file():
+            if not saved.exists():
+                raise FileNotFoundError(f"{saved} not found: is {run_dir} an eghn run directory?") from None
+            raise
+        stored = load_checkpoint(last).get("config")
+        if not isinstance(stored, dict):
+            raise
+        reason = "is missing" if not saved.exists() else f"is unreadable ({str(e).split('(', 1)[-1].rstrip(')')})"
+        print(f"{saved} {reason}: resuming with the config stored in {last}; config.json is rewritten from it")
+        raw = json.loads(json.dumps(stored))
+    # runs saved before lengths were standardised were trained in the data's own units
+    raw.setdefault("data", {}).setdefault("length_scale", 1.0)
+    return raw
+
+
+def _load_run(target: Path, device: str | None, checkpoint: str = "best"):
     """``(config, checkpoint path, checkpoint state, device)`` of a run directory or checkpoint file."""
     from .train.loop import select_device
     from .train.trained import read_run
 
-    config, ckpt, state = read_run(target)
+    config, ckpt, state = read_run(target, checkpoint=checkpoint)
     _check_finite_weights(ckpt, state)
     dev = select_device(device or config.get("device", "auto"))
     return config, ckpt, state, dev
@@ -328,12 +364,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .train.loader import GraphBank
     from .train.loop import build_datasets, build_model, evaluate_model
+    from .train.rundir import load_weights
 
-    config, ckpt, state, dev = _load_run(args.target, args.device)
+    config, ckpt, state, dev = _load_run(args.target, args.device, args.checkpoint)
     ds = build_datasets(config, splits=(args.split,))[args.split]
     dtype = torch.float64 if (args.dtype or config["train"]["dtype"]) == "float64" else torch.float32
     model = build_model(config, ds).to(device=dev, dtype=dtype)
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], ckpt, config, config)
     bank = GraphBank(ds, dev, dtype, config["train"].get("preload", "auto"))
     bs = args.batch_size or config["train"]["batch_size"]
     plain = evaluate_model(model, bank, bs)
@@ -411,8 +448,12 @@ def _describe(e: BaseException) -> tuple[str, int]:
     return f"{type(e).__name__}: {first}", 1
 
 
-def _on_sigterm(signum, frame):  # pragma: no cover - exercised through a subprocess
-    raise Terminated()
+def _on_signal(signum, frame):  # pragma: no cover - exercised through a subprocess
+    """SIGINT or SIGTERM: start a clean shutdown, and ignore both signals from now on, so that a
+    second Ctrl-C cannot interrupt the clean-up (the process exits right after it)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -426,16 +467,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    previous = None
+    previous: dict = {}
     with _suppress_value_error():  # not the main thread: leave signals alone
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _on_signal)
+    interrupted = False
     try:
         return int(args.func(args) or 0)
     except Terminated:
+        interrupted = True
         print("eghn: terminated (SIGTERM); a training run keeps its last checkpoint: continue it with "
               "`eghn train --resume RUN_DIR`", file=sys.stderr)
         return 143
     except KeyboardInterrupt:
+        interrupted = True
         print(
             "eghn: interrupted; continue a training run with `eghn train --resume RUN_DIR`", file=sys.stderr
         )
@@ -448,9 +493,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"eghn: error: {msg}{hint if type(e).__name__ not in _KNOWN else ''}", file=sys.stderr)
         return code
     finally:
-        if previous is not None:
+        # after an interruption the signals stay ignored: the process is shutting down
+        if not interrupted:
             with _suppress_value_error():
-                signal.signal(signal.SIGTERM, previous)
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
 
 
 #: errors whose message is complete: no hint about --debug

@@ -21,6 +21,9 @@ from eghn.train.loop import TrainingDiverged, _Interrupted, train, validate_conf
 class NaNToy(ToyModel):
     """The toy model whose ``nan_at``-th training forward pass (and every later one) gives NaN."""
 
+    #: set to False to stand for a fixed cause (a resume may not change the model's config)
+    enabled = True
+
     def __init__(self, node_dim: int, edge_dim: int, local_edge_dim: int = 0, hidden: int = 8,
                  nan_at: int = 0) -> None:
         super().__init__(node_dim, edge_dim, local_edge_dim, hidden)
@@ -30,7 +33,7 @@ class NaNToy(ToyModel):
         out = super().forward(g)
         if self.training:
             self.calls += 1
-            if self.nan_at and self.calls >= self.nan_at:
+            if self.enabled and self.nan_at and self.calls >= self.nan_at:
                 out.pos = out.pos * float("nan")
         return out
 
@@ -49,7 +52,7 @@ def _nan_config(tmp_path, nan_at: int, **train_opts):
     return cfg
 
 
-def test_nan_loss_mid_epoch_stops_and_keeps_last_finite_checkpoints(tmp_path):
+def test_nan_loss_mid_epoch_stops_and_keeps_last_finite_checkpoints(tmp_path, monkeypatch):
     # 40 samples, batches of 8: 5 batches per epoch; the 18th forward pass is batch 3 of epoch 4
     cfg = _nan_config(tmp_path, nan_at=18)
     run = tmp_path / "run"
@@ -62,7 +65,7 @@ def test_nan_loss_mid_epoch_stops_and_keeps_last_finite_checkpoints(tmp_path):
     assert [int(r["epoch"]) for r in rows] == [2]
     assert "training diverged" in (run / "train.log").read_text()
     # resumable: the same run continues from epoch 2 once the cause is gone
-    cfg["model"]["nan_at"] = 0
+    monkeypatch.setattr(NaNToy, "enabled", False)
     res = train(cfg, run, resume=True, echo=_quiet)
     assert res.epochs == 6 and math.isfinite(res.test)
 
@@ -118,7 +121,7 @@ def test_resume_applies_a_new_learning_rate_and_records_it(tmp_path):
     state = load_checkpoint(run / "last.pt")
     groups = state["optimizer"]["param_groups"]
     assert all(g["lr"] == 1e-3 and g["weight_decay"] == 1e-4 for g in groups)
-    assert state["resumes"] == [{"after_epoch": 2, "changed": {"train.lr": [1e-2, 1e-3],
+    assert state["resumes"] == [{"after_epoch": 2, "changed": {"train.epochs": [6, 4], "train.lr": [1e-2, 1e-3],
                                                                "train.weight_decay": [1e-12, 1e-4]}}]
     assert any("train.lr 0.01 -> 0.001" in m for m in lines)
     assert json.loads((run / "config.json").read_text())["train"]["lr"] == 1e-3
@@ -420,8 +423,9 @@ def test_cli_corrupt_run_files(tmp_path, capsys):
     run = tmp_path / "run"
     assert _cli(["train", _toy_toml(tmp_path), "--run-dir", run], capsys)[0] == 0
     (run / "config.json").write_text("{ not json")
-    rc, _, err = _cli(["train", "--resume", run], capsys)
-    assert rc == 2 and f"{run / 'config.json'} is corrupt" in err and "Traceback" not in err
+    rc, out, err = _cli(["train", "--resume", run], capsys)  # last.pt holds the truth: it is used
+    assert rc == 0 and f"{run / 'config.json'} is unreadable" in out and "config stored in" in out
+    assert json.loads((run / "config.json").read_text()) == load_checkpoint(run / "last.pt")["config"]
     (run / "config.json").unlink()
     rc, _, err = _cli(["train", _toy_toml(tmp_path), "--resume", run], capsys)  # config given again
     (run / "result.json").write_text("[1, 2")
@@ -548,8 +552,10 @@ def test_cli_evaluate_refuses_non_finite_weights(tmp_path, capsys):
     state["model"][name] = state["model"][name] * float("nan")
     state["config"] = json.dumps(state["config"])
     save_checkpoint(run / "best.pt", state)
-    rc, out, err = _cli(["evaluate", run], capsys)
+    rc, out, err = _cli(["evaluate", run / "best.pt"], capsys)  # the file itself: no run checks
     assert rc == 1 and "holds NaN or infinite weights" in err and "MSE" not in out
+    rc, out, err = _cli(["evaluate", run], capsys)  # the run: best.pt is not what result.json reports
+    assert rc == 1 and "is not the checkpoint its run reports" in err and "MSE" not in out
 
 
 def test_disk_full_during_a_write_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
+import io
 import json
 import math
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,15 +34,17 @@ from torch import nn
 from ..data.graph import Graph
 from ..data.registry import build_dataset, get_dataset_class
 from ..data.units import LengthScaled, length_scale
-from ..io import DirLock, atomic_write, atomic_write_text
+from ..io import DirLock, WriteGroup, append_text, atomic_write_text, read_json_object
 from ..models import registry as model_registry
 from ..nn.edge_mlp import set_edge_recompute
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, checkpoint_bytes, file_sha256, load_checkpoint
 from .config import ConfigError, check_kwargs, check_values, save_config
+from .diagnose import first_nonfinite
 from .distributed import DistInfo, shard
 from .loader import GraphBank
 from .malloc import reuse_freed_memory
 from .metrics import MSEAccumulator, position_sse, random_rotations
+from .rundir import check_resume_config, load_weights, read_result, result_mismatch
 
 __all__ = [
     "RunResult",
@@ -325,12 +329,18 @@ def _autocast(device: torch.device, amp_dtype: torch.dtype | None):
 
 
 class _Logger:
-    """Prints on the main process (through tqdm so bars stay intact) and appends to train.log."""
+    """Prints on the main process (through tqdm so bars stay intact) and appends to train.log.
 
-    def __init__(self, path: Path | None, enabled: bool, echo: Callable[[str], None] | None = None):
+    With ``hold`` the lines are kept in memory until :meth:`write_held` (called as part of a
+    run's first whole write), so a resume that fails before it leaves ``train.log`` untouched.
+    """
+
+    def __init__(self, path: Path | None, enabled: bool, echo: Callable[[str], None] | None = None,
+                 *, hold: bool = False):
         self.path = path
         self.enabled = enabled
         self.echo = echo
+        self.held: list[str] | None = [] if hold else None
 
     def __call__(self, msg: str) -> None:
         if not self.enabled:
@@ -346,9 +356,21 @@ class _Logger:
                 sys.stdout.flush()  # before the bar is redrawn on stderr
             except ImportError:  # pragma: no cover
                 print(msg, flush=True)
-        if self.path is not None:
-            with open(self.path, "a") as f:
-                f.write(msg + "\n")
+        if self.path is None:
+            return
+        if self.held is not None:
+            self.held.append(msg)
+        else:
+            append_text(self.path, msg + "\n")
+
+    def write_held(self) -> None:
+        """Append the held lines to train.log (whole or not at all); later lines go straight there."""
+        if self.held is None or self.path is None:
+            self.held = None
+            return
+        if self.held:
+            append_text(self.path, "".join(line + "\n" for line in self.held))
+        self.held = None
 
 
 def _eta(elapsed: float, done: int, left: int) -> str:
@@ -381,7 +403,14 @@ def train(config: Mapping[str, Any], run_dir: str | Path | None = None, *, resum
             ``config["data"]``.
         info: distributed rank/world size (default: single process, or the initialised group).
         echo: function receiving each log line (default: print through tqdm).
-        stop_after: testing hook -- raise after this epoch, as if the process had been killed.
+
+    Resuming checks every file of ``run_dir`` against ``last.pt`` first
+    (:mod:`eghn.train.rundir`): a config that differs in a key outside
+    :data:`~eghn.train.rundir.RESUME_ALLOWED` is refused with the list of keys; a finished run
+    is extended when ``train.epochs`` (and, after an early stop, ``train.patience``) allow more;
+    a missing or corrupt ``best.pt`` is rebuilt from ``last.pt``. Nothing is written before
+    the first evaluation, and each evaluation writes ``metrics.csv``, ``best.pt`` and
+    ``last.pt`` together or not at all (:class:`eghn.io.WriteGroup`).
     """
     mode = {"auto": "auto", "always": True, "never": False}[config["train"]["recompute_edges"]]
     previous = set_edge_recompute(mode)
@@ -476,19 +505,31 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
               device: torch.device, dtype: torch.dtype, amp_dtype: torch.dtype | None,
               started: list[bool]) -> RunResult:
     tcfg = config["train"]
-    log = _Logger(run_dir / "train.log" if info.is_main else None, info.is_main, echo)
-    result_path = run_dir / "result.json"
-    last_path = run_dir / "last.pt"
-    if resume and result_path.is_file():
-        log(f"run {run_dir} already finished; nothing to resume")
-        try:
-            return RunResult(**json.loads(result_path.read_text()))
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"{result_path} is unreadable ({e}); remove it to resume the run from "
-                             "last.pt") from None
+    # a resumed run writes nothing, not even a log line, until it can write a whole evaluation
+    log = _Logger(run_dir / "train.log" if info.is_main else None, info.is_main, echo, hold=resume)
+    result_path, last_path, best_path = run_dir / "result.json", run_dir / "last.pt", run_dir / "best.pt"
     if not resume and last_path.exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, "
                               "or choose another run directory")
+    state = load_checkpoint(last_path, map_location=device) if resume and last_path.exists() else None
+    changed: dict[str, list[Any]] = {}
+    extra: dict[Path, bytes | None] = {}  # files the first write also rewrites (None: removes)
+    if state is not None:
+        if isinstance(state.get("config"), Mapping):
+            changed = check_resume_config(state["config"], config, where=f"{last_path}")
+        finished = _finished_run(run_dir, state, config, log)
+        if finished is not None:
+            return finished
+        extra.update(_best_repair(best_path, state, log))
+        if result_path.exists():
+            extra[result_path] = None  # the run goes on: its old summary no longer holds
+    elif resume:
+        finished = _finished_without_checkpoint(run_dir, log)
+        if finished is not None:
+            return finished
+        if (run_dir / "metrics.csv").is_file():
+            log(f"{run_dir} holds no last.pt: training starts again from epoch 1; its old files are "
+                "replaced at the first evaluation")
 
     seed = int(config["seed"])
     torch.manual_seed(seed)
@@ -520,23 +561,17 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
 
     start_epoch, evals_since_best = 1, 0
     best: dict[str, float] = {"epoch": 0, "val": math.inf, "test": math.nan}
+    best_model: dict[str, torch.Tensor] | None = None
     history: list[dict[str, float]] = []
     wall_offset = 0.0
     resumes: list[dict[str, Any]] = []
-    if resume and last_path.exists():
-        state = load_checkpoint(last_path, map_location=device)
-        model.load_state_dict(state["model"])
+    if state is not None:
+        load_weights(model, state["model"], last_path, state.get("config"), config)
         optimizer.load_state_dict(state["optimizer"])
         # the optimizer's state restores the old hyper-parameters: the config's values win
-        saved_train = (state.get("config") or {}).get("train", {})
-        changed = {}
         for key in ("lr", "weight_decay"):
             for group in optimizer.param_groups:
-                old = group[key]
                 group[key] = tcfg[key]
-            old = saved_train.get(key, old)
-            if old != tcfg[key]:
-                changed[f"train.{key}"] = [old, tcfg[key]]
         resumes = [dict(r) for r in state.get("resumes", [])]
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
@@ -545,17 +580,21 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
         start_epoch = int(state["epoch"]) + 1
         evals_since_best = int(state["evals_since_best"])
         best = dict(state["best"])
+        best_model = state.get("best_model")
         history = [dict(h) for h in state["history"]]
         wall_offset = float(history[-1]["wall_s"]) if history else 0.0
         log(f"resuming {run_dir} after epoch {start_epoch - 1} (best val {_fmt(best['val'])} "
             f"at epoch {int(best['epoch'])})")
         if changed:
             resumes.append({"after_epoch": start_epoch - 1, "changed": changed})
-            log("changed on resume: " + ", ".join(f"{k} {a:g} -> {b:g}" for k, (a, b) in changed.items()))
+            log("changed on resume: " + ", ".join(f"{k} {_show(a)} -> {_show(b)}" for k, (a, b) in changed.items()))
     started[0] = True
-    if info.is_main:
+    config_text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    if info.is_main and not resume:
         save_config(config, run_dir / "config.json")
         _write_csv(run_dir / "metrics.csv", history)
+    elif info.is_main:
+        extra[run_dir / "config.json"] = config_text.encode()
     writer = _tensorboard(run_dir, tcfg["tensorboard"] and info.is_main, log)
 
     n_train = banks["train"].size
@@ -566,28 +605,41 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
         f"batch {tcfg['batch_size']}, lr {tcfg['lr']:g}, length scale {unit:.4g}"
         + (" [quick mode: reduced data and epochs]" if config.get("quick") else ""))
 
-    def checkpoint(epoch: int) -> None:
-        if not (tcfg["checkpoint"] and info.is_main):
+    def write_evaluation(epoch: int, improved: bool) -> None:
+        """metrics.csv, best.pt (on improvement) and last.pt, all written or none."""
+        if not info.is_main:
             return
-        save_checkpoint(last_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-            "epoch": epoch, "evals_since_best": evals_since_best, "best": dict(best),
-            "history": history, "rng": _rng_state(shuffle_gen), "config": json.dumps(config),
-            "resumes": resumes,
-        })
+        with WriteGroup() as group:
+            group.add(run_dir / "metrics.csv", _csv_text(history))
+            for path, data in extra.items():
+                if data is not None and not (path == best_path and improved):
+                    group.add(path, data)
+            if tcfg["checkpoint"]:
+                if improved:
+                    group.add(best_path, checkpoint_bytes(_best_state(best_model, epoch, best, config)))
+                group.add(last_path, checkpoint_bytes({
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+                    "epoch": epoch, "evals_since_best": evals_since_best, "best": dict(best),
+                    "best_model": best_model, "history": history, "rng": _rng_state(shuffle_gen),
+                    "config": json.dumps(config), "resumes": resumes}))
+            log.write_held()
+        for path, data in extra.items():
+            if data is None:
+                path.unlink(missing_ok=True)
+        extra.clear()
 
-    def diverged(what: str, epoch: int) -> TrainingDiverged:
-        kept = []
-        if tcfg["checkpoint"]:
-            if last_path.exists() or history:
-                kept.append(f"last.pt holds epoch {int(history[-1]['epoch']) if history else start_epoch - 1}")
-            if best["epoch"]:
-                kept.append(f"best.pt holds epoch {int(best['epoch'])}")
-        where = ("; ".join(kept) + "; continue with a lower learning rate: eghn train --resume "
-                 f"{run_dir} --set train.lr=<lower than {tcfg['lr']:g}>") if kept else (
-                 f"no checkpoint was written yet; start again with a lower train.lr than {tcfg['lr']:g}")
-        msg = f"training diverged: {what} at epoch {epoch}; stopped without saving it ({where})"
+    def diverged(what: str, epoch: int, batch: Graph | None = None) -> TrainingDiverged:
+        cause = ""
+        if batch is not None:
+            cause = "; " + first_nonfinite(model, batch).message()
+        elif not _weights_finite(model):
+            cause = "; " + first_nonfinite(model, banks["val"].batch(torch.arange(min(bs, banks["val"].size))
+                                                                     )).message()
+        kept = _kept_checkpoints(last_path, best_path) if tcfg["checkpoint"] else ""
+        where = (f"{kept}; continue from there: eghn train --resume {run_dir} with a remedy above"
+                 if kept else "no checkpoint was written yet; start again with a remedy above")
+        msg = f"training diverged: {what} at epoch {epoch}{cause} ({where})"
         log(msg)
         return TrainingDiverged(msg)
 
@@ -633,8 +685,9 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
             with _autocast(device, amp_dtype):
                 try:
                     out = ddp_model(g)
-                except FloatingPointError as e:  # a model that refuses to return NaN/inf (EGHN)
-                    raise diverged(f"the model's output is not finite ({e})", epoch) from None
+                except FloatingPointError:  # a model that refuses to return NaN/inf (EGHN)
+                    raise diverged(f"the model's output is not finite (batch {b + 1} of {n_batches})",
+                                   epoch, g) from None
                 sse = position_sse(out.pos, g.target)
                 loss = sse * (info.world_size / (global_nodes * g.dim))
                 reg = out.aux.get("reg_loss") if isinstance(out.aux, Mapping) else None
@@ -643,7 +696,7 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
             if check_now:
                 if not math.isfinite(float(loss.detach())):
                     raise diverged(f"the training loss is {float(loss.detach())} (batch {b + 1} of {n_batches})",
-                                   epoch)
+                                   epoch, g)
             else:
                 loss_ok.mul_(torch.isfinite(loss.detach()).to(loss_ok.dtype))
             scaler.scale(loss).backward()
@@ -687,13 +740,13 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
             if not _weights_finite(model):
                 raise diverged("some weights are NaN or infinite", epoch)
             if not math.isfinite(val):
-                raise diverged(f"the validation MSE is {val}", epoch)
-            if val < best["val"]:
+                raise diverged(f"the validation MSE is {val}", epoch,
+                               banks["val"].batch(torch.arange(min(bs, banks["val"].size))))
+            improved = val < best["val"]
+            if improved:
                 best = {"epoch": epoch, "val": val, "test": test}
+                best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 evals_since_best = 0
-                if tcfg["checkpoint"] and info.is_main:
-                    save_checkpoint(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch,
-                                                          "best": dict(best), "config": json.dumps(config)})
             else:
                 evals_since_best += 1
             now = time.perf_counter()
@@ -715,11 +768,9 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
                 for k in ("train_loss", "train_mse", "val_mse", "test_mse", "samples_per_s"):
                     writer.add_scalar(k, row[k], epoch)
             bar.set_postfix(val=f"{val:.3e}", best=int(best["epoch"]))
-            if info.is_main:
-                _write_csv(run_dir / "metrics.csv", history)
             if evals_since_best >= tcfg["patience"]:
                 stopped_early = True
-            checkpoint(epoch)
+            write_evaluation(epoch, improved)
             train_sse.zero_()
             train_loss_sum.zero_()
             train_count, train_batches = 0, 0
@@ -740,13 +791,145 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
                        test=float(best["test"]), epochs=int(epoch), wall_s=round(wall, 3),
                        stopped_early=stopped_early, history=history, protocol=str(config.get("protocol", "")),
                        version=_version())
-    if info.is_main:
-        atomic_write_text(result_path, json.dumps(result.to_dict(), indent=2) + "\n")
     log(f"done: best val MSE {_fmt(result.best_val)} at epoch {result.best_epoch}, "
         f"test MSE at that epoch {_fmt(result.test)} ({result.epochs} epochs, {wall:,.1f} s)")
     if info.is_main:
+        _write_result(result, run_dir, extra, log)
         _write_plot(run_dir, config, history, log)
     return result
+
+
+def _show(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else json.dumps(v)
+
+
+def _best_state(best_model: Mapping[str, torch.Tensor] | None, epoch: int, best: Mapping[str, float],
+                config: Mapping[str, Any]) -> dict[str, Any]:
+    return {"model": best_model, "epoch": int(epoch), "best": dict(best), "config": json.dumps(config)}
+
+
+def _best_problem(best_path: Path, state: Mapping[str, Any]) -> str:
+    """How ``best.pt`` fails to be the best evaluation that ``last.pt`` names (``""``: it is)."""
+    epoch = int(state["best"]["epoch"])
+    if epoch == 0:
+        return ""
+    if not best_path.is_file():
+        return f"{best_path} is missing"
+    try:
+        held = load_checkpoint(best_path)
+    except (CheckpointError, OSError) as e:
+        return str(e)
+    if int(held.get("epoch", -1)) != epoch:
+        return f"{best_path} holds epoch {held.get('epoch')} but last.pt's best evaluation is epoch {epoch}"
+    return ""
+
+
+def _best_repair(best_path: Path, state: Mapping[str, Any], log: _Logger) -> dict[Path, bytes]:
+    """``{best_path: bytes}`` rebuilt from ``last.pt``'s copy of the best weights when ``best.pt``
+    does not hold them (``{}`` when it does); an error when it cannot be rebuilt."""
+    problem = _best_problem(best_path, state)
+    if not problem:
+        return {}
+    if state.get("best_model") is None:
+        raise CheckpointError(f"{problem}; its last.pt was written by an older eghn and holds no copy of the "
+                              "best weights, so it cannot be rebuilt: restore best.pt from a backup, or "
+                              "remove result.json and best.pt to keep training from last.pt")
+    log(f"{problem}: rebuilt from the copy of the best weights in last.pt")
+    config = state.get("config")
+    return {best_path: checkpoint_bytes(_best_state(state["best_model"], int(state["best"]["epoch"]),
+                                                    state["best"], config if isinstance(config, Mapping) else {}))}
+
+
+def _finished_run(run_dir: Path, state: Mapping[str, Any], config: Mapping[str, Any], log: _Logger
+                  ) -> RunResult | None:
+    """The result of a finished run that ``config`` does not extend (``None``: train on).
+
+    ``result.json`` must describe ``last.pt``; when it does not it is stale (a kill while
+    extending the run) and training goes on. A finished run is extended when ``train.epochs``
+    now exceeds its last epoch and (after an early stop) ``train.patience`` its evaluations
+    without improvement.
+    """
+    result = read_result(run_dir)
+    if result is None:
+        return None
+    mismatch = result_mismatch(result, state)
+    if mismatch:
+        log(f"{run_dir / 'result.json'} does not describe last.pt ({mismatch}); continuing from last.pt")
+        return None
+    tcfg, last = config["train"], int(state["epoch"])
+    early = bool(result.get("stopped_early"))
+    if tcfg["epochs"] > last and (not early or int(state["evals_since_best"]) < tcfg["patience"]):
+        log(f"extending the finished run in {run_dir} from epoch {last} to at most {tcfg['epochs']}")
+        return None
+    repair = _best_repair(run_dir / "best.pt", state, log)
+    try:
+        read_json_object(run_dir / "config.json")
+    except ValueError:
+        if isinstance(state.get("config"), Mapping):
+            log(f"{run_dir / 'config.json'} is unreadable: rewritten from last.pt")
+            repair[run_dir / "config.json"] = (json.dumps(state["config"], indent=2, sort_keys=True) + "\n").encode()
+    if repair:
+        best = run_dir / "best.pt"
+        if best in repair:  # result.json names the bytes of the best.pt it reports
+            result = {**result, "best_sha256": hashlib.sha256(repair[best]).hexdigest()}
+            repair[run_dir / "result.json"] = (json.dumps(result, indent=2) + "\n").encode()
+        with WriteGroup() as group:
+            for path, data in repair.items():
+                group.add(path, data)
+            log.write_held()
+    why = (f"stopped early: no improvement in {int(state['evals_since_best'])} evaluations; raise "
+           "train.patience and train.epochs to go on" if early else
+           f"reached train.epochs = {last}; raise it to go on")
+    log(f"run {run_dir} already finished at epoch {last} ({why}); nothing to resume")
+    return _result_of(result, run_dir)
+
+
+def _finished_without_checkpoint(run_dir: Path, log: _Logger) -> RunResult | None:
+    """A finished run without ``last.pt`` (``train.checkpoint = false``): its ``result.json``."""
+    result = read_result(run_dir)
+    if result is None:
+        return None
+    log(f"run {run_dir} already finished (no last.pt to continue from)")
+    return _result_of(result, run_dir)
+
+
+def _result_of(data: Mapping[str, Any], run_dir: Path) -> RunResult:
+    names = {f.name for f in fields(RunResult)} - {"run_dir"}
+    try:
+        return RunResult(run_dir=str(run_dir), **{k: v for k, v in data.items() if k in names})
+    except TypeError as e:
+        raise ValueError(f"{run_dir / 'result.json'} is unreadable ({e})") from None
+
+
+def _write_result(result: RunResult, run_dir: Path, extra: Mapping[Path, bytes | None], log: _Logger) -> None:
+    """``result.json`` (with the SHA-256 of the ``best.pt`` it describes; no path), together with
+    any file still waiting for its first write."""
+    best = run_dir / "best.pt"
+    data = result.to_dict()
+    del data["run_dir"]  # a copied run directory describes itself
+    with WriteGroup() as group:
+        for path, content in extra.items():
+            if content is not None and path != run_dir / "result.json":
+                group.add(path, content)
+        if best.is_file() and best not in extra:
+            data["best_sha256"] = file_sha256(best)
+        elif best in extra and extra[best] is not None:
+            data["best_sha256"] = hashlib.sha256(extra[best]).hexdigest()
+        group.add(run_dir / "result.json", json.dumps(data, indent=2) + "\n")
+        log.write_held()
+
+
+def _kept_checkpoints(last_path: Path, best_path: Path) -> str:
+    """What the checkpoints on disk hold, read from the files themselves."""
+    kept = []
+    for name, path in (("last.pt", last_path), ("best.pt", best_path)):
+        if not path.is_file():
+            continue
+        try:
+            kept.append(f"{name} holds epoch {int(load_checkpoint(path)['epoch'])}")
+        except (CheckpointError, OSError, KeyError, ValueError):
+            kept.append(f"{name} is unreadable")
+    return "; ".join(kept)
 
 
 def _write_plot(run_dir: Path, config: Mapping[str, Any], history: list[dict[str, Any]],
@@ -803,12 +986,18 @@ def _tensorboard(run_dir: Path, enabled: bool, log: Callable[[str], None]):
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
+def _csv_text(rows: list[dict[str, float]]) -> str:
+    """The whole metrics table (``metrics.csv``) as text."""
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=_CSV_FIELDS)
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
 def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:
     """Write the whole metrics table atomically (so it always matches ``last.pt``'s history)."""
-    with atomic_write(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=_CSV_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
+    atomic_write_text(path, _csv_text(rows))
 
 
 def _version() -> str:

@@ -52,22 +52,38 @@ class TrainedRun:
         return out * self.length_scale
 
 
-def read_run(target: str | Path) -> tuple[dict[str, Any], Path, dict[str, Any]]:
-    """``(config, checkpoint path, checkpoint state)`` of a run directory (its ``best.pt``, else
-    ``last.pt``) or a checkpoint file. The config is the one stored in the checkpoint, else the
-    run's ``config.json``; a run saved before lengths were standardised gets ``length_scale = 1``
-    (it was trained in the data's own units)."""
-    from .checkpoint import load_checkpoint
+def read_run(target: str | Path, *, checkpoint: str = "best") -> tuple[dict[str, Any], Path, dict[str, Any]]:
+    """``(config, checkpoint path, checkpoint state)`` of a run directory or a checkpoint file.
+
+    For a run directory, ``checkpoint`` picks ``best.pt`` (default: the weights its
+    ``result.json`` reports) or ``last.pt``. There is no fallback from one to the other: a
+    missing or corrupt file is an error naming it. ``best.pt`` is checked against the run's
+    ``result.json`` (its SHA-256 and epoch) or, before the run has finished, against the best
+    epoch recorded in ``last.pt``. The config is the one stored in the checkpoint, else the
+    run's ``config.json``; a run saved before lengths were standardised gets
+    ``length_scale = 1`` (it was trained in the data's own units).
+    """
+    from .checkpoint import CheckpointError, file_sha256, load_checkpoint
     from .config import ConfigError
 
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
     target = Path(target)
     ckpt = target
     if target.is_dir():
-        ckpt = target / "best.pt" if (target / "best.pt").is_file() else target / "last.pt"
+        ckpt = target / f"{checkpoint}.pt"
         if not ckpt.is_file():
-            raise FileNotFoundError(f"{target} holds no checkpoint (best.pt or last.pt): the run has not "
-                                    "finished an evaluation yet, or it is not an eghn run directory")
+            other = "last" if checkpoint == "best" else "best"
+            hint = (f"; {target / (other + '.pt')} exists: ask for it with --checkpoint {other}"
+                    if (target / f"{other}.pt").is_file() else
+                    ": the run has not finished an evaluation yet, or it is not an eghn run directory")
+            raise FileNotFoundError(f"{ckpt} does not exist{hint}")
     state = load_checkpoint(ckpt)
+    if target.is_dir() and checkpoint == "best":
+        problem = _best_disagrees(target, ckpt, state, file_sha256, load_checkpoint)
+        if problem:
+            raise CheckpointError(f"{ckpt} is not the checkpoint its run reports: {problem}; resume the run "
+                                  "(eghn train --resume) to rebuild it from last.pt, or pass --checkpoint last")
     config = state.get("config")
     if isinstance(config, str):  # the trainer stores the resolved config as JSON text
         config = json.loads(config)
@@ -80,23 +96,45 @@ def read_run(target: str | Path) -> tuple[dict[str, Any], Path, dict[str, Any]]:
     return config, ckpt, state
 
 
-def load_run(target: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
-             ) -> TrainedRun:
-    """Load a run directory's ``best.pt`` (else ``last.pt``), or a checkpoint file (:func:`read_run`).
+def _best_disagrees(run_dir: Path, ckpt: Path, state: dict[str, Any], sha256, load) -> str:
+    """How ``best.pt`` disagrees with the run's ``result.json`` or ``last.pt`` (``""``: it agrees)."""
+    epoch = state.get("epoch")
+    result_path = run_dir / "result.json"
+    if result_path.is_file():
+        result = read_json_object(result_path)
+        digest = result.get("best_sha256")
+        if digest and digest != sha256(ckpt):
+            return f"its SHA-256 is not the one {result_path.name} records"
+        if "best_epoch" in result and result["best_epoch"] != epoch:
+            return f"it holds epoch {epoch} but {result_path.name} reports epoch {result['best_epoch']}"
+        return ""
+    last = run_dir / "last.pt"
+    if last.is_file():
+        best_epoch = load(last).get("best", {}).get("epoch")
+        if best_epoch is not None and best_epoch != epoch:
+            return f"it holds epoch {epoch} but last.pt's best evaluation is epoch {best_epoch}"
+    return ""
+
+
+def load_run(target: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+             checkpoint: str = "best") -> TrainedRun:
+    """Load a run directory's ``best.pt`` (or ``last.pt``), or a checkpoint file (:func:`read_run`).
 
     Args:
         target: run directory or checkpoint file.
         device: where to put the model.
         dtype: model dtype (default: the run's training dtype).
+        checkpoint: ``"best"`` or ``"last"``, for a run directory.
     """
     from .loop import build_datasets, build_model
+    from .rundir import load_weights
 
-    config, ckpt, state = read_run(target)
+    config, ckpt, state = read_run(target, checkpoint=checkpoint)
     ds = build_datasets(config, splits=("test",))["test"]
     if dtype is None:
         dtype = torch.float64 if config["train"]["dtype"] == "float64" else torch.float32
     model = build_model(config, ds).to(device=device, dtype=dtype)
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], ckpt, config, config)
     model.eval()
     return TrainedRun(model=model, config=config, length_scale=float(ds.length_scale), powers=dict(ds.powers),
                       checkpoint=str(ckpt))
