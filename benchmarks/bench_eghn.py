@@ -46,6 +46,7 @@ import torch
 from eghn.data import Graph, collate
 from eghn.models import EGHN
 from eghn.nn import set_edge_recompute
+from eghn.train.objective import training_objective
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import side_by_side as sbs
@@ -182,8 +183,7 @@ def run_one(name: str, device: str, steps: int, live: bool = False, flops: bool 
     def step():
         opt.zero_grad(set_to_none=True)
         out = model(g)
-        loss = ((out.pos - g.target) ** 2).mean() + out.aux["reg_loss"]
-        loss.backward()
+        training_objective(out, g.target).loss.backward()
         opt.step()
 
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)

@@ -38,6 +38,7 @@ import torch
 from eghn.data import Graph, collate
 from eghn.models import available, get
 from eghn.models._common import ModelOutOfMemoryError
+from eghn.train.objective import training_objective
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -94,8 +95,7 @@ def bench(name: str, batch: Graph, reps: int, mem_limit: float | None, device: s
     def step() -> None:
         model.zero_grad(set_to_none=True)
         out = model(batch)
-        loss = ((out.pos - batch.target) ** 2).sum(-1).mean() + out.aux.get("reg_loss", 0.0)
-        loss.backward()
+        training_objective(out, batch.target).loss.backward()
 
     try:
         if device == "cuda":

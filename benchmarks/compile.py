@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def run(workload: str, device: str, rounds: int, steps: int) -> dict:
     import side_by_side as sbs
 
+    from eghn.train.objective import training_objective
+
     model, g = sbs.workload_model(workload)
     model, g = model.to(device), g.to(device)
     twin = copy.deepcopy(model)
@@ -42,7 +44,7 @@ def run(workload: str, device: str, rounds: int, steps: int) -> dict:
         def step():
             opt.zero_grad(set_to_none=True)
             out = fwd(g)
-            loss = ((out.pos - g.target) ** 2).mean() + out.aux["reg_loss"]
+            loss = training_objective(out, g.target).loss
             loss.backward()
             opt.step()
             return loss.detach()

@@ -103,6 +103,7 @@ def build(workload: str):
     import eghn.models.mpnn
     import eghn.nn.plain_mp  # noqa: F401
     from eghn.models import EGHN
+    from eghn.train.objective import training_objective
 
     if workload.startswith("radius-"):
         from bench_eghn import radius_graph
@@ -117,13 +118,13 @@ def build(workload: str):
     def step():
         opt.zero_grad(set_to_none=True)
         out = model(g)
-        (((out.pos - g.target) ** 2).mean() + out.aux["reg_loss"]).backward()
+        training_objective(out, g.target).loss.backward()
         opt.step()
 
     def loss_and_grad() -> tuple[float, float]:
         model.zero_grad(set_to_none=True)
         out = model(g)
-        loss = ((out.pos - g.target) ** 2).mean() + out.aux["reg_loss"]
+        loss = training_objective(out, g.target).loss
         loss.backward()
         grad = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in model.parameters() if p.grad is not None))
         return float(loss.detach()), float(grad)

@@ -280,12 +280,14 @@ def make_steps(work: dict, authors_dir: str | None, which, device: str) -> dict:
         steps["authors"], params["authors"] = step_authors, sum(p.numel() for p in ref.parameters())
 
     def eghn_step(model, graph):
+        from eghn.train.objective import training_objective
+
         opt = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-12, fused=True)
 
         def step():
             opt.zero_grad(set_to_none=True)
             out = model(graph)
-            (((out.pos - graph.target) ** 2).mean() + out.aux["reg_loss"]).backward()
+            training_objective(out, graph.target).loss.backward()
             opt.step()
 
         return step

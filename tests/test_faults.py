@@ -13,9 +13,10 @@ from _train_toy import ToyModel, toy_config
 from eghn.io import DirLock, LockedError
 from eghn.models import register
 from eghn.models.registry import available
+from eghn.train.callbacks import StopAfter
 from eghn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from eghn.train.config import ConfigError, resolve
-from eghn.train.loop import TrainingDiverged, _Interrupted, train, validate_config
+from eghn.train.loop import TrainingDiverged, train, validate_config
 
 
 class NaNToy(ToyModel):
@@ -112,8 +113,8 @@ def test_non_finite_weights_are_never_saved(tmp_path, monkeypatch):
 
 def test_resume_applies_a_new_learning_rate_and_records_it(tmp_path):
     run = tmp_path / "run"
-    with pytest.raises(_Interrupted):
-        train(toy_config(tmp_path, lr=1e-2), run, echo=_quiet, stop_after=2)
+    with pytest.raises(StopAfter.Interrupted):
+        train(toy_config(tmp_path, lr=1e-2), run, echo=_quiet, callbacks=[StopAfter(2)])
     lines = []
     res = train(toy_config(tmp_path, lr=1e-3, weight_decay=1e-4, epochs=4), run, resume=True,
                 echo=lines.append)

@@ -15,9 +15,10 @@ import torch
 from _train_toy import toy_config
 
 from eghn.io import WriteGroup, append_text
+from eghn.train.callbacks import StopAfter, kept_checkpoints
 from eghn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from eghn.train.config import ConfigError
-from eghn.train.loop import _Interrupted, _kept_checkpoints, train
+from eghn.train.loop import train
 from eghn.train.rundir import RESUME_ALLOWED, check_resume_config, config_differences, result_mismatch
 
 _TOY_TOML = ('name = "t"\ndevice = "cpu"\n[data]\nname = "_toy"\nsize = 16\n[model]\nname = "_toy"\n'
@@ -56,8 +57,8 @@ def _finished(tmp_path, capsys, epochs=3, patience=50, name="run"):
 
 def _interrupted(tmp_path, name="run", after=2, **train_opts):
     run = tmp_path / name
-    with pytest.raises(_Interrupted):
-        train(toy_config(tmp_path, **train_opts), run, echo=_quiet, stop_after=after)
+    with pytest.raises(StopAfter.Interrupted):
+        train(toy_config(tmp_path, **train_opts), run, echo=_quiet, callbacks=[StopAfter(after)])
     return run
 
 
@@ -345,9 +346,9 @@ def test_resume_of_an_unfinished_run_rebuilds_a_missing_best_pt(tmp_path):
 
 def test_divergence_message_reads_the_checkpoints_it_names(tmp_path):
     run = _interrupted(tmp_path)
-    assert _kept_checkpoints(run / "last.pt", run / "best.pt") == "last.pt holds epoch 2; best.pt holds epoch 2"
+    assert kept_checkpoints(run / "last.pt", run / "best.pt") == "last.pt holds epoch 2; best.pt holds epoch 2"
     (run / "best.pt").write_bytes(b"not a checkpoint")
-    assert _kept_checkpoints(run / "last.pt", run / "best.pt") == "last.pt holds epoch 2; best.pt is unreadable"
+    assert kept_checkpoints(run / "last.pt", run / "best.pt") == "last.pt holds epoch 2; best.pt is unreadable"
 
 
 # ---------------------------------------------------------------------------- item 5: messages

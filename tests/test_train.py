@@ -12,6 +12,7 @@ from _train_toy import ToyDataset, toy_config
 
 from eghn.data import LengthScaled, length_scale
 from eghn.train import reproduce as rep
+from eghn.train.callbacks import StopAfter
 from eghn.train.checkpoint import load_checkpoint
 from eghn.train.config import (
     TRAIN_DEFAULTS,
@@ -23,7 +24,7 @@ from eghn.train.config import (
     resolve,
 )
 from eghn.train.loader import GraphBank, concat_ranges, repeat_counts
-from eghn.train.loop import _Interrupted, build_model, evaluate_model, split_options, train
+from eghn.train.loop import build_model, evaluate_model, split_options, train
 
 
 def _quiet(_msg: str) -> None:
@@ -155,8 +156,8 @@ def test_resume_after_kill_gives_identical_run(tmp_path):
     cfg = toy_config(tmp_path, epochs=8, eval_every=2, threads=1)
     full = train(cfg, tmp_path / "full", echo=_quiet)
     # killed during epoch 5: the last checkpoint is from the evaluation at epoch 4
-    with pytest.raises(_Interrupted):
-        train(cfg, tmp_path / "killed", echo=_quiet, stop_after=5)
+    with pytest.raises(StopAfter.Interrupted):
+        train(cfg, tmp_path / "killed", echo=_quiet, callbacks=[StopAfter(5)])
     assert load_checkpoint(tmp_path / "killed" / "last.pt")["epoch"] == 4
     resumed = train(cfg, tmp_path / "killed", resume=True, echo=_quiet)
     timing = ("wall_s", "samples_per_s", "step_share")
@@ -274,7 +275,7 @@ def test_metrics_report_the_share_of_time_in_training_steps(tmp_path, monkeypatc
     Slowing down the evaluation (and nothing else) lowers it."""
     import time as _time
 
-    from eghn.train import loop
+    from eghn.train import trainer as loop  # where the trainer looks up evaluate_model
 
     cfg = toy_config(tmp_path, epochs=4, eval_every=2, threads=1)
     fast = train(cfg, tmp_path / "fast", echo=_quiet)

@@ -1,29 +1,33 @@
-"""The trainer: Adam on position MSE (+ the model's regulariser), early stopping, checkpoints.
+"""``eghn train``: build the data, the model and a :class:`~eghn.train.trainer.Trainer` from a
+config, check the run directory, train, and write the result.
 
 Protocol (the published EGHN code's defaults, all configurable in ``[train]``): Adam with
 lr 5e-4 and weight decay 1e-12, batches of 100 graphs, evaluation every 5 epochs, early
 stopping after 50 evaluations without a better validation MSE, and the reported test MSE is
-the one measured at the best validation evaluation. The loss of a batch is the position MSE
-over all nodes and coordinates plus ``aux["reg_loss"]`` when the model returns one (EGHN:
-lambda times the connectivity loss, Eq. 16).
+the one measured at the best validation evaluation. The loss of a batch is Eq. 16
+(:func:`~eghn.train.objective.training_objective`): the position MSE over all nodes and
+coordinates plus ``aux["reg_loss"]`` when the model returns one (EGHN: lambda times the
+connectivity loss).
 
 Every evaluation writes ``last.pt`` (everything needed to continue: model, optimizer, RNG
-states, counters, history) and, on improvement, ``best.pt``; ``resume=True`` continues from
+states, counters, history, the best weights) and, on improvement, ``best.pt``, together with
+``metrics.csv`` (:class:`~eghn.train.callbacks.RunWriter`); ``resume=True`` continues from
 ``last.pt`` and, on CPU, ends with exactly the numbers of an uninterrupted run.
+
+The path of one config value, e.g. ``train.lr``: ``--set train.lr=1e-3`` ->
+:func:`~eghn.train.config.load_config` (merged and checked once) -> :func:`train` ->
+:class:`~eghn.train.trainer.Trainer` (``settings["lr"]``, the optimiser's param groups).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import io
 import json
 import math
-import sys
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,17 +38,36 @@ from torch import nn
 from ..data.graph import Graph
 from ..data.registry import build_dataset, get_dataset_class
 from ..data.units import LengthScaled, length_scale
-from ..io import DirLock, WriteGroup, append_text, atomic_write_text, read_json_object
+from ..io import DirLock, atomic_write_text
 from ..models import registry as model_registry
 from ..nn.edge_mlp import set_edge_recompute
-from .checkpoint import CheckpointError, checkpoint_bytes, file_sha256, load_checkpoint
+from .callbacks import (
+    DivergenceGuard,
+    EarlyStopping,
+    LogLine,
+    ProgressBar,
+    RunWriter,
+    TensorBoard,
+    TrainingDiverged,
+    fmt,
+)
+from .checkpoint import load_checkpoint
 from .config import ConfigError, check_kwargs, check_values, save_config
-from .diagnose import first_nonfinite
-from .distributed import DistInfo, shard
+from .distributed import DistInfo
 from .loader import GraphBank
 from .malloc import reuse_freed_memory
-from .metrics import MSEAccumulator, position_sse, random_rotations
-from .rundir import check_resume_config, load_weights, read_result, result_mismatch
+from .metrics import random_rotations
+from .rundir import (
+    RunLog,
+    RunResult,
+    best_repair,
+    check_resume_config,
+    finished_run,
+    finished_without_checkpoint,
+    load_weights,
+    write_result,
+)
+from .trainer import Trainer, TrainerParts, evaluate_model, lr_at
 
 __all__ = [
     "RunResult",
@@ -52,6 +75,7 @@ __all__ = [
     "build_datasets",
     "build_model",
     "check_datasets",
+    "csv_text",
     "evaluate_model",
     "lr_at",
     "make_run_dir",
@@ -66,37 +90,6 @@ __all__ = [
 _SPLITS = ("train", "val", "test")
 _CSV_FIELDS = ["epoch", "wall_s", "train_loss", "train_mse", "val_mse", "test_mse", "best_epoch",
                "best_val", "samples_per_s", "step_share"]
-
-
-class _Interrupted(Exception):
-    """Raised by the test hook ``stop_after`` to simulate a killed run."""
-
-
-class TrainingDiverged(FloatingPointError):
-    """The training loss, the weights or the validation MSE became NaN or infinite.
-
-    The run stops before anything non-finite is written: ``last.pt`` and ``best.pt`` keep the
-    last finite state, from which the run can be resumed (e.g. with a lower ``train.lr``).
-    """
-
-
-@dataclass
-class RunResult:
-    """Summary of a finished training run (also written to ``result.json``)."""
-
-    run_dir: str
-    best_epoch: int
-    best_val: float
-    test: float
-    epochs: int
-    wall_s: float
-    stopped_early: bool
-    history: list[dict[str, float]] = field(default_factory=list)
-    protocol: str = ""
-    version: str = ""  #: the eghn version that trained the run
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ---------------------------------------------------------------------------- building blocks
@@ -236,76 +229,6 @@ def make_run_dir(config: Mapping[str, Any]) -> Path:
     return path
 
 
-def _rng_state(gen: torch.Generator) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "shuffle": gen.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any], gen: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    gen.set_state(state["shuffle"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-@torch.inference_mode()
-def evaluate_model(model: nn.Module, bank: GraphBank, batch_size: int, *, info: DistInfo | None = None,
-                   rotate: bool = False, translate: float = 0.0,
-                   generator: torch.Generator | None = None, amp_dtype: torch.dtype | None = None) -> float:
-    """Position MSE of ``model`` over every sample of ``bank``.
-
-    With ``rotate`` every graph gets its own random rotation (det +1), with ``translate > 0``
-    its own translation drawn from N(0, translate^2 I); inputs and targets are transformed
-    together, so an E(n)-equivariant model scores the same as without.
-
-    When the bank's dataset is standardised (:class:`~eghn.data.units.LengthScaled`, length
-    scale :math:`L`), ``translate`` is in the data's own units and the MSE is returned in
-    them too (times :math:`L^2`).
-    """
-    info = info if info is not None else DistInfo()
-    unit = float(getattr(bank.dataset, "length_scale", 1.0))
-    translate = translate / unit
-    axis = getattr(bank.dataset, "rotation_axis", None)
-    was_training = model.training
-    model.eval()
-    acc = MSEAccumulator(bank.device)
-    order = torch.arange(bank.size)
-    for s in range(0, bank.size, batch_size):
-        idx = shard(order[s:s + batch_size], info)
-        if idx.numel() == 0:
-            continue
-        g = bank.batch(idx)
-        if rotate or translate:
-            g = transformed_batch(g, rotate, translate, generator, axis)
-        with _autocast(bank.device, amp_dtype):
-            pred = model(g).pos
-        acc.add(pred, g.target)
-    acc.all_reduce()
-    model.train(was_training)
-    return acc.value() * unit**2
-
-
-def lr_at(tcfg: Mapping[str, Any], progress: float) -> float:
-    r"""Learning rate after ``progress`` epochs (fractional) under ``train.lr_schedule``.
-
-    ``"constant"``: ``train.lr`` throughout. ``"cosine"``: :math:`\eta\,(1 + \cos(\pi p / T))/2`
-    from ``train.lr`` at the start to 0 at ``T = train.epochs``; a pure function of the step, so
-    a resumed run follows the same schedule.
-
-    >>> lr_at({"lr": 1e-3, "lr_schedule": "cosine", "epochs": 10}, 5.0)
-    0.0005
-    """
-    lr, kind = float(tcfg["lr"]), tcfg.get("lr_schedule", "constant")
-    if kind == "constant":
-        return lr
-    if kind == "cosine":
-        frac = min(max(progress / max(int(tcfg["epochs"]), 1), 0.0), 1.0)
-        return lr * 0.5 * (1.0 + math.cos(math.pi * frac))
-    raise ConfigError(f"train.lr_schedule must be 'constant' or 'cosine', got {kind!r}")
-
-
 def _standardise(config: Mapping[str, Any], datasets: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Resolve ``data.length_scale`` (recorded as a number in the returned config, hence in
     ``config.json`` and every checkpoint) and wrap the splits in :class:`LengthScaled`."""
@@ -322,73 +245,10 @@ def _standardise(config: Mapping[str, Any], datasets: Mapping[str, Any]) -> tupl
     return config, {s: LengthScaled(ds, scale) for s, ds in datasets.items()}
 
 
-def _autocast(device: torch.device, amp_dtype: torch.dtype | None):
-    if amp_dtype is None or device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=amp_dtype)
-
-
-class _Logger:
-    """Prints on the main process (through tqdm so bars stay intact) and appends to train.log.
-
-    With ``hold`` the lines are kept in memory until :meth:`write_held` (called as part of a
-    run's first whole write), so a resume that fails before it leaves ``train.log`` untouched.
-    """
-
-    def __init__(self, path: Path | None, enabled: bool, echo: Callable[[str], None] | None = None,
-                 *, hold: bool = False):
-        self.path = path
-        self.enabled = enabled
-        self.echo = echo
-        self.held: list[str] | None = [] if hold else None
-
-    def __call__(self, msg: str) -> None:
-        if not self.enabled:
-            return
-        if self.echo is not None:
-            self.echo(msg)
-        else:
-            try:
-                from tqdm.auto import tqdm
-
-                # clears the bar, prints the line, redraws the bar below it
-                tqdm.write(msg, file=sys.stdout)
-                sys.stdout.flush()  # before the bar is redrawn on stderr
-            except ImportError:  # pragma: no cover
-                print(msg, flush=True)
-        if self.path is None:
-            return
-        if self.held is not None:
-            self.held.append(msg)
-        else:
-            append_text(self.path, msg + "\n")
-
-    def write_held(self) -> None:
-        """Append the held lines to train.log (whole or not at all); later lines go straight there."""
-        if self.held is None or self.path is None:
-            self.held = None
-            return
-        if self.held:
-            append_text(self.path, "".join(line + "\n" for line in self.held))
-        self.held = None
-
-
-def _eta(elapsed: float, done: int, left: int) -> str:
-    """`` | ETA 1 min 05 s`` from this session's pace (an upper bound when early stopping ends the run)."""
-    if left <= 0 or done <= 0:
-        return ""
-    secs = round(elapsed / done * left)
-    return f" | ETA {secs // 60} min {secs % 60:02d} s" if secs >= 60 else f" | ETA {secs} s"
-
-
-def _fmt(x: float) -> str:
-    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4e}"
-
-
 # ---------------------------------------------------------------------------- training
 def train(config: Mapping[str, Any], run_dir: str | Path | None = None, *, resume: bool = False,
           datasets: Mapping[str, Any] | None = None, info: DistInfo | None = None,
-          echo: Callable[[str], None] | None = None, stop_after: int | None = None) -> RunResult:
+          echo: Callable[[str], None] | None = None, callbacks: Sequence[Any] = ()) -> RunResult:
     """Train the model of ``config`` and return its :class:`RunResult`.
 
     ``train.recompute_edges`` applies for the duration of the call
@@ -403,6 +263,8 @@ def train(config: Mapping[str, Any], run_dir: str | Path | None = None, *, resum
             ``config["data"]``.
         info: distributed rank/world size (default: single process, or the initialised group).
         echo: function receiving each log line (default: print through tqdm).
+        callbacks: extra :mod:`~eghn.train.callbacks` objects, called before the built-in ones
+            (early stopping, divergence guard, log line, progress bar, TensorBoard, run files).
 
     Resuming checks every file of ``run_dir`` against ``last.pt`` first
     (:mod:`eghn.train.rundir`): a config that differs in a key outside
@@ -416,14 +278,14 @@ def train(config: Mapping[str, Any], run_dir: str | Path | None = None, *, resum
     previous = set_edge_recompute(mode)
     try:
         return _train(config, run_dir, resume=resume, datasets=datasets, info=info, echo=echo,
-                      stop_after=stop_after)
+                      callbacks=callbacks)
     finally:
         set_edge_recompute(previous)
 
 
 def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: bool,
            datasets: Mapping[str, Any] | None, info: DistInfo | None, echo: Callable[[str], None] | None,
-           stop_after: int | None) -> RunResult:
+           callbacks: Sequence[Any]) -> RunResult:
     from .distributed import init_from_env
 
     tcfg = config["train"]
@@ -459,9 +321,9 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
     try:
         if lock is not None:
             lock.acquire()
-        return _train_in(config, run_dir, resume=resume, datasets=datasets, info=info, echo=echo,
-                         stop_after=stop_after, device=device, dtype=dtype, amp_dtype=amp_dtype,
-                         started=started)
+        env = _Env(info=info, device=device, dtype=dtype, amp_dtype=amp_dtype, echo=echo)
+        return _run(config, run_dir, resume=resume, datasets=datasets, env=env, callbacks=callbacks,
+                    started=started)
     except BaseException:
         if created is not None and not started[0]:  # a failed start leaves no directory behind
             _remove_new_dirs(created)
@@ -500,436 +362,158 @@ def _remove_new_dirs(created: list[Path]) -> None:
             return
 
 
-def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, datasets: Mapping[str, Any] | None,
-              info: DistInfo, echo: Callable[[str], None] | None, stop_after: int | None,
-              device: torch.device, dtype: torch.dtype, amp_dtype: torch.dtype | None,
-              started: list[bool]) -> RunResult:
-    tcfg = config["train"]
+@dataclass(frozen=True)
+class _Env:
+    """Where and how a run trains: process group, device, dtypes, log sink."""
+
+    info: DistInfo
+    device: torch.device
+    dtype: torch.dtype
+    amp_dtype: torch.dtype | None
+    echo: Callable[[str], None] | None
+
+
+def _run(config: Mapping[str, Any], run_dir: Path, *, resume: bool, datasets: Mapping[str, Any] | None,
+         env: _Env, callbacks: Sequence[Any], started: list[bool]) -> RunResult:
+    """Check the run directory, build everything, train, write the result."""
     # a resumed run writes nothing, not even a log line, until it can write a whole evaluation
-    log = _Logger(run_dir / "train.log" if info.is_main else None, info.is_main, echo, hold=resume)
-    result_path, last_path, best_path = run_dir / "result.json", run_dir / "last.pt", run_dir / "best.pt"
+    log = RunLog(run_dir / "train.log" if env.info.is_main else None, env.info.is_main, env.echo, hold=resume)
+    state, changed, pending, finished = _inspect(config, run_dir, resume, log, env.device)
+    if finished is not None:
+        return finished
+    config, banks, model = _build(config, datasets, env)
+    trainer = _make_trainer(config, run_dir, banks, model, env, log, callbacks, pending)
+    if state is not None:
+        _restore(trainer, state, changed, run_dir, config, log)
+    started[0] = True
+    if env.info.is_main and not resume:
+        save_config(config, run_dir / "config.json")
+        _write_csv(run_dir / "metrics.csv", trainer.history)
+    elif env.info.is_main:
+        pending[run_dir / "config.json"] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+    _announce(config, run_dir, banks, model, env, log)
+    trainer.fit()
+    return _finish(trainer, config, run_dir, env, log, pending)
+
+
+def _inspect(config: Mapping[str, Any], run_dir: Path, resume: bool, log: RunLog, device: torch.device
+             ) -> tuple[dict | None, dict, dict, RunResult | None]:
+    """``(last.pt's state, allowed config changes, files the first write rewrites, the result of
+    a finished run)``, after checking the run directory against ``last.pt`` (:mod:`.rundir`)."""
+    last_path = run_dir / "last.pt"
     if not resume and last_path.exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, "
                               "or choose another run directory")
     state = load_checkpoint(last_path, map_location=device) if resume and last_path.exists() else None
-    changed: dict[str, list[Any]] = {}
-    extra: dict[Path, bytes | None] = {}  # files the first write also rewrites (None: removes)
-    if state is not None:
-        if isinstance(state.get("config"), Mapping):
-            changed = check_resume_config(state["config"], config, where=f"{last_path}")
-        finished = _finished_run(run_dir, state, config, log)
-        if finished is not None:
-            return finished
-        extra.update(_best_repair(best_path, state, log))
-        if result_path.exists():
-            extra[result_path] = None  # the run goes on: its old summary no longer holds
-    elif resume:
-        finished = _finished_without_checkpoint(run_dir, log)
-        if finished is not None:
-            return finished
-        if (run_dir / "metrics.csv").is_file():
+    pending: dict[Path, bytes | None] = {}
+    if state is None:
+        finished = finished_without_checkpoint(run_dir, log) if resume else None
+        if finished is None and resume and (run_dir / "metrics.csv").is_file():
             log(f"{run_dir} holds no last.pt: training starts again from epoch 1; its old files are "
                 "replaced at the first evaluation")
+        return None, {}, pending, finished
+    changed = (check_resume_config(state["config"], config, where=f"{last_path}")
+               if isinstance(state.get("config"), Mapping) else {})
+    finished = finished_run(run_dir, state, config, log)
+    if finished is None:
+        pending.update(best_repair(run_dir / "best.pt", state, log))
+        if (run_dir / "result.json").exists():
+            pending[run_dir / "result.json"] = None  # the run goes on: its old summary no longer holds
+    return state, changed, pending, finished
 
-    seed = int(config["seed"])
+
+def _build(config: Mapping[str, Any], datasets: Mapping[str, Any] | None, env: _Env
+           ) -> tuple[dict[str, Any], dict[str, GraphBank], nn.Module]:
+    """``(config with its length scale resolved, the three banks, the seeded model)``."""
+    tcfg, seed = config["train"], int(config["seed"])
     torch.manual_seed(seed)
     if datasets is None:
         validate_config(config)
         datasets = build_datasets(config, raw=True)
-    for s in ("train", "val", "test"):
+    for s in _SPLITS:
         if s not in datasets:
             raise ValueError(f"datasets must provide a {s!r} split")
     config, datasets = _standardise(config, datasets)
-    banks = {s: GraphBank(datasets[s], device, dtype, tcfg["preload"], tcfg["preload_max_gb"])
-             for s in ("train", "val", "test")}
+    banks = {s: GraphBank(datasets[s], env.device, env.dtype, tcfg["preload"], tcfg["preload_max_gb"])
+             for s in _SPLITS}
     check_datasets(config, banks)
     torch.manual_seed(seed)
-    model = build_model(config, datasets["train"]).to(device=device, dtype=dtype)
-    n_params = sum(p.numel() for p in model.parameters())
-    ddp_model: nn.Module = model
+    model = build_model(config, datasets["train"]).to(device=env.device, dtype=env.dtype)
+    return config, banks, model
+
+
+def _make_trainer(config: Mapping[str, Any], run_dir: Path, banks: Mapping[str, GraphBank], model: nn.Module,
+                  env: _Env, log: RunLog, callbacks: Sequence[Any], pending: dict[Path, bytes | None]) -> Trainer:
+    """The trainer of ``model`` with the built-in callbacks after the given ones."""
+    tcfg, info = config["train"], env.info
+    ddp_model = None
     if info.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
         ddp_model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
+            model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
             find_unused_parameters=tcfg["ddp_find_unused"])
     # the fused Adam kernel (CPU and CUDA): one pass over all parameters instead of ~10 ops each
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], weight_decay=tcfg["weight_decay"],
-                                 fused=device.type in ("cpu", "cuda"))
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16)
-    shuffle_gen = torch.Generator().manual_seed(seed)
-
-    start_epoch, evals_since_best = 1, 0
-    best: dict[str, float] = {"epoch": 0, "val": math.inf, "test": math.nan}
-    best_model: dict[str, torch.Tensor] | None = None
-    history: list[dict[str, float]] = []
-    wall_offset = 0.0
-    resumes: list[dict[str, Any]] = []
-    if state is not None:
-        load_weights(model, state["model"], last_path, state.get("config"), config)
-        optimizer.load_state_dict(state["optimizer"])
-        # the optimizer's state restores the old hyper-parameters: the config's values win
-        for key in ("lr", "weight_decay"):
-            for group in optimizer.param_groups:
-                group[key] = tcfg[key]
-        resumes = [dict(r) for r in state.get("resumes", [])]
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        _set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v])
-                        for k, v in state["rng"].items()}, shuffle_gen)
-        start_epoch = int(state["epoch"]) + 1
-        evals_since_best = int(state["evals_since_best"])
-        best = dict(state["best"])
-        best_model = state.get("best_model")
-        history = [dict(h) for h in state["history"]]
-        wall_offset = float(history[-1]["wall_s"]) if history else 0.0
-        log(f"resuming {run_dir} after epoch {start_epoch - 1} (best val {_fmt(best['val'])} "
-            f"at epoch {int(best['epoch'])})")
-        if changed:
-            resumes.append({"after_epoch": start_epoch - 1, "changed": changed})
-            log("changed on resume: " + ", ".join(f"{k} {_show(a)} -> {_show(b)}" for k, (a, b) in changed.items()))
-    started[0] = True
-    config_text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    if info.is_main and not resume:
-        save_config(config, run_dir / "config.json")
-        _write_csv(run_dir / "metrics.csv", history)
-    elif info.is_main:
-        extra[run_dir / "config.json"] = config_text.encode()
-    writer = _tensorboard(run_dir, tcfg["tensorboard"] and info.is_main, log)
-
-    n_train = banks["train"].size
-    unit = float(config["data"]["length_scale"])
-    log(f"run {run_dir}: model {config['model']['name']} ({n_params:,} parameters), data "
-        f"{config['data']['name']} ({n_train}/{banks['val'].size}/{banks['test'].size} samples), "
-        f"device {device}{f' x{info.world_size} processes' if info.enabled else ''}, "
-        f"batch {tcfg['batch_size']}, lr {tcfg['lr']:g}, length scale {unit:.4g}"
-        + (" [quick mode: reduced data and epochs]" if config.get("quick") else ""))
-
-    def write_evaluation(epoch: int, improved: bool) -> None:
-        """metrics.csv, best.pt (on improvement) and last.pt, all written or none."""
-        if not info.is_main:
-            return
-        with WriteGroup() as group:
-            group.add(run_dir / "metrics.csv", _csv_text(history))
-            for path, data in extra.items():
-                if data is not None and not (path == best_path and improved):
-                    group.add(path, data)
-            if tcfg["checkpoint"]:
-                if improved:
-                    group.add(best_path, checkpoint_bytes(_best_state(best_model, epoch, best, config)))
-                group.add(last_path, checkpoint_bytes({
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-                    "epoch": epoch, "evals_since_best": evals_since_best, "best": dict(best),
-                    "best_model": best_model, "history": history, "rng": _rng_state(shuffle_gen),
-                    "config": json.dumps(config), "resumes": resumes}))
-            log.write_held()
-        for path, data in extra.items():
-            if data is None:
-                path.unlink(missing_ok=True)
-        extra.clear()
-
-    def diverged(what: str, epoch: int, batch: Graph | None = None) -> TrainingDiverged:
-        cause = ""
-        if batch is not None:
-            cause = "; " + first_nonfinite(model, batch).message()
-        elif not _weights_finite(model):
-            cause = "; " + first_nonfinite(model, banks["val"].batch(torch.arange(min(bs, banks["val"].size))
-                                                                     )).message()
-        kept = _kept_checkpoints(last_path, best_path) if tcfg["checkpoint"] else ""
-        where = (f"{kept}; continue from there: eghn train --resume {run_dir} with a remedy above"
-                 if kept else "no checkpoint was written yet; start again with a remedy above")
-        msg = f"training diverged: {what} at epoch {epoch}{cause} ({where})"
-        log(msg)
-        return TrainingDiverged(msg)
-
-    bar = _progress(range(start_epoch, tcfg["epochs"] + 1), initial=start_epoch - 1, total=tcfg["epochs"],
-               desc=config["name"], unit="ep", disable=not (tcfg["progress"] and info.is_main),
-               leave=False, dynamic_ncols=True)
-    t0 = time.perf_counter()
-    seen_since_eval, t_eval, step_s = 0, time.perf_counter(), 0.0
-    train_sse = torch.zeros((), dtype=torch.float64, device=device)
-    train_loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    train_count = 0
-    train_batches = 0
-    # every batch's loss is checked; on CPU at once, elsewhere through a flag read once an epoch
-    # (no per-batch device sync; under DDP all processes stop at the same epoch)
-    check_now = device.type == "cpu" and not info.enabled
-    loss_ok = torch.ones((), dtype=torch.float64, device=device)
-    stopped_early = False
-    epoch = start_epoch - 1
-    bs = tcfg["batch_size"]
-    ddp_model.train()
-    for epoch in bar:
-        perm = torch.randperm(n_train, generator=shuffle_gen)
-        n_batches = math.ceil(n_train / bs)
-        if tcfg.get("drop_last") and n_train >= bs:
-            n_batches = n_train // bs
-        if tcfg["max_batches"] > 0:
-            n_batches = min(n_batches, tcfg["max_batches"])
-        for b in range(n_batches):
-            gidx = perm[b * bs:(b + 1) * bs]
-            lidx = shard(gidx, info)
-            global_nodes = banks["train"].num_nodes(gidx)
-            if tcfg["lr_schedule"] != "constant":
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(tcfg, epoch - 1 + b / n_batches)
-            optimizer.zero_grad(set_to_none=True)
-            if lidx.numel() == 0:  # fewer graphs than processes: contribute a zero gradient
-                loss = sum(p.sum() for p in model.parameters()) * 0.0
-                loss.backward()
-                optimizer.step()
-                continue
-            g = banks["train"].batch(lidx)
-            t_step = time.perf_counter()
-            with _autocast(device, amp_dtype):
-                try:
-                    out = ddp_model(g)
-                except FloatingPointError:  # a model that refuses to return NaN/inf (EGHN)
-                    raise diverged(f"the model's output is not finite (batch {b + 1} of {n_batches})",
-                                   epoch, g) from None
-                sse = position_sse(out.pos, g.target)
-                loss = sse * (info.world_size / (global_nodes * g.dim))
-                reg = out.aux.get("reg_loss") if isinstance(out.aux, Mapping) else None
-                if reg is not None:
-                    loss = loss + reg * (info.world_size * lidx.numel() / gidx.numel())
-            if check_now:
-                if not math.isfinite(float(loss.detach())):
-                    raise diverged(f"the training loss is {float(loss.detach())} (batch {b + 1} of {n_batches})",
-                                   epoch, g)
-            else:
-                loss_ok.mul_(torch.isfinite(loss.detach()).to(loss_ok.dtype))
-            scaler.scale(loss).backward()
-            if tcfg["clip_grad"] > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["clip_grad"])
-            scaler.step(optimizer)
-            scaler.update()
-            step_s += time.perf_counter() - t_step
-            train_sse += sse.detach().double()
-            train_loss_sum += loss.detach().double() * (global_nodes * g.dim) / info.world_size
-            train_count += g.num_nodes * g.dim
-            train_batches += 1
-            seen_since_eval += gidx.numel()
-        if not check_now:
-            flag = loss_ok.clone()
-            if info.enabled:
-                import torch.distributed as dist
-
-                dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-            if float(flag) < 1.0:
-                raise diverged("the training loss is not finite", epoch)
-        last_epoch = epoch == tcfg["epochs"]
-        if epoch % tcfg["eval_every"] == 0 or last_epoch:
-            stats = torch.stack([train_sse, train_loss_sum,
-                                 torch.tensor(float(train_count), dtype=torch.float64, device=device)])
-            if info.enabled:
-                import torch.distributed as dist
-
-                dist.all_reduce(stats)
-            denom = max(float(stats[2]), 1.0)
-            # in the data's own units: the MSE, and the loss as that MSE plus the (unitless)
-            # regulariser; the objective itself is minimised in standardised units
-            train_mse_std, train_loss_std = float(stats[0]) / denom, float(stats[1]) / denom
-            train_mse = train_mse_std * unit**2
-            train_loss = train_mse + (train_loss_std - train_mse_std)
-            val = evaluate_model(ddp_model.module if info.enabled else model, banks["val"], bs, info=info,
-                                 amp_dtype=amp_dtype)
-            test = (evaluate_model(model, banks["test"], bs, info=info, amp_dtype=amp_dtype)
-                    if tcfg["eval_test"] else math.nan)
-            if not _weights_finite(model):
-                raise diverged("some weights are NaN or infinite", epoch)
-            if not math.isfinite(val):
-                raise diverged(f"the validation MSE is {val}", epoch,
-                               banks["val"].batch(torch.arange(min(bs, banks["val"].size))))
-            improved = val < best["val"]
-            if improved:
-                best = {"epoch": epoch, "val": val, "test": test}
-                best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                evals_since_best = 0
-            else:
-                evals_since_best += 1
-            now = time.perf_counter()
-            rate = seen_since_eval / max(now - t_eval, 1e-9)
-            # the share of the wall time since the last evaluation spent in training steps
-            # (forward, loss, backward, optimiser; host time, so on a GPU only indicative); the
-            # rest is batching, evaluation, logging and checkpoints
-            share = step_s / max(now - t_eval, 1e-9)
-            wall = wall_offset + now - t0
-            row = {"epoch": epoch, "wall_s": round(wall, 3), "train_loss": train_loss, "train_mse": train_mse,
-                   "val_mse": val, "test_mse": test, "best_epoch": best["epoch"], "best_val": best["val"],
-                   "samples_per_s": round(rate, 1), "step_share": round(share, 4)}
-            history.append(row)
-            log(f"epoch {epoch:4d}/{tcfg['epochs']} | train loss {_fmt(train_loss)} | val MSE {_fmt(val)} | "
-                f"test MSE {_fmt(test)} | best epoch {int(best['epoch'])} (val {_fmt(best['val'])}) | "
-                f"{rate:,.0f} samples/s | {wall:,.1f} s"
-                + _eta(now - t0, epoch - start_epoch + 1, tcfg["epochs"] - epoch))
-            if writer is not None:
-                for k in ("train_loss", "train_mse", "val_mse", "test_mse", "samples_per_s"):
-                    writer.add_scalar(k, row[k], epoch)
-            bar.set_postfix(val=f"{val:.3e}", best=int(best["epoch"]))
-            if evals_since_best >= tcfg["patience"]:
-                stopped_early = True
-            write_evaluation(epoch, improved)
-            train_sse.zero_()
-            train_loss_sum.zero_()
-            train_count, train_batches = 0, 0
-            # the next window starts where this one was measured: the evaluation's logging and
-            # checkpoint count against it
-            seen_since_eval, t_eval, step_s = 0, now, 0.0
-        if stop_after is not None and epoch >= stop_after:
-            bar.close()
-            raise _Interrupted(f"stopped after epoch {epoch} (test hook)")
-        if stopped_early:
-            log(f"early stop at epoch {epoch}: no validation improvement in {tcfg['patience']} evaluations")
-            break
-    bar.close()
-    if writer is not None:
-        writer.close()
-    wall = wall_offset + time.perf_counter() - t0
-    result = RunResult(run_dir=str(run_dir), best_epoch=int(best["epoch"]), best_val=float(best["val"]),
-                       test=float(best["test"]), epochs=int(epoch), wall_s=round(wall, 3),
-                       stopped_early=stopped_early, history=history, protocol=str(config.get("protocol", "")),
-                       version=_version())
-    log(f"done: best val MSE {_fmt(result.best_val)} at epoch {result.best_epoch}, "
-        f"test MSE at that epoch {_fmt(result.test)} ({result.epochs} epochs, {wall:,.1f} s)")
+                                 fused=env.device.type in ("cpu", "cuda"))
+    parts = TrainerParts(model=model, optimizer=optimizer, banks=banks, settings=tcfg, device=env.device,
+                         unit=float(config["data"]["length_scale"]), info=info, amp_dtype=env.amp_dtype,
+                         ddp_model=ddp_model)
+    builtin: list[Any] = [DivergenceGuard(run_dir, log, tcfg["checkpoint"]), EarlyStopping(tcfg["patience"], log),
+                          LogLine(log), ProgressBar(config["name"], tcfg["progress"] and info.is_main)]
+    if tcfg["tensorboard"] and info.is_main:
+        builtin.append(TensorBoard(run_dir, log))
     if info.is_main:
-        _write_result(result, run_dir, extra, log)
-        _write_plot(run_dir, config, history, log)
-    return result
+        builtin.append(RunWriter(run_dir, config, log, checkpoints=tcfg["checkpoint"], pending=pending))
+    trainer = Trainer(parts, [*callbacks, *builtin], log=log)
+    trainer.generator.manual_seed(int(config["seed"]))
+    return trainer
+
+
+def _restore(trainer: Trainer, state: Mapping[str, Any], changed: Mapping[str, list[Any]], run_dir: Path,
+             config: Mapping[str, Any], log: RunLog) -> None:
+    """Continue from ``last.pt``'s ``state``; the allowed config changes are logged and recorded."""
+    load_weights(trainer.model, state["model"], run_dir / "last.pt", state.get("config"), config)
+    trainer.load_state_dict(state)
+    log(f"resuming {run_dir} after epoch {trainer.epoch} (best val {fmt(trainer.best['val'])} "
+        f"at epoch {int(trainer.best['epoch'])})")
+    if changed:
+        writer = next((cb for cb in trainer.callbacks if isinstance(cb, RunWriter)), None)
+        if writer is not None:
+            writer.resumes.append({"after_epoch": trainer.epoch, "changed": dict(changed)})
+        log("changed on resume: " + ", ".join(f"{k} {_show(a)} -> {_show(b)}" for k, (a, b) in changed.items()))
 
 
 def _show(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else json.dumps(v)
 
 
-def _best_state(best_model: Mapping[str, torch.Tensor] | None, epoch: int, best: Mapping[str, float],
-                config: Mapping[str, Any]) -> dict[str, Any]:
-    return {"model": best_model, "epoch": int(epoch), "best": dict(best), "config": json.dumps(config)}
+def _announce(config: Mapping[str, Any], run_dir: Path, banks: Mapping[str, GraphBank], model: nn.Module,
+              env: _Env, log: RunLog) -> None:
+    """The first log line: what trains on what, where, with which batch, rate and length unit."""
+    tcfg, info = config["train"], env.info
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"run {run_dir}: model {config['model']['name']} ({n_params:,} parameters), data "
+        f"{config['data']['name']} ({banks['train'].size}/{banks['val'].size}/{banks['test'].size} samples), "
+        f"device {env.device}{f' x{info.world_size} processes' if info.enabled else ''}, "
+        f"batch {tcfg['batch_size']}, lr {tcfg['lr']:g}, length scale {float(config['data']['length_scale']):.4g}"
+        + (" [quick mode: reduced data and epochs]" if config.get("quick") else ""))
 
 
-def _best_problem(best_path: Path, state: Mapping[str, Any]) -> str:
-    """How ``best.pt`` fails to be the best evaluation that ``last.pt`` names (``""``: it is)."""
-    epoch = int(state["best"]["epoch"])
-    if epoch == 0:
-        return ""
-    if not best_path.is_file():
-        return f"{best_path} is missing"
-    try:
-        held = load_checkpoint(best_path)
-    except (CheckpointError, OSError) as e:
-        return str(e)
-    if int(held.get("epoch", -1)) != epoch:
-        return f"{best_path} holds epoch {held.get('epoch')} but last.pt's best evaluation is epoch {epoch}"
-    return ""
-
-
-def _best_repair(best_path: Path, state: Mapping[str, Any], log: _Logger) -> dict[Path, bytes]:
-    """``{best_path: bytes}`` rebuilt from ``last.pt``'s copy of the best weights when ``best.pt``
-    does not hold them (``{}`` when it does); an error when it cannot be rebuilt."""
-    problem = _best_problem(best_path, state)
-    if not problem:
-        return {}
-    if state.get("best_model") is None:
-        raise CheckpointError(f"{problem}; its last.pt was written by an older eghn and holds no copy of the "
-                              "best weights, so it cannot be rebuilt: restore best.pt from a backup, or "
-                              "remove result.json and best.pt to keep training from last.pt")
-    log(f"{problem}: rebuilt from the copy of the best weights in last.pt")
-    config = state.get("config")
-    return {best_path: checkpoint_bytes(_best_state(state["best_model"], int(state["best"]["epoch"]),
-                                                    state["best"], config if isinstance(config, Mapping) else {}))}
-
-
-def _finished_run(run_dir: Path, state: Mapping[str, Any], config: Mapping[str, Any], log: _Logger
-                  ) -> RunResult | None:
-    """The result of a finished run that ``config`` does not extend (``None``: train on).
-
-    ``result.json`` must describe ``last.pt``; when it does not it is stale (a kill while
-    extending the run) and training goes on. A finished run is extended when ``train.epochs``
-    now exceeds its last epoch and (after an early stop) ``train.patience`` its evaluations
-    without improvement.
-    """
-    result = read_result(run_dir)
-    if result is None:
-        return None
-    mismatch = result_mismatch(result, state)
-    if mismatch:
-        log(f"{run_dir / 'result.json'} does not describe last.pt ({mismatch}); continuing from last.pt")
-        return None
-    tcfg, last = config["train"], int(state["epoch"])
-    early = bool(result.get("stopped_early"))
-    if tcfg["epochs"] > last and (not early or int(state["evals_since_best"]) < tcfg["patience"]):
-        log(f"extending the finished run in {run_dir} from epoch {last} to at most {tcfg['epochs']}")
-        return None
-    repair = _best_repair(run_dir / "best.pt", state, log)
-    try:
-        read_json_object(run_dir / "config.json")
-    except ValueError:
-        if isinstance(state.get("config"), Mapping):
-            log(f"{run_dir / 'config.json'} is unreadable: rewritten from last.pt")
-            repair[run_dir / "config.json"] = (json.dumps(state["config"], indent=2, sort_keys=True) + "\n").encode()
-    if repair:
-        best = run_dir / "best.pt"
-        if best in repair:  # result.json names the bytes of the best.pt it reports
-            result = {**result, "best_sha256": hashlib.sha256(repair[best]).hexdigest()}
-            repair[run_dir / "result.json"] = (json.dumps(result, indent=2) + "\n").encode()
-        with WriteGroup() as group:
-            for path, data in repair.items():
-                group.add(path, data)
-            log.write_held()
-    why = (f"stopped early: no improvement in {int(state['evals_since_best'])} evaluations; raise "
-           "train.patience and train.epochs to go on" if early else
-           f"reached train.epochs = {last}; raise it to go on")
-    log(f"run {run_dir} already finished at epoch {last} ({why}); nothing to resume")
-    return _result_of(result, run_dir)
-
-
-def _finished_without_checkpoint(run_dir: Path, log: _Logger) -> RunResult | None:
-    """A finished run without ``last.pt`` (``train.checkpoint = false``): its ``result.json``."""
-    result = read_result(run_dir)
-    if result is None:
-        return None
-    log(f"run {run_dir} already finished (no last.pt to continue from)")
-    return _result_of(result, run_dir)
-
-
-def _result_of(data: Mapping[str, Any], run_dir: Path) -> RunResult:
-    names = {f.name for f in fields(RunResult)} - {"run_dir"}
-    try:
-        return RunResult(run_dir=str(run_dir), **{k: v for k, v in data.items() if k in names})
-    except TypeError as e:
-        raise ValueError(f"{run_dir / 'result.json'} is unreadable ({e})") from None
-
-
-def _write_result(result: RunResult, run_dir: Path, extra: Mapping[Path, bytes | None], log: _Logger) -> None:
-    """``result.json`` (with the SHA-256 of the ``best.pt`` it describes; no path), together with
-    any file still waiting for its first write."""
-    best = run_dir / "best.pt"
-    data = result.to_dict()
-    del data["run_dir"]  # a copied run directory describes itself
-    with WriteGroup() as group:
-        for path, content in extra.items():
-            if content is not None and path != run_dir / "result.json":
-                group.add(path, content)
-        if best.is_file() and best not in extra:
-            data["best_sha256"] = file_sha256(best)
-        elif best in extra and extra[best] is not None:
-            data["best_sha256"] = hashlib.sha256(extra[best]).hexdigest()
-        group.add(run_dir / "result.json", json.dumps(data, indent=2) + "\n")
-        log.write_held()
-
-
-def _kept_checkpoints(last_path: Path, best_path: Path) -> str:
-    """What the checkpoints on disk hold, read from the files themselves."""
-    kept = []
-    for name, path in (("last.pt", last_path), ("best.pt", best_path)):
-        if not path.is_file():
-            continue
-        try:
-            kept.append(f"{name} holds epoch {int(load_checkpoint(path)['epoch'])}")
-        except (CheckpointError, OSError, KeyError, ValueError):
-            kept.append(f"{name} is unreadable")
-    return "; ".join(kept)
+def _finish(trainer: Trainer, config: Mapping[str, Any], run_dir: Path, env: _Env, log: RunLog,
+            pending: Mapping[Path, bytes | None]) -> RunResult:
+    """The run's :class:`RunResult`, written to ``result.json`` with the learning curve."""
+    best = trainer.best
+    result = RunResult(run_dir=str(run_dir), best_epoch=int(best["epoch"]), best_val=float(best["val"]),
+                       test=float(best["test"]), epochs=int(trainer.epoch), wall_s=round(trainer.wall, 3),
+                       stopped_early=bool(trainer.stop), history=trainer.history,
+                       protocol=str(config.get("protocol", "")), version=_version())
+    log(f"done: best val MSE {fmt(result.best_val)} at epoch {result.best_epoch}, "
+        f"test MSE at that epoch {fmt(result.test)} ({result.epochs} epochs, {result.wall_s:,.1f} s)")
+    if env.info.is_main:
+        write_result(result, run_dir, pending, log)
+        _write_plot(run_dir, config, trainer.history, log)
+    return result
 
 
 def _write_plot(run_dir: Path, config: Mapping[str, Any], history: list[dict[str, Any]],
@@ -947,46 +531,7 @@ def _write_plot(run_dir: Path, config: Mapping[str, Any], history: list[dict[str
         log(f"learning curve: {path}")
 
 
-def _progress(iterable, **kwargs):
-    """A tqdm progress bar over ``iterable`` (a plain iterator when tqdm is not installed).
-
-    The bar is drawn only on a terminal: when stderr is a pipe or a file (``2>&1 | tee``, a
-    notebook, CI), redrawing it would interleave with the log lines on stdout.
-    """
-    if kwargs.get("disable") is False:
-        kwargs["disable"] = None  # tqdm: enabled on a terminal, disabled otherwise
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        class _Plain:
-            def __init__(self, it):
-                self.it = it
-
-            def __iter__(self):
-                return iter(self.it)
-
-            def set_postfix(self, **_kw):
-                pass
-
-            def close(self):
-                pass
-
-        return _Plain(iterable)
-    return tqdm(iterable, **kwargs)
-
-
-def _tensorboard(run_dir: Path, enabled: bool, log: Callable[[str], None]):
-    if not enabled:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        log("train.tensorboard = true but the tensorboard package is not installed; skipping")
-        return None
-    return SummaryWriter(str(run_dir / "tensorboard"))
-
-
-def _csv_text(rows: list[dict[str, float]]) -> str:
+def csv_text(rows: list[dict[str, float]]) -> str:
     """The whole metrics table (``metrics.csv``) as text."""
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=_CSV_FIELDS)
@@ -997,18 +542,13 @@ def _csv_text(rows: list[dict[str, float]]) -> str:
 
 def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:
     """Write the whole metrics table atomically (so it always matches ``last.pt``'s history)."""
-    atomic_write_text(path, _csv_text(rows))
+    atomic_write_text(path, csv_text(rows))
 
 
 def _version() -> str:
     from .. import __version__
 
     return __version__
-
-
-def _weights_finite(model: nn.Module) -> bool:
-    flags = [torch.isfinite(p.detach()).all() for p in model.parameters()]
-    return bool(torch.stack(flags).all()) if flags else True
 
 
 def transformed_batch(g: Graph, rotate: bool, translate: float, generator: torch.Generator,

@@ -28,7 +28,7 @@ import json
 import math
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -295,6 +295,41 @@ def reproduce(
 
     Returns the per-cell results (values: test MSE per seed).
     """
+    cells = _cells(table, seeds, only, overrides, protocol)
+    out = Path(out)
+    base = out / (f"{table}-{protocol}-quick" if quick else f"{table}-{protocol}")
+    base.mkdir(parents=True, exist_ok=True)
+    if quick:
+        echo(
+            f"[quick mode] {table}: reduced data, model width and epochs (each config's [quick] table); "
+            "the numbers show that the pipeline runs, they are NOT comparable to the paper."
+        )
+    t0 = time.perf_counter()
+    results = []
+    failed: dict[str, str] = {}
+    for k, cell in enumerate(cells, 1):
+        echo(
+            f"[{k}/{len(cells)}] {cell.row} / {cell.column}: config {cell.config}"
+            + (f" + test-time {cell.transform}" if cell.transform else "")
+        )
+        res = _run_cell(cell, seeds, base, failed, dict(quick=quick, device=device, overrides=overrides,
+                                                         progress=progress, echo=echo, protocol=protocol))
+        summary = (_fmt_measured(res, 1.0, digits=4) + f" ({len(res.values)} seed{'s' if len(res.values) > 1 else ''})"
+                   if res.values else res.status)
+        echo(f"    -> {summary}")
+        results.append(res)
+    wall = time.perf_counter() - t0
+    md, csv_path = write_table(table, results, base, quick=quick, seeds=seeds, wall_s=wall, protocol=protocol)
+    echo(f"wrote {md} and {csv_path} ({wall:,.0f} s)")
+    figure = _write_figure(table, results, base, quick=quick, echo=echo)
+    if figure is not None:
+        echo(f"wrote {figure}")
+    echo(md.read_text())
+    return results
+
+
+def _cells(table: str, seeds: int, only: Sequence[str], overrides: Sequence[str], protocol: str) -> list[Cell]:
+    """The cells of ``table`` to run (``only`` those configs), after checking the arguments."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if any(o.partition("=")[0].strip() == "protocol" for o in overrides):
@@ -310,63 +345,69 @@ def reproduce(
             f"--only {list(only)} matches no config of {table}; its configs: "
             f"{', '.join(sorted({c.config for c in spec.cells}))}"
         )
-    out = Path(out)
-    base = out / (f"{table}-{protocol}-quick" if quick else f"{table}-{protocol}")
-    base.mkdir(parents=True, exist_ok=True)
-    if quick:
-        echo(
-            f"[quick mode] {table}: reduced data, model width and epochs (each config's [quick] table); "
-            "the numbers show that the pipeline runs, they are NOT comparable to the paper."
-        )
-    t0 = time.perf_counter()
-    results = []
-    failed: dict[str, str] = {}
-    for k, cell in enumerate(cells, 1):
-        res = CellResult(cell)
-        echo(
-            f"[{k}/{len(cells)}] {cell.row} / {cell.column}: config {cell.config}"
-            + (f" + test-time {cell.transform}" if cell.transform else "")
-        )
-        if cell.config in failed:
-            res.status = failed[cell.config]
-        else:
-            for seed in range(1, seeds + 1):
-                run_dir = base / cell.config.replace("/", "__") / f"seed{seed}"
-                try:
-                    res.values.append(
-                        _run_cell_seed(
-                            cell,
-                            seed,
-                            quick=quick,
-                            device=device,
-                            run_dir=run_dir,
-                            overrides=overrides,
-                            progress=progress,
-                            echo=echo,
-                            protocol=protocol,
-                        )
-                    )
-                except KeyboardInterrupt:
-                    raise
-                except Exception as e:  # one failing cell must not stop the table
-                    res.status = _status_of(e)
-                    failed[cell.config] = res.status
-                    with (base / "errors.log").open("a") as log_file:
-                        log_file.write(f"== {cell.config} seed {seed}\n{traceback.format_exc()}\n")
-                    res.values.clear()
-                    break
-        summary = (_fmt_measured(res, 1.0, digits=4) + f" ({len(res.values)} seed{'s' if len(res.values) > 1 else ''})"
-                   if res.values else res.status)
-        echo(f"    -> {summary}")
-        results.append(res)
-    wall = time.perf_counter() - t0
-    md, csv_path = write_table(table, results, base, quick=quick, seeds=seeds, wall_s=wall, protocol=protocol)
-    echo(f"wrote {md} and {csv_path} ({wall:,.0f} s)")
-    figure = _write_figure(table, results, base, quick=quick, echo=echo)
-    if figure is not None:
-        echo(f"wrote {figure}")
-    echo(md.read_text())
-    return results
+    return cells
+
+
+def _run_cell(cell: Cell, seeds: int, base: Path, failed: dict[str, str], opts: dict[str, Any]) -> CellResult:
+    """Every seed of one cell; the first failure (recorded in ``failed`` and ``errors.log``) ends it."""
+    res = CellResult(cell)
+    if cell.config in failed:
+        res.status = failed[cell.config]
+        return res
+    for seed in range(1, seeds + 1):
+        run_dir = base / cell.config.replace("/", "__") / f"seed{seed}"
+        try:
+            res.values.append(_run_cell_seed(cell, seed, run_dir=run_dir, **opts))
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # one failing cell must not stop the table
+            res.status = _status_of(e)
+            failed[cell.config] = res.status
+            with (base / "errors.log").open("a") as log_file:
+                log_file.write(f"== {cell.config} seed {seed}\n{traceback.format_exc()}\n")
+            res.values.clear()
+            break
+    return res
+
+
+def _markdown_rows(rows: Sequence[str], cols: Sequence[str], by: Mapping[tuple[str, str], CellResult],
+                   paper: Mapping[str, Any], scale: float) -> list[str]:
+    """The Markdown table: one line per model, the paper's values then the measured ones."""
+    header = ["Model"] + [f"{c} paper" for c in cols] + [f"{c} measured" for c in cols]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        prow = paper.get("rows", {}).get(row, {})
+        cells = [row] + [_fmt_paper(prow.get(c)) for c in cols]
+        for c in cols:
+            r = by.get((row, c))
+            if r is None:
+                cells.append("")
+            elif r.values:
+                cells.append(_fmt_measured(r, scale))
+            else:
+                cells.append(r.status.replace("|", "/"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+_CSV_COLUMNS = ["table", "protocol", "row", "column", "config", "transform", "quick", "scale", "paper", "mean",
+                "std", "n_seeds", "values", "status"]
+
+
+def _write_csv_table(path: Path, table: str, results: Sequence[CellResult], paper: Mapping[str, Any], scale: float,
+                     *, quick: bool, protocol: str) -> None:
+    """``<table>.csv``: one line per cell, values divided by the paper's ``scale``."""
+    from ..io import atomic_write
+
+    with atomic_write(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(_CSV_COLUMNS)
+        for r in results:
+            pv = paper.get("rows", {}).get(r.cell.row, {}).get(r.cell.column)
+            w.writerow([table, protocol, r.cell.row, r.cell.column, r.cell.config, json.dumps(r.cell.transform or {}),
+                        quick, scale, "" if pv is None else pv, f"{r.mean / scale:.6g}" if r.values else "",
+                        f"{r.std / scale:.6g}" if len(r.values) > 1 else "", len(r.values),
+                        json.dumps([float(f"{v / scale:.8g}") for v in r.values]), r.status])
 
 
 def _write_figure(table: str, results: Sequence[CellResult], folder: Path, *, quick: bool,
@@ -435,65 +476,12 @@ def write_table(
         + f"values{unit}. Paper: {paper_results().get('source', '')}.",
         "",
     ]
-    header = ["Model"] + [f"{c} paper" for c in cols] + [f"{c} measured" for c in cols]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
-    for row in rows:
-        prow = paper.get("rows", {}).get(row, {})
-        cells = [row] + [_fmt_paper(prow.get(c)) for c in cols]
-        for c in cols:
-            r = by.get((row, c))
-            if r is None:
-                cells.append("")
-            elif r.values:
-                cells.append(_fmt_measured(r, scale))
-            else:
-                cells.append(r.status.replace("|", "/"))
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += _markdown_rows(rows, cols, by, paper, scale)
     lines += ["", f"Wall time of this command: {wall_s:,.0f} s."]
     md = folder / f"{table}.md"
-    from ..io import atomic_write, atomic_write_text
+    from ..io import atomic_write_text
 
     atomic_write_text(md, "\n".join(lines) + "\n")
     csv_path = folder / f"{table}.csv"
-    with atomic_write(csv_path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(
-            [
-                "table",
-                "protocol",
-                "row",
-                "column",
-                "config",
-                "transform",
-                "quick",
-                "scale",
-                "paper",
-                "mean",
-                "std",
-                "n_seeds",
-                "values",
-                "status",
-            ]
-        )
-        for r in results:
-            pv = paper.get("rows", {}).get(r.cell.row, {}).get(r.cell.column)
-            w.writerow(
-                [
-                    table,
-                    protocol,
-                    r.cell.row,
-                    r.cell.column,
-                    r.cell.config,
-                    json.dumps(r.cell.transform or {}),
-                    quick,
-                    scale,
-                    "" if pv is None else pv,
-                    f"{r.mean / scale:.6g}" if r.values else "",
-                    f"{r.std / scale:.6g}" if len(r.values) > 1 else "",
-                    len(r.values),
-                    json.dumps([float(f"{v / scale:.8g}") for v in r.values]),
-                    r.status,
-                ]
-            )
+    _write_csv_table(csv_path, table, results, paper, scale, quick=quick, protocol=protocol)
     return md, csv_path

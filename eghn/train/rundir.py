@@ -25,25 +25,37 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from ..io import WriteGroup, append_text, read_json_object
+from .checkpoint import CheckpointError, checkpoint_bytes, file_sha256, load_checkpoint
 from .config import ConfigError
 
 __all__ = [
     "RESUME_ALLOWED",
+    "RunLog",
+    "RunResult",
+    "best_problem",
+    "best_repair",
     "check_resume_config",
     "config_differences",
+    "finished_run",
+    "finished_without_checkpoint",
     "flatten",
     "load_weights",
     "read_result",
     "result_mismatch",
+    "write_result",
 ]
 
 #: Config keys that may differ between a run's checkpoint and the command line that resumes it.
@@ -60,6 +72,70 @@ RESUME_ALLOWED: frozenset[str] = frozenset({
 #: Allowed changes that are not worth a line in the log (how the run is executed, not what).
 _SILENT = frozenset({"train.threads", "train.progress", "device", "train.preload", "train.preload_max_gb",
                      "train.recompute_edges", "train.cpu_malloc", "out_dir"})
+
+
+@dataclass
+class RunResult:
+    """Summary of a finished training run (also written to ``result.json``, without ``run_dir``)."""
+
+    run_dir: str
+    best_epoch: int
+    best_val: float
+    test: float
+    epochs: int
+    wall_s: float
+    stopped_early: bool
+    history: list[dict[str, float]] = field(default_factory=list)
+    protocol: str = ""
+    version: str = ""  #: the eghn version that trained the run
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RunLog:
+    """Prints on the main process (through tqdm so bars stay intact) and appends to train.log.
+
+    With ``hold`` the lines are kept in memory until :meth:`write_held` (called as part of a
+    run's first whole write), so a resume that fails before it leaves ``train.log`` untouched.
+    """
+
+    def __init__(self, path: Path | None, enabled: bool, echo: Callable[[str], None] | None = None,
+                 *, hold: bool = False):
+        self.path = path
+        self.enabled = enabled
+        self.echo = echo
+        self.held: list[str] | None = [] if hold else None
+
+    def __call__(self, msg: str) -> None:
+        if not self.enabled:
+            return
+        if self.echo is not None:
+            self.echo(msg)
+        else:
+            try:
+                from tqdm.auto import tqdm
+
+                # clears the bar, prints the line, redraws the bar below it
+                tqdm.write(msg, file=sys.stdout)
+                sys.stdout.flush()  # before the bar is redrawn on stderr
+            except ImportError:  # pragma: no cover
+                print(msg, flush=True)
+        if self.path is None:
+            return
+        if self.held is not None:
+            self.held.append(msg)
+        else:
+            append_text(self.path, msg + "\n")
+
+    def write_held(self) -> None:
+        """Append the held lines to train.log (whole or not at all); later lines go straight there."""
+        if self.held is None or self.path is None:
+            self.held = None
+            return
+        if self.held:
+            append_text(self.path, "".join(line + "\n" for line in self.held))
+        self.held = None
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -187,3 +263,120 @@ def _mismatch(err: RuntimeError, path: Path, saved: Any, config: Mapping[str, An
     why = (f"; the config keys that differ: {', '.join(keys)}" if keys else
            "; no model config key differs, so the file comes from another model or eghn version")
     return f"the weights in {path} do not fit the model: " + "; ".join(parts or [text.splitlines()[0]]) + why
+
+
+def best_state(best_model: Mapping[str, Any] | None, best: Mapping[str, float],
+               config: Mapping[str, Any]) -> dict[str, Any]:
+    """The contents of ``best.pt``: the best weights, their epoch and evaluation, the config."""
+    return {"model": best_model, "epoch": int(best["epoch"]), "best": dict(best), "config": json.dumps(config)}
+
+
+def best_problem(best_path: Path, state: Mapping[str, Any]) -> str:
+    """How ``best.pt`` fails to be the best evaluation that ``last.pt`` names (``""``: it is)."""
+    epoch = int(state["best"]["epoch"])
+    if epoch == 0:
+        return ""
+    if not best_path.is_file():
+        return f"{best_path} is missing"
+    try:
+        held = load_checkpoint(best_path)
+    except (CheckpointError, OSError) as e:
+        return str(e)
+    if int(held.get("epoch", -1)) != epoch:
+        return f"{best_path} holds epoch {held.get('epoch')} but last.pt's best evaluation is epoch {epoch}"
+    return ""
+
+
+def best_repair(best_path: Path, state: Mapping[str, Any], log: RunLog) -> dict[Path, bytes]:
+    """``{best_path: bytes}`` rebuilt from ``last.pt``'s copy of the best weights when ``best.pt``
+    does not hold them (``{}`` when it does); an error when it cannot be rebuilt."""
+    problem = best_problem(best_path, state)
+    if not problem:
+        return {}
+    if state.get("best_model") is None:
+        raise CheckpointError(f"{problem}; its last.pt was written by an older eghn and holds no copy of the "
+                              "best weights, so it cannot be rebuilt: restore best.pt from a backup, or "
+                              "remove result.json and best.pt to keep training from last.pt")
+    log(f"{problem}: rebuilt from the copy of the best weights in last.pt")
+    config = state.get("config")
+    return {best_path: checkpoint_bytes(best_state(state["best_model"], state["best"],
+                                                   config if isinstance(config, Mapping) else {}))}
+
+
+def finished_run(run_dir: Path, state: Mapping[str, Any], config: Mapping[str, Any], log: RunLog
+                  ) -> RunResult | None:
+    """The result of a finished run that ``config`` does not extend (``None``: train on).
+
+    ``result.json`` must describe ``last.pt``; when it does not it is stale (a kill while
+    extending the run) and training goes on. A finished run is extended when ``train.epochs``
+    now exceeds its last epoch and (after an early stop) ``train.patience`` its evaluations
+    without improvement.
+    """
+    result = read_result(run_dir)
+    if result is None:
+        return None
+    mismatch = result_mismatch(result, state)
+    if mismatch:
+        log(f"{run_dir / 'result.json'} does not describe last.pt ({mismatch}); continuing from last.pt")
+        return None
+    tcfg, last = config["train"], int(state["epoch"])
+    early = bool(result.get("stopped_early"))
+    if tcfg["epochs"] > last and (not early or int(state["evals_since_best"]) < tcfg["patience"]):
+        log(f"extending the finished run in {run_dir} from epoch {last} to at most {tcfg['epochs']}")
+        return None
+    repair = best_repair(run_dir / "best.pt", state, log)
+    try:
+        read_json_object(run_dir / "config.json")
+    except ValueError:
+        if isinstance(state.get("config"), Mapping):
+            log(f"{run_dir / 'config.json'} is unreadable: rewritten from last.pt")
+            repair[run_dir / "config.json"] = (json.dumps(state["config"], indent=2, sort_keys=True) + "\n").encode()
+    if repair:
+        best = run_dir / "best.pt"
+        if best in repair:  # result.json names the bytes of the best.pt it reports
+            result = {**result, "best_sha256": hashlib.sha256(repair[best]).hexdigest()}
+            repair[run_dir / "result.json"] = (json.dumps(result, indent=2) + "\n").encode()
+        with WriteGroup() as group:
+            for path, data in repair.items():
+                group.add(path, data)
+            log.write_held()
+    why = (f"stopped early: no improvement in {int(state['evals_since_best'])} evaluations; raise "
+           "train.patience and train.epochs to go on" if early else
+           f"reached train.epochs = {last}; raise it to go on")
+    log(f"run {run_dir} already finished at epoch {last} ({why}); nothing to resume")
+    return result_of(result, run_dir)
+
+
+def finished_without_checkpoint(run_dir: Path, log: RunLog) -> RunResult | None:
+    """A finished run without ``last.pt`` (``train.checkpoint = false``): its ``result.json``."""
+    result = read_result(run_dir)
+    if result is None:
+        return None
+    log(f"run {run_dir} already finished (no last.pt to continue from)")
+    return result_of(result, run_dir)
+
+
+def result_of(data: Mapping[str, Any], run_dir: Path) -> RunResult:
+    names = {f.name for f in fields(RunResult)} - {"run_dir"}
+    try:
+        return RunResult(run_dir=str(run_dir), **{k: v for k, v in data.items() if k in names})
+    except TypeError as e:
+        raise ValueError(f"{run_dir / 'result.json'} is unreadable ({e})") from None
+
+
+def write_result(result: RunResult, run_dir: Path, extra: Mapping[Path, bytes | None], log: RunLog) -> None:
+    """``result.json`` (with the SHA-256 of the ``best.pt`` it describes; no path), together with
+    any file still waiting for its first write."""
+    best = run_dir / "best.pt"
+    data = result.to_dict()
+    del data["run_dir"]  # a copied run directory describes itself
+    with WriteGroup() as group:
+        for path, content in extra.items():
+            if content is not None and path != run_dir / "result.json":
+                group.add(path, content)
+        if best.is_file() and best not in extra:
+            data["best_sha256"] = file_sha256(best)
+        elif best in extra and extra[best] is not None:
+            data["best_sha256"] = hashlib.sha256(extra[best]).hexdigest()
+        group.add(run_dir / "result.json", json.dumps(data, indent=2) + "\n")
+        log.write_held()

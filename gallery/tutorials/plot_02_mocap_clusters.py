@@ -26,6 +26,7 @@ import torch
 from eghn.data import MocapDataset
 from eghn.models import EGHN
 from eghn.testing import equivariance_error
+from eghn.train.objective import training_objective
 
 FULL = os.environ.get("EGHN_GALLERY", "fast") == "full"
 torch.manual_seed(0)
@@ -56,15 +57,14 @@ for step in range(steps):
     idx = torch.randint(len(train), (batch_size,)).tolist()
     batch = train.collate(idx)
     out = model(batch)
-    mse = ((out.pos - batch.target) ** 2).mean()
-    loss = mse + out.aux["reg_loss"]
+    objective = training_objective(out, batch.target)  # Eq. 16
     opt.zero_grad()
-    loss.backward()
+    objective.loss.backward()
     opt.step()
     if step % 10 == 0 or step == steps - 1:
         with torch.no_grad():
             test_mse = float(((model(test_batch).pos - test_batch.target) ** 2).mean())
-        history.append((step, mse.item(), test_mse))
+        history.append((step, objective.mse.item(), test_mse))
 print(f"{steps} steps in {time.perf_counter() - start:.1f} s; final test MSE {history[-1][2]:.4f}")
 
 steps_, train_mse, test_mse = zip(*history)

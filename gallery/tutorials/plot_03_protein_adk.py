@@ -19,6 +19,7 @@ import torch
 from eghn.data import ProteinMDDataset
 from eghn.models import EGHN
 from eghn.testing import equivariance_error
+from eghn.train.objective import training_objective
 
 FULL = os.environ.get("EGHN_GALLERY", "fast") == "full"
 torch.manual_seed(0)
@@ -67,7 +68,7 @@ curve = []
 for _ in range(steps):
     batch = train.collate(torch.randint(len(train), (2 if FULL else 1,)).tolist())
     out = model(batch)
-    loss = ((out.pos - batch.target) ** 2).mean() + out.aux["reg_loss"]
+    loss = training_objective(out, batch.target).loss  # Eq. 16
     opt.zero_grad()
     loss.backward()
     opt.step()

@@ -35,6 +35,7 @@ import torch
 from eghn.data import MComplexDataset, simulate_mcomplex
 from eghn.data.mcomplex import linear_extrapolation_baseline
 from eghn.models import EGHN
+from eghn.train.objective import training_objective
 
 FULL = os.environ.get("EGHN_GALLERY", "fast") == "full"
 torch.manual_seed(0)
@@ -83,13 +84,14 @@ def fit(train, test, steps, batch_size=BATCH, record_every=20):
     for step in range(steps):
         batch = batches[step % len(batches)]
         out = model(batch)
-        mse = ((out.pos - batch.target) ** 2).mean()
+        objective = training_objective(out, batch.target)  # Eq. 16
         opt.zero_grad()
-        (mse + out.aux["reg_loss"]).backward()
+        objective.loss.backward()
         opt.step()
         if step % record_every == 0 or step == steps - 1:
             with torch.no_grad():
-                history.append((step, mse.item(), float(((model(test_batch).pos - test_batch.target) ** 2).mean())))
+                test_mse = float(((model(test_batch).pos - test_batch.target) ** 2).mean())
+            history.append((step, objective.mse.item(), test_mse))
     return model, history
 
 
