@@ -3,7 +3,6 @@ r"""EGHN: the equivariant graph U-Net of paper Section 3.4."""
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections.abc import Sequence
 from functools import partial
 
@@ -256,14 +255,6 @@ class EGHN(nn.Module):
         kw = dict(hidden=64, enc_layers=3, pool_layers=3, dec_layers=1, lam=1.0, velocity=True)
         kw.update(kwargs)
         return cls(node_dim, edge_dim, local_edge_dim, clusters=[clusters], **kw)
-
-    @classmethod
-    def published(cls, *args, **kwargs) -> EGHN:
-        """Deprecated name of :meth:`single_level` (which is not the authors' configuration)."""
-        warnings.warn("EGHN.published is deprecated: it is not the authors' released model. Use "
-                      "EGHN.single_level (same model) or EGHN.released (the authors' architecture)",
-                      DeprecationWarning, stacklevel=2)
-        return cls.single_level(*args, **kwargs)
 
     @classmethod
     def released(cls, node_dim: int, edge_dim: int = 0, local_edge_dim: int = 0, clusters: int = 5, *,
