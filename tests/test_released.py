@@ -67,12 +67,6 @@ def test_parameter_counts():
     assert _n_params(EGHN.single_level(1, 2, 0, clusters=5)) == 252_305
 
 
-def test_published_is_a_deprecated_alias():
-    with pytest.warns(DeprecationWarning, match="single_level"):
-        m = EGHN.published(1, 2, 0, clusters=5)
-    assert _n_params(m) == 252_305
-
-
 def test_reproduces_the_authors_model_in_float32():
     z, weights, g = _fixture()
     model = load_authors_state_dict(EGHN.released(2, 2, 2, clusters=5), weights).eval()

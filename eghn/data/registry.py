@@ -129,7 +129,6 @@ def mcomplex_on_demand(split: str = "train", *, root: str | os.PathLike | None =
         if missing:
             Path(root).parent.mkdir(parents=True, exist_ok=True)
             clean_orphans(Path(root).parent)  # folders of generations killed long ago
-            _clean_legacy_tmp_dirs(Path(root).parent)
             tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{key}-", dir=Path(root).parent))
             try:
                 generate_mcomplex_dataset(tmp / "data", n_complex, avg_size, n_types, n_train=n_train,
@@ -148,17 +147,3 @@ def mcomplex_on_demand(split: str = "train", *, root: str | os.PathLike | None =
                 shutil.rmtree(tmp, ignore_errors=True)
     return MComplexDataset(root, split, input_frame=input_frame, target_frame=target_frame,
                            max_samples=max_samples)
-
-
-def _clean_legacy_tmp_dirs(folder: Path, max_age_s: float = 3600.0) -> None:
-    """Remove ``.M3_S3_J1_...-XXXXXXXX`` folders that killed generations of older versions left."""
-    import re
-    import time
-
-    for p in folder.iterdir():
-        if p.is_dir() and re.fullmatch(r"\.M\d+_S\d+_J\d+_.+-[a-z0-9_]{8}", p.name):
-            try:
-                if time.time() - p.stat().st_mtime > max_age_s:
-                    shutil.rmtree(p)
-            except OSError:
-                continue

@@ -3,8 +3,8 @@ r"""EGHN: the equivariant graph U-Net of paper Section 3.4."""
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -16,15 +16,16 @@ from ..nn.egnn import EGNNLayer
 from ..nn.epool import EPool
 from ..nn.eunpool import EUnPool
 from ..nn.plain_mp import PlainMPLayer
-from ..nn.pool_ops import cluster_batch, dense_to_edges, pool_adjacency, reduce_clusters
+from ..nn.pool_ops import dense_to_edges, pool_adjacency
+from ..nn.radial_block import RadialBlock
+from ..nn.radial_emmp import RadialEMMP
 from ..nn.released import (
     ReleasedPool,
     ReleasedUnPool,
     connectivity_loss_released,
     dense_to_full_edges,
-    reduce_released,
+    released_egnn_layer,
 )
-from ..nn.scatter import gather, scatter_mean
 from ._checks import check_clusters, check_int, check_number
 from .base import ModelOutput, check_input
 from .registry import register
@@ -34,21 +35,6 @@ __all__ = ["EGHN"]
 
 def _empty_edges(device: torch.device) -> Tensor:
     return torch.empty(2, 0, dtype=torch.long, device=device)
-
-
-class _OnZ(nn.Module):
-    """Give a layer with the ``(x, h, edge_index, edge_attr, vel)`` signature the EMMP one,
-    ``(Z, h, edge_index, batch, num_graphs, edge_attr)``, so it can replace E-Pool's EMMP."""
-
-    def __init__(self, layer: nn.Module) -> None:
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, Z: Tensor, h: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int,
-                edge_attr: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        v = Z[..., 1] if Z.shape[-1] > 1 else None
-        x, h, v = self.layer(Z[..., 0], h, edge_index, edge_attr, v)
-        return (torch.stack([x, v], -1) if v is not None else x.unsqueeze(-1)), h
 
 
 def _nonfinite_message(g: Graph, model: nn.Module) -> str:
@@ -84,6 +70,13 @@ class EGHN(nn.Module):
     * Decoder, for :math:`l = L..1`: ``dec_layers`` external EMMPs at level :math:`l`, then
       :class:`~eghn.nn.EUnPool` with the :math:`S_l` and the skip connection of level
       :math:`l - 1`.
+
+    The model is built from parts that share call conventions, chosen once by the constructor:
+    blocks are :class:`~eghn.nn.RadialBlock` s (of :class:`~eghn.nn.EGNNLayer`,
+    :func:`~eghn.nn.released.released_egnn_layer` or :class:`~eghn.nn.PlainMPLayer`), called
+    ``(Z, h, edge_index, batch, num_graphs, edge_attr)`` like E-Pool and EMMP; the pooling is
+    :class:`~eghn.nn.EPool` or :class:`~eghn.nn.released.ReleasedPool`, the unpooling
+    :class:`~eghn.nn.EUnPool` or :class:`~eghn.nn.released.ReleasedUnPool`.
 
     The prediction is the position channel of the final :math:`Z^{out}`; a NaN or infinity in
     it raises ``FloatingPointError`` naming the likely cause (corrupted weights, or coordinates
@@ -208,45 +201,48 @@ class EGHN(nn.Module):
         # edge feature sizes per level: the input's, then one row-normalised weight
         g_dims = [edge_dim] + [1] * n_levels
         l_dims = [local_edge_dim] + [1] * n_levels
-        ext_dims = l_dims if adjacency == "local" else g_dims  # edges of the external EMMPs
-        int_dims = g_dims if adjacency == "global" else l_dims  # edges of E-Pool's EMMPs
+        # which edge set the external EMMPs (blocks) and E-Pool's internal EMMPs run on
+        self._ext_edges = "local" if adjacency == "local" else "global"
+        self._int_edges = "global" if adjacency == "global" else "local"
+        ext_dims = l_dims if adjacency == "local" else g_dims
+        int_dims = g_dims if adjacency == "global" else l_dims
 
-        def radial(e_dim: int) -> nn.Module:
-            if emmp == "mpnn":
-                return PlainMPLayer(hidden, e_dim, dim=dim, velocity=velocity, act=act)
-            if egnn_form == "released":
-                return EGNNLayer(hidden, e_dim, velocity=velocity, act=act, residual=False, clamp=100.0,
-                                 clamp_mode="sum", velocity_update=False, coord_bias=True)
-            return EGNNLayer(hidden, e_dim, velocity=velocity, act=act)
+        # the parts, chosen once: every block, pooling and unpooling below has the same call
+        # convention whichever form it takes, so forward tests no option
+        if emmp == "mpnn":
+            layer = partial(PlainMPLayer, hidden, dim=dim, velocity=velocity, act=act)
+        elif egnn_form == "released":
+            layer = partial(released_egnn_layer, hidden, velocity=velocity, act=act)
+        else:
+            layer = partial(EGNNLayer, hidden, velocity=velocity, act=act)
+        if pool_form == "released":  # vectors [x - mean x, x' - x(, v)]
+            def pool(lv: int) -> nn.Module:
+                return ReleasedPool(m + 1, hidden, clusters[lv], int_dims[lv], layers=pool_layers, act=act,
+                                    mass_floor=mass_floor)
+        else:
+            def pool(lv: int) -> nn.Module:
+                inner = None if emmp == "matrix" else [RadialEMMP(layer(int_dims[lv])) for _ in range(pool_layers)]
+                return EPool(m, hidden, hidden, clusters[lv], int_dims[lv], layers=pool_layers, normalize=normalize,
+                             act=act, message_layers=inner)
+        if unpool_form == "released":
+            unpool = partial(ReleasedUnPool, hidden, velocity=velocity, layers=unpool_layers, act=act)
+        else:
+            unpool = partial(EUnPool, m, hidden, hidden, normalize=normalize, act=act)
+        # the released code has a Linear on h at the start of every block
+        block_linear = partial(nn.Linear, hidden, hidden) if egnn_form == "released" else nn.Identity
+        self._connectivity = connectivity_loss_released if conn_loss == "released" else connectivity_loss_dense
+        self._cluster_edges = dense_to_full_edges if cluster_graph == "released" else dense_to_edges
 
-        def block(n: int, e_dim: int) -> nn.ModuleList:
-            return nn.ModuleList(radial(e_dim) for _ in range(n))
-
-        def pool_layers_for(lv: int) -> list[nn.Module] | None:
-            if emmp == "matrix":
-                return None
-            return [_OnZ(radial(int_dims[lv])) for _ in range(pool_layers)]
-
-        def pool(lv: int) -> nn.Module:
-            if pool_form == "released":  # vectors [x - mean x, x' - x(, v)]
-                return ReleasedPool(m + 1, hidden, clusters[lv], int_dims[lv], layers=pool_layers, act=act)
-            return EPool(m, hidden, hidden, clusters[lv], int_dims[lv], layers=pool_layers, normalize=normalize,
-                         act=act, message_layers=pool_layers_for(lv))
-
-        def unpool(lv: int) -> nn.Module:
-            if unpool_form == "released":
-                return ReleasedUnPool(hidden, velocity=velocity, layers=unpool_layers, act=act)
-            return EUnPool(m, hidden, hidden, normalize=normalize, act=act)
-
+        # built in this order (seeded initialisation depends on it)
         self.embed = nn.Linear(node_dim, hidden)
-        if egnn_form == "released":  # a Linear on h at the start of every block
-            self.enc_linear = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(n_levels))
-        self.encoders = nn.ModuleList(block(enc_layers, ext_dims[lv]) for lv in range(n_levels))
+        self.enc_linear = nn.ModuleList(block_linear() for _ in range(n_levels))
+        self.encoders = nn.ModuleList(RadialBlock(layer(ext_dims[lv]) for _ in range(enc_layers))
+                                      for lv in range(n_levels))
         self.pools = nn.ModuleList(pool(lv) for lv in range(n_levels))
-        if egnn_form == "released":
-            self.dec_linear = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(n_levels))
-        self.decoders = nn.ModuleList(block(dec_layers, ext_dims[lv + 1]) for lv in range(n_levels))
-        self.unpools = nn.ModuleList(unpool(lv) for lv in range(n_levels))
+        self.dec_linear = nn.ModuleList(block_linear() for _ in range(n_levels))
+        self.decoders = nn.ModuleList(RadialBlock(layer(ext_dims[lv + 1]) for _ in range(dec_layers))
+                                      for lv in range(n_levels))
+        self.unpools = nn.ModuleList(unpool() for _ in range(n_levels))
 
     @classmethod
     def single_level(cls, node_dim: int, edge_dim: int = 0, local_edge_dim: int = 0, clusters: int = 5,
@@ -259,14 +255,6 @@ class EGHN(nn.Module):
         kw = dict(hidden=64, enc_layers=3, pool_layers=3, dec_layers=1, lam=1.0, velocity=True)
         kw.update(kwargs)
         return cls(node_dim, edge_dim, local_edge_dim, clusters=[clusters], **kw)
-
-    @classmethod
-    def published(cls, *args, **kwargs) -> EGHN:
-        """Deprecated name of :meth:`single_level` (which is not the authors' configuration)."""
-        warnings.warn("EGHN.published is deprecated: it is not the authors' released model. Use "
-                      "EGHN.single_level (same model) or EGHN.released (the authors' architecture)",
-                      DeprecationWarning, stacklevel=2)
-        return cls.single_level(*args, **kwargs)
 
     @classmethod
     def released(cls, node_dim: int, edge_dim: int = 0, local_edge_dim: int = 0, clusters: int = 5, *,
@@ -286,14 +274,6 @@ class EGHN(nn.Module):
                   unpool_form="released", conn_loss="released", unpool_layers=unpool_layers)
         kw.update(kwargs)
         return cls(node_dim, edge_dim, local_edge_dim, clusters=[clusters], **kw)
-
-    @staticmethod
-    def _run(block: nn.ModuleList, Z: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None
-             ) -> tuple[Tensor, Tensor]:
-        x, v = Z[..., 0], (Z[..., 1] if Z.shape[-1] > 1 else None)
-        for layer in block:
-            x, h, v = layer(x, h, edge_index, edge_attr, v)
-        return (torch.stack([x, v], -1) if v is not None else x.unsqueeze(-1)), h
 
     def forward(self, graph: Graph) -> ModelOutput:
         """Predict every particle's position from ``graph``.
@@ -323,63 +303,33 @@ class EGHN(nn.Module):
             h = h.clone()
             h[:, cols] = h[:, cols] / h[:, cols].amax(0)
         h = self.embed(h)
-        released_egnn = self.egnn_form == "released"
         batch = g.batch
-        ei, ea, gw = g.edge_index, g.edge_attr, None
         lei = g.local_edge_index if g.local_edge_index is not None else _empty_edges(g.pos.device)
         lea = g.local_edge_attr if self.local_edge_dim else None
-        lw = None
+        # both edge sets of the current level, and their weights in the adjacencies (None: 1)
+        edges = {"global": (g.edge_index, g.edge_attr), "local": (lei, lea)}
+        weights: dict[str, Tensor | None] = {"global": None, "local": None}
         skips, scores, conn, level_edges = [], [], [], []
-        for lv, (enc, pool) in enumerate(zip(self.encoders, self.pools)):
-            ext = (lei, lea) if self.adjacency == "local" else (ei, ea)
-            internal = (ei, ea) if self.adjacency == "global" else (lei, lea)
+        for enc_linear, enc, pool in zip(self.enc_linear, self.encoders, self.pools):
+            (ext_i, ext_a), (int_i, int_a) = edges[self._ext_edges], edges[self._int_edges]
             Z_in = Z
-            if released_egnn:
-                h = self.enc_linear[lv](h)
-            Z, h = self._run(enc, Z, h, *ext)
-            if self.pool_form == "released":
-                x_in = Z_in[..., 0]
-                vecs = [x_in - gather(scatter_mean(x_in, batch, G), batch), Z[..., 0] - x_in]
-                if self.velocity:
-                    vecs.append(Z_in[..., 1])
-                log_S = pool.log_scores(torch.stack(vecs, -1), h, internal[0], internal[1])
-                S = log_S.exp()
-                if self.mass_floor is None:
-                    Z_high = reduce_clusters(S, Z_in, batch, G, log_scores=log_S)
-                    h_high = reduce_clusters(S, h, batch, G, log_scores=log_S)
-                else:
-                    Z_high = reduce_released(S, Z_in, batch, G, eps=self.mass_floor)
-                    h_high = reduce_released(S, h, batch, G, eps=self.mass_floor)
-                batch_high = cluster_batch(G, self.clusters[lv], g.pos.device)
-            else:
-                p = pool(Z, h, internal[0], batch, G, internal[1])
-                S, Z_high, h_high, batch_high = p.scores, p.Z, p.h, p.batch
+            Z, h = enc(Z, enc_linear(h), ext_i, batch, G, ext_a)
+            p = pool(Z, h, int_i, batch, G, int_a, Z_in=Z_in)
             skips.append((Z_in, Z, h, batch))
-            A_loc = pool_adjacency(S, lei, batch, G, lw)
-            A_glob = pool_adjacency(S, ei, batch, G, gw)
-            conn.append(connectivity_loss_released(A_loc) if self.conn_loss == "released"
-                        else connectivity_loss_dense(A_loc))
-            scores.append(S)
-            to_edges = dense_to_full_edges if self.cluster_graph == "released" else dense_to_edges
-            ei, ea = to_edges(A_glob)
-            lei, lea = to_edges(A_loc)
-            gw, lw = ea[:, 0], lea[:, 0]
-            level_edges.append((lei, lea) if self.adjacency == "local" else (ei, ea))
-            Z, h, batch = Z_high, h_high, batch_high
+            A_loc = pool_adjacency(p.scores, edges["local"][0], batch, G, weights["local"])
+            A_glob = pool_adjacency(p.scores, edges["global"][0], batch, G, weights["global"])
+            conn.append(self._connectivity(A_loc))
+            scores.append(p.scores)
+            edges = {"global": self._cluster_edges(A_glob), "local": self._cluster_edges(A_loc)}
+            weights = {key: attr[:, 0] for key, (_, attr) in edges.items()}
+            level_edges.append((*edges[self._ext_edges], p.batch))
+            Z, h, batch = p.Z, p.h, p.batch
         for lv in reversed(range(len(self.clusters))):
-            Z_top = Z
-            if released_egnn:
-                h = self.dec_linear[lv](h)
-            Z, h = self._run(self.decoders[lv], Z, h, *level_edges[lv])
+            ext_i, ext_a, batch_high = level_edges[lv]
             Z_in, Z_low, h_low, batch_low = skips[lv]
-            if self.unpool_form == "released":
-                v_in = Z_in[..., 1] if self.velocity else None
-                x, h = self.unpools[lv](Z_in[..., 0], v_in, Z_low[..., 0] - Z_in[..., 0], h_low, Z_top[..., 0],
-                                        Z_top[..., 1] if self.velocity else None, Z[..., 0], h, scores[lv],
-                                        batch_low)
-                Z = torch.stack([x, v_in], -1) if self.velocity else x.unsqueeze(-1)
-            else:
-                Z, h = self.unpools[lv](Z_low, h_low, Z, h, scores[lv], batch_low, G)
+            Z_high_in = Z
+            Z, h = self.decoders[lv](Z, self.dec_linear[lv](h), ext_i, batch_high, G, ext_a)
+            Z, h = self.unpools[lv](Z_low, h_low, Z, h, scores[lv], batch_low, G, Z_in=Z_in, Z_high_in=Z_high_in)
         conn_loss = torch.stack(conn).sum()
         pos = Z[..., 0]
         if not bool(torch.isfinite(pos).all()):

@@ -11,6 +11,8 @@ from .gmn import GMNLayer
 from .mlp import MLP
 from .plain_mp import PlainMPLayer
 from .pool_ops import dense_to_edges, pool_adjacency, reduce_clusters, unpool
+from .radial_block import RadialBlock
+from .radial_emmp import RadialEMMP
 from .theorem1 import emmp_from_egnn, emmp_from_gmn
 
 __all__ = [
@@ -24,6 +26,8 @@ __all__ = [
     "GMNLayer",
     "PlainMPLayer",
     "PoolOutput",
+    "RadialBlock",
+    "RadialEMMP",
     "connectivity_loss",
     "connectivity_loss_dense",
     "dense_to_edges",

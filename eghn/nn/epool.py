@@ -67,10 +67,16 @@ class EPool(nn.Module):
         layers: number of internal EMMP layers.
         message_layers: replacements for the internal EMMPs (ablations); each is called as
             ``layer(Z, h, edge_index, batch, num_graphs, edge_attr) -> (Z', h')`` and must
-            output ``hidden`` features.
+            output ``hidden`` features (e.g. :class:`~eghn.nn.RadialEMMP`).
+
+    The call convention, ``(Z, h, edge_index, batch, num_graphs, edge_attr)``, is that of
+    :class:`~eghn.nn.EMMP` and :class:`~eghn.nn.RadialBlock`; the keyword ``Z_in`` (the input of
+    the block that precedes the pooling) is part of it for pooling forms that look at it (the
+    released code's, :class:`~eghn.nn.released.ReleasedPool`); E-Pool does not use it.
 
     Shapes:
-        - Z: :math:`(N, n, m)`, h: :math:`(N, c)`, edge_index: :math:`(2, E_l)`, batch: :math:`(N,)`
+        - Z: :math:`(N, n, m)`, h: :math:`(N, c)`, edge_index: :math:`(2, E_l)`, batch: :math:`(N,)`,
+          Z_in: :math:`(N, n, m)` (ignored)
         - output: :class:`PoolOutput` with scores :math:`(N, K)`, Z :math:`(G K, n, m)`,
           h :math:`(G K, c)`
     """
@@ -108,7 +114,7 @@ class EPool(nn.Module):
         return Z, log_S.exp()
 
     def forward(self, Z: Tensor, h: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int,
-                edge_attr: Tensor | None = None) -> PoolOutput:
+                edge_attr: Tensor | None = None, *, Z_in: Tensor | None = None) -> PoolOutput:
         sizes = torch.bincount(batch, minlength=num_graphs)
         if bool((sizes < self.clusters).any()):
             small = int(sizes.min())

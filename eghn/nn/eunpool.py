@@ -34,9 +34,15 @@ class EUnPool(nn.Module):
     the same way every EGNN/EMMP layer starts near the identity. With :math:`H_i \approx 0` a
     fresh network would instead place every particle on the centre of its clusters.
 
+    The keywords ``Z_in`` (the input of the low-level block whose output is :math:`Z^{low}`)
+    and ``Z_high_in`` (the input of the cluster-level block whose output is :math:`Z^{high}`)
+    belong to the call convention for unpooling forms that use them (the released code's,
+    :class:`~eghn.nn.released.ReleasedUnPool`); E-UnPool does not.
+
     Shapes:
         - Z_low: :math:`(N, n, m)`, h_low: :math:`(N, c)`, Z_high: :math:`(G K, n, m)`,
-          h_high: :math:`(G K, c)`, S: :math:`(N, K)`, batch: :math:`(N,)`
+          h_high: :math:`(G K, c)`, S: :math:`(N, K)`, batch: :math:`(N,)`,
+          Z_in: :math:`(N, n, m)`, Z_high_in: :math:`(G K, n, m)` (both ignored)
         - output: ``(Z_out, h_out)`` of shapes :math:`(N, n, m)` and :math:`(N, \text{hidden})`
     """
 
@@ -54,7 +60,8 @@ class EUnPool(nn.Module):
         self.to_h = nn.Linear(hidden, hidden)
 
     def forward(self, Z_low: Tensor, h_low: Tensor, Z_high: Tensor, h_high: Tensor, S: Tensor, batch: Tensor,
-                num_graphs: int) -> tuple[Tensor, Tensor]:
+                num_graphs: int, *, Z_in: Tensor | None = None, Z_high_in: Tensor | None = None
+                ) -> tuple[Tensor, Tensor]:
         m = self.channels
         mask = position_mask(m, self.position_channels, Z_low)
         Z_agg = unpool(S, Z_high, batch)  # Eq. 12

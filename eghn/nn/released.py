@@ -1,9 +1,16 @@
 r"""The pieces in which the authors' released EGHN code differs from the paper's equations.
 
-:class:`~eghn.models.EGHN` uses them when built with ``pool_form``, ``cluster_graph``,
-``unpool_form`` or ``conn_loss`` set to ``"released"`` (all at once: :meth:`EGHN.released
-<eghn.models.EGHN.released>`). Every function here is written from the mathematics of the
-released model, which ``docs/fidelity.rst`` sets beside the paper's equations:
+:class:`~eghn.models.EGHN` uses them when built with ``egnn_form``, ``pool_form``,
+``cluster_graph``, ``unpool_form`` or ``conn_loss`` set to ``"released"`` (all at once:
+:meth:`EGHN.released <eghn.models.EGHN.released>`). :class:`ReleasedPool` and
+:class:`ReleasedUnPool` have the call conventions of :class:`~eghn.nn.EPool` and
+:class:`~eghn.nn.EUnPool`, so that EGHN calls either form the same way. Every function here is
+written from the mathematics of the released model, which ``docs/fidelity.rst`` sets beside the
+paper's equations:
+
+* **EGNN layers** (:func:`released_egnn_layer`): no residual on :math:`h`, the aggregated
+  coordinate update clamped to :math:`\pm 100`, the input velocity in every layer of a block
+  and a biased coordinate head.
 
 * **Pooling network** (:class:`ReleasedPool`): ``layers`` message layers
   (:class:`EdgeGramLayer`) on the local edges over three vectors per particle,
@@ -29,8 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .egnn import EGNNLayer
+from .epool import PoolOutput
 from .mlp import MLP
-from .pool_ops import unpool
+from .pool_ops import cluster_batch, reduce_clusters, unpool
 from .scatter import gather, scatter_mean, scatter_sum
 
 __all__ = [
@@ -41,6 +50,7 @@ __all__ = [
     "connectivity_loss_released",
     "dense_to_full_edges",
     "reduce_released",
+    "released_egnn_layer",
 ]
 
 
@@ -91,31 +101,76 @@ class EdgeGramLayer(nn.Module):
 
 
 class ReleasedPool(nn.Module):
-    r"""Cluster scores of the released code: :class:`EdgeGramLayer` s, then
-    :math:`\mathrm{softmax}(\mathrm{Linear}(8c, K)(\tanh(\mathrm{Linear}(c, 8c)(h))))`.
+    r"""Pooling of the released code, with the call convention of :class:`~eghn.nn.EPool`.
+
+    The scores look at the block that precedes the pooling: from its input :math:`Z^{in} =
+    [x, v]` and output :math:`Z = [x', v']`, the vectors :math:`U_i = [x_i - \bar x,\;
+    x'_i - x_i,\; v_i]` (``v`` only with velocities) pass through :class:`EdgeGramLayer` s
+    with :math:`h`; then
+
+    .. math::
+        S &= \mathrm{softmax}\big(\mathrm{Linear}(8c, K)(\tanh(\mathrm{Linear}(c, 8c)(h'))\big) \\
+        Z^{high}_k &= \frac{\sum_i s_{ik} Z^{in}_i}{\sum_i s_{ik}}, \quad
+        h^{high}_k = \frac{\sum_i s_{ik} h_i}{\sum_i s_{ik}}
+
+    i.e. the clusters average the block's *input* positions and velocities and its output
+    features. ``mass_floor=None`` normalises the weights in log space as E-Pool does
+    (:func:`~eghn.nn.pool_ops.cluster_weights`); a number divides by
+    :math:`\max(\sum_i s_{ik}, \text{mass\_floor})` as the released code does
+    (:func:`reduce_released`).
+
+    Args:
+        channels: vectors per particle the message layers see (3 with velocities, else 2).
+        hidden: width :math:`c` of :math:`h`.
+        clusters: number of clusters :math:`K`.
+        edge_dim: attributes of the edges.
+        layers: number of :class:`EdgeGramLayer` s.
+        width: factor of the hidden width of the score network.
+        mass_floor: ``None`` or the floor of the cluster masses.
 
     Shapes:
-        - Z: :math:`(N, n, m)` (the vectors the layers see), h: :math:`(N, c)`
-        - output: scores :math:`S` of shape :math:`(N, K)`, rows summing to one
+        - Z: :math:`(N, n, m)` (the block's output), h: :math:`(N, c)`, edge_index: :math:`(2, E)`,
+          batch: :math:`(N,)`, edge_attr: :math:`(E, d)`, Z_in: :math:`(N, n, m)` (the block's input)
+        - output: :class:`~eghn.nn.PoolOutput` with scores :math:`(N, K)`, Z :math:`(G K, n, m)`,
+          h :math:`(G K, c)`
     """
 
     def __init__(self, channels: int, hidden: int, clusters: int, edge_dim: int = 0, *, layers: int = 3,
-                 act: str = "silu", width: int = 8) -> None:
+                 act: str = "silu", width: int = 8, mass_floor: float | None = None) -> None:
         super().__init__()
         if clusters < 1:
             raise ValueError(f"pooling needs at least one cluster, got K = {clusters}")
-        self.clusters = clusters
+        if mass_floor is not None and not mass_floor > 0:
+            raise ValueError(f"mass_floor must be None or positive, got {mass_floor!r}")
+        self.clusters, self.mass_floor = clusters, mass_floor
         self.layers = nn.ModuleList(EdgeGramLayer(channels, hidden, edge_dim, act) for _ in range(layers))
         self.score = nn.Sequential(nn.Linear(hidden, width * hidden), nn.Tanh(), nn.Linear(width * hidden, clusters))
 
-    def log_scores(self, Z: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None) -> Tensor:
-        r""":math:`\log S` (``log_softmax`` of the logits; finite where :math:`S` underflows)."""
+    def log_scores(self, U: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None) -> Tensor:
+        r""":math:`\log S` from the vectors ``U`` (``log_softmax`` of the logits; finite where :math:`S`
+        underflows)."""
         for layer in self.layers:
-            Z, h = layer(Z, h, edge_index, edge_attr=edge_attr)
+            U, h = layer(U, h, edge_index, edge_attr=edge_attr)
         return torch.log_softmax(self.score(h), dim=-1)
 
-    def forward(self, Z: Tensor, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None) -> Tensor:
-        return self.log_scores(Z, h, edge_index, edge_attr).exp()
+    def forward(self, Z: Tensor, h: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int,
+                edge_attr: Tensor | None = None, *, Z_in: Tensor | None = None) -> PoolOutput:
+        if Z_in is None:
+            raise ValueError("ReleasedPool needs the input of the preceding block (Z_in=)")
+        x_in = Z_in[..., 0]
+        vecs = [x_in - gather(scatter_mean(x_in, batch, num_graphs), batch), Z[..., 0] - x_in]
+        if Z_in.shape[-1] > 1:
+            vecs.append(Z_in[..., 1])
+        log_S = self.log_scores(torch.stack(vecs, -1), h, edge_index, edge_attr)
+        S = log_S.exp()
+        if self.mass_floor is None:
+            Z_high = reduce_clusters(S, Z_in, batch, num_graphs, log_scores=log_S)
+            h_high = reduce_clusters(S, h, batch, num_graphs, log_scores=log_S)
+        else:
+            Z_high = reduce_released(S, Z_in, batch, num_graphs, eps=self.mass_floor)
+            h_high = reduce_released(S, h, batch, num_graphs, eps=self.mass_floor)
+        return PoolOutput(scores=S, log_scores=log_S, Z=Z_high, h=h_high,
+                          batch=cluster_batch(num_graphs, self.clusters, Z.device), num_graphs=num_graphs)
 
 
 def reduce_released(S: Tensor, x: Tensor, batch: Tensor, num_graphs: int, eps: float = 1e-5) -> Tensor:
@@ -186,7 +241,23 @@ class GramScalarNet(nn.Module):
 
 
 class ReleasedUnPool(nn.Module):
-    r"""The released code's unpooling (see the module docstring).
+    r"""The released code's unpooling (see the module docstring), with the call convention of
+    :class:`~eghn.nn.EUnPool`.
+
+    With the low-level block's input :math:`Z^{in} = [x, v]` (``Z_in``) and output :math:`x'`
+    (``Z_low``), and the cluster-level block's input :math:`[X, V]` (``Z_high_in``: the pooled
+    clusters at the top level, the output of the unpooling above at the others) and output
+    :math:`X'` (``Z_high``):
+
+    .. math::
+        x^{out}_i = \textstyle\sum_k s_{ik} X'_k + \sum_c \alpha_{ic} u_{ic}, \qquad
+        Z^{out}_i = [x^{out}_i, v_i]
+
+    with :math:`u_i = [\sum_k s_{ik}(X'_k - X_k),\; x_i - \sum_k s_{ik} X_k,\; v_i - \sum_k
+    s_{ik} V_k,\; x'_i - x_i]` (no velocity terms without velocities) and :math:`\alpha_i`,
+    :math:`h^{out}_i` from :class:`GramScalarNet` s of the Gram matrix of :math:`u_i`,
+    :math:`h^{low}_i` and :math:`\sum_k s_{ik} h^{high}_k`. The output keeps the input
+    velocity :math:`v_i`.
 
     With ``layers > 1`` the :class:`GramScalarNet` s are stacked: layer :math:`l` sees the
     vectors of layer :math:`l-1` plus the vector it returned and its invariants; the last
@@ -198,10 +269,10 @@ class ReleasedUnPool(nn.Module):
         layers: number of :class:`GramScalarNet` s.
 
     Shapes:
-        - x_low, nf_low: :math:`(N, n)`, v_low: :math:`(N, n)` or ``None``, h_low: :math:`(N, c)`,
-          X_high, X_new: :math:`(G K, n)`, V_high: :math:`(G K, n)` or ``None``,
-          h_new: :math:`(G K, c)`, S: :math:`(N, K)`
-        - output: ``(x_out, h_out)`` of shapes :math:`(N, n)` and :math:`(N, c)`
+        - Z_low, Z_in: :math:`(N, n, m)`, h_low: :math:`(N, c)`, Z_high, Z_high_in:
+          :math:`(G K, n, m)`, h_high: :math:`(G K, c)`, S: :math:`(N, K)`, batch: :math:`(N,)`
+          (:math:`m = 2` with velocities, else 1)
+        - output: ``(Z_out, h_out)`` of shapes :math:`(N, n, m)` and :math:`(N, c)`
     """
 
     def __init__(self, hidden: int, *, velocity: bool = True, layers: int = 1, act: str = "silu") -> None:
@@ -213,9 +284,20 @@ class ReleasedUnPool(nn.Module):
         self.nets = nn.ModuleList(GramScalarNet(n_vec + k, 2 * hidden if k == 0 else hidden, hidden, act)
                                   for k in range(layers))
 
-    def forward(self, x_low: Tensor, v_low: Tensor | None, nf_low: Tensor, h_low: Tensor, X_high: Tensor,
-                V_high: Tensor | None, X_new: Tensor, h_new: Tensor, S: Tensor, batch: Tensor
-                ) -> tuple[Tensor, Tensor]:
+    def positions(self, x_low: Tensor, v_low: Tensor | None, nf_low: Tensor, h_low: Tensor, X_high: Tensor,
+                  V_high: Tensor | None, X_new: Tensor, h_new: Tensor, S: Tensor, batch: Tensor
+                  ) -> tuple[Tensor, Tensor]:
+        r"""``(x_out, h_out)`` from the input positions ``x_low`` and velocities ``v_low`` of the
+        particles, their displacement ``nf_low`` by the block, their features ``h_low``, the
+        clusters' pooled positions ``X_high`` and velocities ``V_high`` and their positions
+        ``X_new`` and features ``h_new`` after the cluster-level block.
+
+        Shapes:
+            - x_low, nf_low: :math:`(N, n)`, v_low: :math:`(N, n)` or ``None``, h_low: :math:`(N, c)`,
+              X_high, X_new: :math:`(G K, n)`, V_high: :math:`(G K, n)` or ``None``,
+              h_new: :math:`(G K, c)`, S: :math:`(N, K)`
+            - output: :math:`(N, n)` and :math:`(N, c)`
+        """
         vecs = [unpool(S, X_new - X_high, batch), x_low - unpool(S, X_high, batch)]
         if self.velocity:
             if v_low is None or V_high is None:
@@ -227,3 +309,33 @@ class ReleasedUnPool(nn.Module):
             u, s = net(torch.stack(vecs, -1), s)
             vecs.append(u)
         return unpool(S, X_new, batch) + u, s
+
+    def forward(self, Z_low: Tensor, h_low: Tensor, Z_high: Tensor, h_high: Tensor, S: Tensor, batch: Tensor,
+                num_graphs: int, *, Z_in: Tensor | None = None, Z_high_in: Tensor | None = None
+                ) -> tuple[Tensor, Tensor]:
+        if Z_in is None or Z_high_in is None:
+            raise ValueError("ReleasedUnPool needs the inputs of the low-level block (Z_in=) and of the "
+                             "cluster-level block (Z_high_in=)")
+        x_in = Z_in[..., 0]
+        v_in = Z_in[..., 1] if self.velocity else None
+        x, h = self.positions(x_in, v_in, Z_low[..., 0] - x_in, h_low, Z_high_in[..., 0],
+                              Z_high_in[..., 1] if self.velocity else None, Z_high[..., 0], h_high, S, batch)
+        return (torch.stack([x, v_in], -1) if v_in is not None else x.unsqueeze(-1)), h
+
+
+def released_egnn_layer(hidden: int, edge_dim: int = 0, *, velocity: bool = True, act: str = "silu"
+                        ) -> EGNNLayer:
+    r"""An EGNN layer as the released code has it: :class:`~eghn.nn.EGNNLayer` without the
+    residual on :math:`h`, the aggregated coordinate update clamped to :math:`\pm 100`, the input
+    velocity passed on unchanged (every layer of a block sees it) and a biased coordinate head:
+
+    .. math::
+        x'_i = x_i + \phi_v(h_i) v_i + \mathrm{clamp}_{100}\big(\tfrac{1}{\deg i}
+        \textstyle\sum_j (x_i - x_j)\phi_x(m_{ij})\big), \quad v'_i = v_i, \quad
+        h'_i = \phi_h\big(h_i, \textstyle\sum_j m_{ij}\big)
+
+    Shapes:
+        - as :class:`~eghn.nn.EGNNLayer`
+    """
+    return EGNNLayer(hidden, edge_dim, velocity=velocity, act=act, residual=False, clamp=100.0, clamp_mode="sum",
+                     velocity_update=False, coord_bias=True)
