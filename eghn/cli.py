@@ -299,6 +299,7 @@ def _resume_config(run_dir: Path, saved: Path) -> dict:
     unreadable, the config stored in its ``last.pt`` (which holds the truth of the run)."""
     from .train.checkpoint import load_checkpoint
     from .train.config import ConfigError
+    from .train.rundir import legacy_defaults
 
     last = run_dir / "last.pt"
     try:
@@ -314,9 +315,7 @@ def _resume_config(run_dir: Path, saved: Path) -> dict:
         reason = "is missing" if not saved.exists() else f"is unreadable ({str(e).split('(', 1)[-1].rstrip(')')})"
         print(f"{saved} {reason}: resuming with the config stored in {last}; config.json is rewritten from it")
         raw = json.loads(json.dumps(stored))
-    # runs saved before lengths were standardised were trained in the data's own units
-    raw.setdefault("data", {}).setdefault("length_scale", 1.0)
-    return raw
+    return legacy_defaults(raw)
 
 
 def _load_run(target: Path, device: str | None, checkpoint: str = "best"):

@@ -436,13 +436,12 @@ def test_orphaned_temporary_files_are_removed(tmp_path):
     from eghn.io import clean_orphans
 
     old = time.time() - 7200
-    legacy, ours, fresh, keep = (tmp_path / "tmpab12_xyz.npz", tmp_path / ".eghn-tmp-cmu35_walk.npz.x1",
-                                 tmp_path / ".eghn-tmp-other.y2", tmp_path / "tmp_notes.npz")
-    for p in (legacy, ours, fresh, keep):
+    ours, fresh, keep = (tmp_path / ".eghn-tmp-cmu35_walk.npz.x1", tmp_path / ".eghn-tmp-other.y2",
+                         tmp_path / "tmp_notes.npz")
+    for p in (ours, fresh, keep):
         p.write_bytes(b"x")
     (tmp_path / ".eghn-tmp-M3_S3-dir").mkdir()
-    for p in (legacy, ours, keep, tmp_path / ".eghn-tmp-M3_S3-dir"):
+    for p in (ours, keep, tmp_path / ".eghn-tmp-M3_S3-dir"):
         os.utime(p, (old, old))
-    mocap._clean_legacy_tmp(tmp_path)
     clean_orphans(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".eghn-tmp-other.y2", "tmp_notes.npz"]

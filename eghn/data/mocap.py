@@ -239,22 +239,6 @@ def _recorded_sha256(folder: Path, spec: MocapSubject) -> dict[str, str]:
     return {}
 
 
-def _clean_legacy_tmp(folder: Path) -> None:
-    """Remove ``tmpXXXXXXXX.npz`` files of killed preprocessing runs of older versions (> 1 h old)."""
-    import re
-    import time
-
-    if not folder.is_dir():
-        return
-    for p in folder.iterdir():
-        if re.fullmatch(r"tmp[a-z0-9_]{8}\.npz", p.name):
-            try:
-                if time.time() - p.stat().st_mtime > 3600:
-                    p.unlink()
-            except OSError:
-                pass
-
-
 def download(subject: str = "walk", dest: str | os.PathLike | None = None, *,
              fetch: Callable[[str, Path], None] | None = None, allow_unverified: bool = False,
              progress: bool = True) -> Path:
@@ -383,7 +367,6 @@ def preprocess(raw_dir: str | os.PathLike, subject: str = "walk", out: str | os.
     out = Path(out) if out is not None else raw_dir.parent / spec.npz_name
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_orphans(out.parent)
-    _clean_legacy_tmp(out.parent)
     with atomic_write(out, "wb") as f:  # unique temp name, fsync, rename; mode 0o666 & ~umask
         np.savez(f, **arrays)
     return out

@@ -52,6 +52,7 @@ __all__ = [
     "finished_run",
     "finished_without_checkpoint",
     "flatten",
+    "legacy_defaults",
     "load_weights",
     "read_result",
     "result_mismatch",
@@ -136,6 +137,13 @@ class RunLog:
         if self.held:
             append_text(self.path, "".join(line + "\n" for line in self.held))
         self.held = None
+
+
+def legacy_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the defaults of runs saved by older versions: those saved before lengths
+    were standardised were trained in the data's own units (``data.length_scale = 1``)."""
+    config.setdefault("data", {}).setdefault("length_scale", 1.0)
+    return config
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -65,6 +65,7 @@ def read_run(target: str | Path, *, checkpoint: str = "best") -> tuple[dict[str,
     """
     from .checkpoint import CheckpointError, file_sha256, load_checkpoint
     from .config import ConfigError
+    from .rundir import legacy_defaults
 
     if checkpoint not in ("best", "last"):
         raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
@@ -92,8 +93,7 @@ def read_run(target: str | Path, *, checkpoint: str = "best") -> tuple[dict[str,
         if not cfg_path.is_file():
             raise FileNotFoundError(f"{ckpt} holds no config and {cfg_path} does not exist")
         config = read_json_object(cfg_path, ConfigError)
-    config.setdefault("data", {}).setdefault("length_scale", 1.0)
-    return config, ckpt, state
+    return legacy_defaults(config), ckpt, state
 
 
 def _best_disagrees(run_dir: Path, ckpt: Path, state: dict[str, Any], sha256, load) -> str:
