@@ -156,7 +156,7 @@ class RunsTable(SphinxDirective):
             if run.get("diverged"):
                 cap = f"diverged at epoch {run['diverged']['epoch']}"
             elif run.get("finished") is False:
-                cap = "unfinished when collected"
+                cap = "cut short"
             elif "stopped_early" in run:  # from the run's result.json
                 cap = "early stop" if run["stopped_early"] else "cap reached"
             else:
