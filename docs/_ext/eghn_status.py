@@ -148,8 +148,8 @@ class StatusTable(SphinxDirective):
 
     has_content = False
 
-    def _xref(self, text: str, target: str) -> addnodes.pending_xref:
-        ref = addnodes.pending_xref("", refdomain="std", reftype="ref", reftarget=target,
+    def _xref(self, text: str, target: str, reftype: str = "ref") -> addnodes.pending_xref:
+        ref = addnodes.pending_xref("", refdomain="std", reftype=reftype, reftarget=target,
                                     refexplicit=True, refwarn=True, refdoc=self.env.docname)
         ref += nodes.inline(text, text)
         return ref
@@ -232,7 +232,7 @@ class StatusTable(SphinxDirective):
         note += nodes.Text("Terms: ")
         note += self._xref("glossary", "glossary")
         note += nodes.Text("; every run with its command: ")
-        note += self._xref("Results", "results")
+        note += self._xref("Results", "/results", "doc")
         note += nodes.Text(".")
         container = nodes.container(classes=["eghn-status", "eghn-measured"])
         container += table_node
