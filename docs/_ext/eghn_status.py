@@ -187,7 +187,9 @@ class StatusTable(SphinxDirective):
                     value += nodes.Text(" ± ")
                     value += result_node(format(std, f".{decimals}f"), src + ".test_mse (std)")
                 model = run["model"]
-                variant = model[len(cell.row):].strip(" ,()") if model.startswith(cell.row) else model
+                variant = model[len(cell.row):].strip(" ,") if model.startswith(cell.row) else model
+                if variant.startswith("(") and variant.endswith(")"):
+                    variant = variant[1:-1]
                 keys = overrides(run.get("command", ""))
                 protocol = run.get("protocol", "?") + (" + " + _join(keys) if keys else "")
                 modified = modified or bool(keys)
