@@ -8,16 +8,11 @@ run's protocol and variant, the number of seeds and whether the run finished or 
 the cells without any run are listed per table as "not run". Nothing is typed by hand: a new
 result file (or a new run in one) changes the table at the next build.
 
-A run belongs to the paper's cell of its ``data`` (a column of one published table) and of the
-longest row name that starts its ``model`` label ("EGNN, paper protocol" -> EGNN); a label that
-starts no row of that table belongs to EGHN's row (eghn's variants of EGHN).
+Which run belongs to which cell: :mod:`eghn.train.collected`.
 """
 
 from __future__ import annotations
 
-import re
-import statistics
-from dataclasses import dataclass, field
 from typing import Any
 
 from docutils import nodes
@@ -26,112 +21,14 @@ from sphinx import addnodes
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
+from eghn.train.collected import STATUS_SOURCES, TABLES, Cell, Group, collect, overrides
+
 __all__ = ["STATUS_SOURCES", "Cell", "Group", "collect", "setup"]
 
 logger = logging.getLogger(__name__)
 
-#: result files of full-length runs of the paper's tables (the short ablations of
-#: ``fidelity_ablation`` are not reproductions of a cell)
-STATUS_SOURCES = ["paper_protocol_runs", "released_runs", "released_walk_runs", "released_baselines",
-                  "table1_runs"]
-#: the paper's tables in the order shown, with a short name
-TABLES = {"table1": "T1", "table2": "T2", "table3": "T3", "table4": "T4"}
 #: cells of one table that repeat another's: Table 4's full model is Table 2's EGHN (K = 5)
 SAME_AS = {("table4", "EGHN (K=5)"): ("table2", "EGHN")}
-#: ``--set`` keys of a command that do not change what a run measures
-NEUTRAL_KEYS = {"train.threads", "protocol"}
-
-
-@dataclass
-class Group:
-    """The runs of one setting (same data, model, protocol and command up to the seed).
-
-    Attributes:
-        runs: ``(source, key, run)`` triples, one per seed.
-    """
-
-    runs: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-
-    @property
-    def values(self) -> list[float]:
-        return [float(r["test_mse"]) for _, _, r in self.runs]
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.values)
-
-    @property
-    def finished(self) -> bool:
-        return all(r.get("finished", True) and not r.get("diverged") for _, _, r in self.runs)
-
-    @property
-    def first(self) -> dict[str, Any]:
-        return self.runs[0][2]
-
-
-@dataclass
-class Cell:
-    """One published cell and the run groups that reproduce it."""
-
-    table: str
-    row: str
-    column: str
-    paper: Any
-    groups: list[Group] = field(default_factory=list)
-
-    def best(self) -> Group | None:
-        """The finished group with the lowest mean test MSE, else the lowest cut-short one."""
-        if not self.groups:
-            return None
-        return min(self.groups, key=lambda g: (not g.finished, g.mean))
-
-
-def overrides(command: str) -> list[str]:
-    """The ``--set`` keys of a command that change the protocol (not threads, not the protocol)."""
-    keys = re.findall(r"--set\s+'?([\w.]+)=", command)
-    return [k for k in dict.fromkeys(keys) if k not in NEUTRAL_KEYS]
-
-
-def _setting(command: str) -> str:
-    return re.sub(r"--seed\s+\d+", "", command).strip()
-
-
-def collect(paper: dict[str, Any], sources: dict[str, dict[str, Any]]) -> dict[str, list[Cell]]:
-    """The cells of every published table, each with the groups of runs that reproduce it.
-
-    Args:
-        paper: the content of ``eghn/results/paper.json``.
-        sources: result file name -> its content (a ``runs`` mapping of run key -> run record
-            with ``data``, ``model``, ``protocol``, ``seed``, ``test_mse`` and ``command``).
-    """
-    cells: dict[str, list[Cell]] = {}
-    index: dict[tuple[str, str, str], Cell] = {}
-    for table in TABLES:
-        cells[table] = []
-        for row, values in paper[table]["rows"].items():
-            for column in paper[table]["columns"]:
-                if column in values:
-                    cell = Cell(table, row, column, values[column])
-                    cells[table].append(cell)
-                    index[table, row, column] = cell
-    groups: dict[tuple[str, str, str, str], Group] = {}
-    for source, content in sources.items():
-        for key, run in content.get("runs", {}).items():
-            table = next((t for t in TABLES if run.get("data") in paper[t]["columns"]), None)
-            if table is None or "test_mse" not in run:
-                continue
-            rows = paper[table]["rows"]
-            row = next((r for r in sorted(rows, key=len, reverse=True)
-                        if run["model"].startswith(r) and run["data"] in rows[r]), "EGHN")
-            cell = index.get((table, row, run["data"]))
-            if cell is None:
-                continue
-            gkey = (table, row, run["data"], run["model"] + "|" + _setting(run.get("command", key)))
-            if gkey not in groups:
-                groups[gkey] = Group()
-                cell.groups.append(groups[gkey])
-            groups[gkey].runs.append((source, key, run))
-    return cells
 
 
 def _decimals(paper_table: dict[str, Any]) -> int:
@@ -183,13 +80,10 @@ class StatusTable(SphinxDirective):
                 value = nodes.inline()
                 value += result_node(format(best.mean / scale, f".{decimals}f"), src + ".test_mse")
                 if len(best.runs) > 1:
-                    std = statistics.stdev(best.values) / scale
+                    std = best.std / scale
                     value += nodes.Text(" ± ")
                     value += result_node(format(std, f".{decimals}f"), src + ".test_mse (std)")
-                model = run["model"]
-                variant = model[len(cell.row):].strip(" ,") if model.startswith(cell.row) else model
-                if variant.startswith("(") and variant.endswith(")"):
-                    variant = variant[1:-1]
+                variant = cell.variant(best)
                 keys = overrides(run.get("command", ""))
                 protocol = run.get("protocol", "?") + (" + " + _join(keys) if keys else "")
                 modified = modified or bool(keys)
