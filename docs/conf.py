@@ -250,6 +250,9 @@ sphinx_gallery_conf = {
     # the computation-time pages load jQuery/DataTables from a CDN: not offline-safe
     "write_computation_times": False,
     "plot_gallery": "True" if GALLERY_MODE != "off" else "False",
+    # "Examples using X" on every API page (the minigallery of the autosummary templates)
+    "backreferences_dir": "gen_modules/backreferences",
+    "doc_module": ("eghn",),
 }
 
 # -- matplotlib plot directive (figures drawn by code at build time) -----------------
