@@ -17,7 +17,15 @@ package). Fails (exit status 1) when
 * the text of a page shows raw reST markup (````literal````, ``:func:`...```, ``.. directive::``)
   that the build did not render;
 * an output block (script output of the gallery, command help, other text blocks) is wider
-  than its box, i.e. cut off on the right, or a page is wider than the window;
+  than its box, i.e. cut off on the right, or a page is wider than the window (1400 x 900);
+* a table is wider than the column that holds it (hidden behind a horizontal scroll bar);
+* a page shows the repr of a Python object (``<matplotlib.legend.Legend object at 0x...>``),
+  a ``# noqa`` comment, a path of the development setup (``../shared/data``) or a working note
+  (``LEFTOVER_PATTERNS``: "(removed)", "for lack of session time", "measured while writing this
+  page", "targets ... missed");
+* the first screen of the landing page (1400 x 900, before any scrolling) lacks one of the
+  blocks of ``ABOVE_THE_FOLD``: what eghn is, the install and first command, how to get the
+  source, the reproduction status;
 * a measured context (``eghn-measured``: the tables and prose that ``docs/_ext/eghn_results.py``
   feeds from result files) holds a decimal number or a duration that does not come from a
   result file -- a hand-typed measurement;
@@ -72,6 +80,31 @@ MATH_PAGES = {"theory.html": 10, "proofs/theorem1.html": 10, "proofs/theorem2.ht
 # pages whose durations are still typed by hand (measured once with the named script and
 # not yet re-measured at build time); every other page fails on a duration in its prose
 HAND_TYPED_TIMINGS: dict[str, str] = {}
+#: the browser window: every page must fit its width, the landing page's first screen is this tall
+VIEWPORT = {"width": 1400, "height": 900}
+#: blocks of the landing page (CSS classes, set in docs/index.rst) that must be fully visible on
+#: its first screen
+ABOVE_THE_FOLD = {
+    "eghn-fold-summary": "what eghn is, in one sentence",
+    "eghn-fold-install": "the install line and `eghn train default`",
+    "eghn-fold-source": "how to get the source",
+    "eghn-status": "the reproduction status table",
+}
+#: working notes that must not reach a reader (JavaScript regular expressions, case-insensitive),
+#: searched in the prose of every page
+LEFTOVER_PATTERNS = [
+    r"\(removed\)",
+    r"lack of (?:session |device |machine )?time",
+    r"while (?:writing|this page was written)",
+    r"\btargets?\b[^.]{0,200}\bmissed\b",
+]
+#: searched in the whole text of every page, code and output included (not in the highlighted
+#: module sources of ``_modules/``)
+LEFTOVER_CODE_PATTERNS = [
+    r"<[\w.]+ object at 0x[0-9a-fA-F]+>",
+    r"#\s*noqa\b",
+    r"\.\./shared/data",
+]
 SKIP_DIRS = {"_sources", "_static", "_images", "_downloads", "plot_directive"}
 
 # JavaScript run in each page -------------------------------------------------------------
@@ -148,8 +181,42 @@ TEXT_REPORT_JS = r"""() => {
       + '\\s+(?:the|its|a|an)\\s+(?:[\\w()-]+\\s+){0,3}baseline', 'gi');
   for (const m of prose(main, ', .eghn-generated').matchAll(cmp))
     comparisons.push(m[0]);
-  return {raw, wide, unsourced, durations, comparisons};
+  const tables = [];
+  main.querySelectorAll('table').forEach(t => {
+    if (t.closest('.highlight, .highlighttable') || t.parentElement.closest('table')) return;
+    const box = t.parentElement;
+    const over = Math.max(t.getBoundingClientRect().width - box.clientWidth, t.scrollWidth - t.clientWidth);
+    if (over > 1) {
+      const head = (t.querySelector('th, td') || t).textContent.trim().replace(/\s+/g, ' ').slice(0, 40);
+      tables.push(`${Math.round(over)}px wider than its ${box.clientWidth}px column (first cell: ${head})`);
+    }
+  });
+  const leftovers = [];
+  const full = main.textContent.replace(/\s+/g, ' ');
+  for (const [source, list] of [[text, LEFTOVER_PROSE], [full, LEFTOVER_CODE]]) {
+    for (const pattern of list) {
+      const m = source.match(new RegExp(pattern, 'i'));
+      if (m) leftovers.push(source.slice(Math.max(0, m.index - 30), m.index + m[0].length + 30).trim());
+    }
+  }
+  return {raw, wide, unsourced, durations, comparisons, tables, leftovers};
 }"""
+# the first screen of the landing page: each block of ABOVE_THE_FOLD present and fully visible
+FOLD_JS = """(classes) => classes.filter(cls => {
+  const el = document.querySelector('.' + cls);
+  if (!el) return true;
+  const r = el.getBoundingClientRect();
+  return r.height === 0 || r.top < 0 || r.bottom > window.innerHeight + 1;
+})"""
+
+
+def _text_report_js(code_checks: bool) -> str:
+    """TEXT_REPORT_JS with the leftover patterns filled in (code patterns only when asked)."""
+    import json
+
+    return (TEXT_REPORT_JS
+            .replace("LEFTOVER_PROSE", json.dumps(LEFTOVER_PATTERNS))
+            .replace("LEFTOVER_CODE", json.dumps(LEFTOVER_CODE_PATTERNS if code_checks else [])))
 
 
 def api_problems(root: Path, api_rst: Path | None = None) -> list[str]:
@@ -239,7 +306,7 @@ def check(root: Path, chromium: str, *, allow_external: bool = False, screenshot
         with tempfile.TemporaryDirectory(prefix="eghn-check-site-") as profile, sync_playwright() as pw:
             browser = pw.chromium.launch_persistent_context(
                 profile, executable_path=chromium, headless=True, args=CHROMIUM_FLAGS,
-                viewport={"width": 1280, "height": 900})
+                viewport=VIEWPORT)
             try:
                 page = browser.new_page()
                 current: dict[str, str] = {"name": ""}
@@ -303,7 +370,7 @@ def check(root: Path, chromium: str, *, allow_external: bool = False, screenshot
                         is_example = Path(name).name.startswith("plot_")
                         if is_example and report["gallery_figures"] == 0:
                             note("gallery example without any figure")
-                    text = page.evaluate(TEXT_REPORT_JS)
+                    text = page.evaluate(_text_report_js(code_checks=not name.startswith("_modules/")))
                     for snippet in text["raw"]:
                         note(f"raw reST markup in the text: ...{snippet}...")
                     for msg in text["wide"]:
@@ -314,6 +381,14 @@ def check(root: Path, chromium: str, *, allow_external: bool = False, screenshot
                     if name not in HAND_TYPED_TIMINGS:
                         for snippet in text["durations"][:3]:
                             note(f"hand-typed duration: ...{snippet}... (use :result:, docs/_ext/eghn_results.py)")
+                    for msg in text["tables"]:
+                        note(f"table cut off on the right: {msg}")
+                    for snippet in text["leftovers"]:
+                        note(f"leftover shown to readers: ...{snippet}...")
+                    if name == "index.html":
+                        for cls in page.evaluate(FOLD_JS, list(ABOVE_THE_FOLD)):
+                            note(f"not on the first screen ({VIEWPORT['width']}x{VIEWPORT['height']}): "
+                                 f"{ABOVE_THE_FOLD[cls]} (.{cls})")
                     for phrase in text["comparisons"]:
                         note(f"hand-written comparison with a baseline: {phrase!r}; print it from the "
                              "code that computes both numbers")

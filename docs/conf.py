@@ -35,7 +35,23 @@ sys.path.insert(0, str(ROOT))
 
 import eghn  # noqa: E402
 
+
 # -- project -------------------------------------------------------------------------
+def _commit() -> str:
+    """The commit of the source tree the site is built from (for the citation and the status)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+eghn_commit = _commit()
+rst_epilog = f".. |commit| replace:: {eghn_commit[:12]}\n"
+
 project = "eghn"
 author = "eghn developers"
 copyright = "2026, eghn developers"
@@ -58,6 +74,8 @@ extensions = [
     "eghn_autosummary_fix",
     "eghn_results",
     "eghn_bench",
+    "eghn_status",
+    "eghn_citation",
     "sphinx_copybutton",
 ]
 templates_path = ["_templates"]
@@ -232,6 +250,9 @@ sphinx_gallery_conf = {
     # the computation-time pages load jQuery/DataTables from a CDN: not offline-safe
     "write_computation_times": False,
     "plot_gallery": "True" if GALLERY_MODE != "off" else "False",
+    # "Examples using X" on every API page (the minigallery of the autosummary templates)
+    "backreferences_dir": "gen_modules/backreferences",
+    "doc_module": ("eghn",),
 }
 
 # -- matplotlib plot directive (figures drawn by code at build time) -----------------

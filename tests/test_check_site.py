@@ -51,6 +51,12 @@ def test_text_checks_in_a_browser(tmp_path):
         '<p>Set it to ``"auto"``.</p>'
         '<table class="eghn-measured"><tr><td>51.7</td><td><span class="eghn-result">25.9</span></td></tr></table>'
         '<div class="highlight-text"><pre style="width:200px;overflow:auto">' + "x" * 300 + "</pre></div>"
+        '<div style="width:300px"><table style="display:block;overflow-x:auto"><tr>'
+        + "<td>measured&nbsp;effect</td>" * 30 + "</tr></table></div>"
+        '<div class="sphx-glr-script-out"><pre>&lt;matplotlib.legend.Legend object at 0x7f3a2c&gt;</pre></div>'
+        "<h3>Hand-written chains (removed)</h3><p>The clipped run was stopped for lack of session time.</p>"
+        '<p class="eghn-fold-summary">eghn is a PyTorch implementation of EGHN.</p>'
+        '<div style="height:2000px"></div><p class="eghn-status">status, below the fold</p>'
         "</article></body></html>")
     problems = "\n".join(check_site.check(tmp_path, chromium))
     assert "raw reST markup" in problems
@@ -59,3 +65,11 @@ def test_text_checks_in_a_browser(tmp_path):
     assert "hand-typed duration" in problems and "4.1 minutes" in problems
     assert "hand-written comparison with a baseline: 'above the no-motion baseline'" in problems
     assert "25.9" not in problems.split("measured context")[-1]
+    assert "table cut off on the right" in problems and "measured effect" in problems
+    leftovers = "\n".join(line for line in problems.splitlines() if "leftover shown to readers" in line)
+    for phrase in ("<matplotlib.legend.Legend object at 0x7f3a2c>", "(removed)", "for lack of session time"):
+        assert phrase in leftovers
+    # the landing page's first screen: the status is below the fold, the install block missing
+    assert "not on the first screen (1400x900): the reproduction status table" in problems
+    assert "the install line" in problems
+    assert "what eghn is" not in problems

@@ -61,3 +61,11 @@ def test_a_finished_run_takes_its_result(tmp_path, collect):
     s = collect.summarise(_run(tmp_path, rows, result=result), [])
     assert s["finished"] is True and s["stopped_early"] is True and "diverged" not in s
     assert s["spikes"] == [] and s["regulariser_jump"] is None
+
+
+def test_provenance_names_version_and_commit(collect):
+    import eghn
+
+    prov = collect.provenance()
+    assert prov["eghn_version"] == eghn.__version__
+    assert prov["commit"] == "unknown" or len(prov["commit"]) == 40

@@ -61,3 +61,31 @@ def test_gallery_run_modes(tmp_path, monkeypatch):
     (tmp_path / "runs").mkdir()
     full.finish()  # full runs are kept
     assert (tmp_path / "runs").is_dir()
+
+
+def test_quick_run_is_never_drawn_beside_the_paper(tmp_path):
+    quick = [CellResult(Cell("EGHN", "Run (Subject 9)", "mocap/run_eghn"), values=[108.9]),
+             CellResult(Cell("EGHN", "MSE (test-time rotation)", "protein/adk_eghn", {"rotate": True}),
+                        values=[0.5])]
+    table = ResultTable("table2", quick[:1], "FAST mode", compare=False)
+    assert "paper" not in table.header and "25.9" not in repr(table)
+    fig = plot_results("table2", quick, tmp_path, quick=True)
+    ax = fig.axes[1]
+    assert [line.get_label() for line in ax.get_lines() if line.get_label() == "paper"] == []
+    assert "not comparable" in ax.get_title() and ax.get_xscale() == "log"  # 1.089 and 0.005 span decades
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[1] == "EGHN, MSE (test-time rotation)"  # the column says it is rotated: said once
+
+
+def test_show_collected_reads_the_result_files(tmp_path, capsys):
+    from pathlib import Path
+
+    from eghn.train.collected import results_dir
+    from eghn.train.report import GalleryRun
+
+    run = GalleryRun("table3", False, (), 1, [], Path(tmp_path), "FAST")
+    assert run.show_collected(tmp_path / "missing")[0].startswith("no collected runs here")
+    if results_dir() is not None:
+        lines = GalleryRun("table1", False, (), 1, [], Path(tmp_path), "FAST").show_collected()
+        assert lines[0].startswith("test MSE ×10⁻²") and all("paper" in line for line in lines[1:])
+        assert any("; finished" in line for line in lines[1:])

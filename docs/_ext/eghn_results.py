@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 from docutils import nodes
 from docutils.parsers.rst import directives
+from sphinx import addnodes
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
@@ -104,6 +105,24 @@ def _table(header: list[str], rows: list[list[nodes.Node | str]], widths: list[i
     return table
 
 
+_UNITS = {0.01: "test MSE ×10⁻²", 1.0: "test MSE in Å²"}
+
+
+def glossary_note(docname: str, scale: float, seeds: list[int] | None = None) -> nodes.paragraph:
+    """The line under a results table: its unit, its seeds and a link to the glossary."""
+    para = nodes.paragraph(classes=["eghn-table-note"])
+    text = _UNITS.get(scale, f"test MSE / {scale:g}")
+    if seeds is not None:
+        text += "; one seed per row (seed " + ", ".join(str(s) for s in sorted(set(seeds))) + ")"
+    para += nodes.Text(text + ". Protocols, run scales, seeds and units: ")
+    ref = addnodes.pending_xref("", refdomain="std", reftype="ref", reftarget="glossary",
+                                refexplicit=True, refwarn=True, refdoc=docname)
+    ref += nodes.inline("glossary", "glossary")
+    para += ref
+    para += nodes.Text(".")
+    return para
+
+
 class PaperTable(SphinxDirective):
     """``.. eghn-paper-table:: tableN``: the published numbers of one table (paper's units)."""
 
@@ -126,7 +145,8 @@ class PaperTable(SphinxDirective):
                 v = vals.get(c)
                 cells.append(result_node(str(v), f"paper:{key}.rows.{model}.{c}") if v is not None else "—")
             rows.append(cells)
-        return [_table(["model", *cols], rows, [22] + [12] * len(cols))]
+        return [_table(["model", *cols], rows, [22] + [12] * len(cols)),
+                glossary_note(self.env.docname, table.get("scale", 1.0))]
 
 
 class RunsTable(SphinxDirective):
@@ -142,7 +162,8 @@ class RunsTable(SphinxDirective):
         table = self.options.get("paper", "table2")  # the published table the runs reproduce
         try:
             runs = load_source(name)["runs"]
-            paper_rows = load_source("paper")[table]["rows"]
+            paper_table = load_source("paper")[table]
+            paper_rows = paper_table["rows"]
         except Exception as exc:
             logger.warning("cannot read result file %s: %s", name, exc, location=self.get_location())
             return []
@@ -156,7 +177,7 @@ class RunsTable(SphinxDirective):
             if run.get("diverged"):
                 cap = f"diverged at epoch {run['diverged']['epoch']}"
             elif run.get("finished") is False:
-                cap = "unfinished when collected"
+                cap = "cut short"
             elif "stopped_early" in run:  # from the run's result.json
                 cap = "early stop" if run["stopped_early"] else "cap reached"
             else:
@@ -170,8 +191,10 @@ class RunsTable(SphinxDirective):
                 result_node(str(paper_rows[row][run["data"]]), f"paper:{table}.rows.{row}.{run['data']}"),
                 nodes.literal(run["command"], run["command"]),
             ])
-        header = ["data", "model", "epochs (best)", "wall time", "test MSE", "paper", "command"]
-        return [_table(header, rows, [14, 8, 16, 10, 9, 7, 36])]
+        header = ["data", "model", "epochs (best)", "wall time", "test MSE ×10⁻²", "paper", "command"]
+        seeds = [int(run.get("seed", 1)) for run in runs.values()]
+        return [_table(header, rows, [14, 8, 16, 10, 9, 7, 36]),
+                glossary_note(self.env.docname, paper_table.get("scale", 0.01), seeds)]
 
 
 def setup(app):

@@ -18,6 +18,10 @@ Usage::
 ``--references`` adds, for each run, the reference MSEs ``eghn train`` prints beside its result
 (:func:`eghn.train.references.reference_mses` on the run's own config and data: hold still and
 linear extrapolation on the test split), so that the page compares with computed numbers.
+
+The result file records what it was made with (:func:`provenance`): the eghn version and
+commit of the checkout that collected it, and each run the version that trained it (from its
+``result.json``), so that a number on the site names a citable version (CHANGELOG.md, Releases).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import csv
 import json
 import re
 import shutil
+import subprocess
 from itertools import pairwise
 from pathlib import Path
 
@@ -90,6 +95,17 @@ def summarise(run: Path, thresholds: list[float]) -> dict:
     return out
 
 
+def provenance(root: Path = DOCS.parent) -> dict[str, str]:
+    """The eghn version and the git commit of the source tree at ``root`` (``"unknown"`` outside git)."""
+    version = re.search(r'__version__ = "([^"]+)"', (root / "eghn" / "__init__.py").read_text())
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"eghn_version": version.group(1) if version else "unknown", "commit": commit or "unknown"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("name")
@@ -100,13 +116,15 @@ def main() -> None:
                     help="add each run's reference MSEs (needs the run's data)")
     ap.add_argument("--about", default="")
     args = ap.parse_args()
-    result = {"about": args.about, "runs": {}}
+    result = {"about": args.about, **provenance(), "runs": {}}
     for spec in args.runs:
         path, _, meta = spec.partition("=")
         key, data, model, command = meta.split(";" if ";" in meta else ",", 3)
         run = Path(path)
         summary = summarise(run, args.threshold)
         summary.update(data=data, model=model, command=command)
+        if (run / "result.json").is_file():  # the version that trained the run
+            summary["eghn_version"] = json.loads((run / "result.json").read_text()).get("version", "unknown")
         if args.references:
             from eghn.train.references import reference_mses
 

@@ -26,9 +26,8 @@ pairs at most two bones apart, edge feature = one-hot hop count ``[hop == 1, hop
 :math:`\\mathcal{A}_{local}` = the 30 bones, both directions, no features.
 
 Data are looked up in ``data_dir`` when given, else in ``<root>/mocap`` over
-:func:`eghn.data.paths.data_roots` (``$EGHN_DATA_DIR``, ``../shared/data`` next to a source
-checkout, the user cache); a preprocessed ``.npz`` is preferred, else raw ASF/AMC files are
-preprocessed once into the cache.
+:func:`eghn.data.paths.data_roots` (``$EGHN_DATA_DIR``, then the user cache); a preprocessed
+``.npz`` is preferred, else raw ASF/AMC files are preprocessed once into the cache.
 """
 
 from __future__ import annotations

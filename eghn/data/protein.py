@@ -557,7 +557,9 @@ class ProteinMDDataset:
         source: a named trajectory instead of files: ``"adk-embedded"`` (the default when
             nothing is given: MDAnalysisTests' adk.psf + adk_dims.dcd, 98 frames) or
             ``"adk-equilibrium"`` (the paper's 1.004 µs trajectory, downloaded once with
-            MDAnalysisData into ``data_home``).
+            MDAnalysisData into ``data_home``). ``""`` means no named trajectory, as ``None``:
+            the value that clears a configuration's ``source`` on the command line
+            (``--set data.source='""'``, then ``data.topology`` and ``data.trajectory``).
         split: ``"train"``, ``"val"`` or ``"test"``.
         selection: MDAnalysis selection string (default ``"backbone"``; with ``cache_file``,
             the cached one); hydrogens are always removed from it.
@@ -632,9 +634,12 @@ class ProteinMDDataset:
             raise ValueError(f"edge_features must be one of {_EDGE_FEATURES}, got {edge_features!r}")
         if not (np.isfinite(translate_scale) and translate_scale >= 0):
             raise ValueError(f"translate_scale must be >= 0, got {translate_scale!r}")
+        if source == "":  # cleared (e.g. --set data.source='""' over a shipped config)
+            source = None
         given = sum(x is not None for x in (topology, universe, cache_file, source))
         if given > 1:
-            raise ValueError("give only one of topology(+trajectory), universe, cache_file, source")
+            raise ValueError("give only one of topology(+trajectory), universe, cache_file, source "
+                             "(a configuration that names a source: clear it with --set data.source='\"\"')")
         if source is not None and source not in _SOURCES:
             raise ValueError(f"source must be one of {_SOURCES}, got {source!r}")
         if trajectory is not None and topology is None:

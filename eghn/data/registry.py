@@ -30,8 +30,10 @@ __all__ = [
     "register_dataset",
 ]
 
-#: name -> (module, class or factory name) of the paper's datasets.
+#: name -> (module, class or factory name) of the built-in datasets: the paper's and your own
+#: system from arrays (``arrays``).
 _BUILTIN: dict[str, tuple[str, str]] = {
+    "arrays": ("eghn.data.arrays", "PointCloudDataset"),
     "mcomplex": ("eghn.data.registry", "mcomplex_on_demand"),
     "mocap": ("eghn.data.mocap", "MocapDataset"),
     "protein": ("eghn.data.protein", "ProteinMDDataset"),

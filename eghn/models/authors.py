@@ -53,7 +53,14 @@ def _check_released(model: nn.Module) -> None:
 
 
 def authors_key_map(model: nn.Module) -> dict[str, str]:
-    """``{eghn parameter name: authors' parameter name}`` for a model built by ``EGHN.released``."""
+    """``{eghn parameter name: authors' parameter name}`` for a model built by ``EGHN.released``.
+
+    Example:
+        >>> from eghn.models import EGHN
+        >>> mapping = authors_key_map(EGHN.released(1, 1, 1, clusters=2, hidden=8))
+        >>> mapping["embed.weight"], mapping["pools.0.score.0.weight"]
+        ('embedding.weight', 'low_pooling.pooling.0.weight')
+    """
     _check_released(model)
     vel = model.velocity
     out = _linear("embed", "embedding")
@@ -92,11 +99,23 @@ def load_authors_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor]) 
         ValueError: a shape differs (e.g. another width or cluster count).
 
     Example:
+        A state dict in the authors' layout -- their parameter names, their edge-input order
+        ``[|x_i - x_j|^2, h_i, h_j, e_ij]`` -- made here from a model of the same sizes, then
+        loaded into a fresh one (with their ``saved_model.pth``: ``torch.load`` it instead):
+
         >>> import torch
-        >>> from eghn.models import EGHN, load_authors_state_dict
-        >>> m = EGHN.released(2, 2, 2, clusters=5)
-        >>> sum(p.numel() for p in m.parameters())
-        362032
+        >>> from eghn.models import EGHN, authors_key_map, load_authors_state_dict
+        >>> torch.manual_seed(0) and None
+        >>> source = EGHN.released(1, 1, 1, clusters=2, hidden=8)
+        >>> theirs = {}
+        >>> for ours, name in authors_key_map(source).items():
+        ...     t = source.state_dict()[ours]
+        ...     if ours.startswith(("encoders.", "decoders.")) and ours.endswith("phi_e.0.weight"):
+        ...         t = torch.cat([t[:, 16:17], t[:, :16], t[:, 17:]], 1)  # [h_i, h_j, d2, e] -> theirs
+        ...     theirs[name] = t
+        >>> model = load_authors_state_dict(EGHN.released(1, 1, 1, clusters=2, hidden=8), theirs)
+        >>> all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), model.state_dict().values()))
+        True
     """
     mapping = authors_key_map(model)
     own = model.state_dict()

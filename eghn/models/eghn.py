@@ -85,6 +85,32 @@ class EGHN(nn.Module):
     (S_l^\top A^{local}_{l-1} S_l) - I\rVert_F^2` (mean over graphs) and ``reg_loss`` =
     ``lam`` times it, so that the training loss is Eq. 16.
 
+    .. rubric:: Released forms
+
+    Five options switch one part of the model from the paper's equations (``"paper"``, the
+    default of each) to the authors' released code (``"released"``; see
+    :mod:`eghn.nn.released` and the Fidelity page of the documentation).
+    :meth:`EGHN.released` sets all five.
+
+    .. list-table::
+       :header-rows: 1
+
+       * - option
+         - what ``"released"`` changes
+       * - ``egnn_form``
+         - EGNN layers without the residual on :math:`h`, the aggregated coordinate update
+           clamped to :math:`\pm 100`, the input velocity in every layer, a biased coordinate
+           head, and a Linear on :math:`h` at the start of every block
+       * - ``pool_form``
+         - scores from :class:`~eghn.nn.released.ReleasedPool`, clusters averaging the
+           block's *input* positions and velocities
+       * - ``cluster_graph``
+         - all cluster pairs with self-loops, raw :math:`S^\top A S` as edge feature
+       * - ``unpool_form``
+         - :class:`~eghn.nn.released.ReleasedUnPool`
+       * - ``conn_loss``
+         - rows L2-normalised, Frobenius norm not squared
+
     Args:
         node_dim: number of invariant node features of the input graphs.
         edge_dim: number of attributes of the global edges.
@@ -109,17 +135,12 @@ class EGHN(nn.Module):
             :math:`\mathcal{A}_{local}`), ``"global"`` or ``"local"`` (one edge set for all).
         hierarchy: ``False`` is the "no hierarchy" ablation, :math:`s_i = 1`: a single cluster.
         dim: spatial dimension, needed only by ``emmp="mpnn"`` (its layers see raw coordinates).
-        egnn_form, pool_form, cluster_graph, unpool_form, conn_loss: ``"paper"`` (default: the
-            paper's equations) or ``"released"`` (the authors' released code; see
-            :mod:`eghn.nn.released` and the Fidelity page of the documentation). ``egnn_form``:
-            EGNN layers without the residual on :math:`h`, the aggregated coordinate update
-            clamped to :math:`\pm 100`, the input velocity in every layer, a biased coordinate
-            head, and a Linear on :math:`h` at the start of every block. ``pool_form``: scores
-            from :class:`~eghn.nn.released.ReleasedPool`, clusters averaging the block's
-            *input* positions and velocities. ``cluster_graph``: all cluster pairs with
-            self-loops, raw :math:`S^\top A S` as edge feature. ``unpool_form``:
-            :class:`~eghn.nn.released.ReleasedUnPool`. ``conn_loss``: rows L2-normalised,
-            Frobenius norm not squared.
+        egnn_form: form of the EGNN layers, ``"paper"`` (default) or ``"released"``: see
+            *Released forms* above.
+        pool_form: form of the pooling, ``"paper"`` or ``"released"`` (*Released forms*).
+        cluster_graph: graph between clusters, ``"paper"`` or ``"released"`` (*Released forms*).
+        unpool_form: form of the unpooling, ``"paper"`` or ``"released"`` (*Released forms*).
+        conn_loss: form of the connectivity loss, ``"paper"`` or ``"released"`` (*Released forms*).
         unpool_layers: stacked networks of the released unpooling (``unpool_form="released"``).
         batch_max_features: indices of input node features divided by their maximum over the
             batch before the embedding (the released code divides the height that way).

@@ -154,6 +154,21 @@ class GMN(nn.Module):
           graph.edge_index: :math:`(2, E)`; graph.local_edge_index: :math:`(2, E_l)`
         - output ``pos``: :math:`(N, n)`; ``aux["sticks"]``: :math:`(S, 2)`;
           ``aux["hinges"]``: :math:`(H, 3)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.data import Graph
+        >>> from eghn.models import GMN
+        >>> from eghn.testing import equivariance_error
+        >>> torch.manual_seed(0) and None
+        >>> ring = torch.tensor([[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 0]])
+        >>> g = Graph(pos=torch.randn(6, 3), vel=torch.randn(6, 3), edge_index=ring,
+        ...           local_edge_index=ring).to(torch.float64)
+        >>> model = GMN(node_dim=1, hidden=16, layers=2).double()
+        >>> tuple(model(g).pos.shape)
+        (6, 3)
+        >>> max(equivariance_error(model, g).values()) < 1e-9
+        True
     """
 
     def __init__(self, node_dim: int, edge_dim: int = 0, local_edge_dim: int = 0, hidden: int = 64,

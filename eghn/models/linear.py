@@ -24,6 +24,21 @@ class LinearDynamics(nn.Module):
     Shapes:
         - graph.pos, graph.vel: :math:`(N, n)`
         - output ``pos``: :math:`(N, n)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.data import Graph
+        >>> from eghn.models import LinearDynamics
+        >>> from eghn.testing import equivariance_error
+        >>> torch.manual_seed(0) and None
+        >>> ring = torch.tensor([[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 0]])
+        >>> g = Graph(pos=torch.randn(6, 3), vel=torch.randn(6, 3), edge_index=ring,
+        ...           local_edge_index=ring).to(torch.float64)
+        >>> model = LinearDynamics().double()
+        >>> tuple(model(g).pos.shape)
+        (6, 3)
+        >>> max(equivariance_error(model, g).values()) < 1e-9
+        True
     """
 
     def __init__(self, node_dim: int = 1, edge_dim: int = 0, local_edge_dim: int = 0, hidden: int = 64,

@@ -43,6 +43,21 @@ class RadialField(nn.Module):
     Shapes:
         - graph.pos, graph.vel: :math:`(N, n)`; graph.edge_attr: :math:`(E, d)`
         - output ``pos``: :math:`(N, n)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.data import Graph
+        >>> from eghn.models import RadialField
+        >>> from eghn.testing import equivariance_error
+        >>> torch.manual_seed(0) and None
+        >>> ring = torch.tensor([[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 0]])
+        >>> g = Graph(pos=torch.randn(6, 3), vel=torch.randn(6, 3), edge_index=ring,
+        ...           local_edge_index=ring).to(torch.float64)
+        >>> model = RadialField(node_dim=1, hidden=16, layers=2).double()
+        >>> tuple(model(g).pos.shape)
+        (6, 3)
+        >>> max(equivariance_error(model, g).values()) < 1e-9
+        True
     """
 
     def __init__(self, node_dim: int = 1, edge_dim: int = 0, local_edge_dim: int = 0, hidden: int = 64,

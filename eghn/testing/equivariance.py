@@ -5,19 +5,8 @@ A function ``fn(graph) -> outputs`` is E(n)-equivariant when, for every orthogon
 
 .. math:: f(P, Q, t \cdot G) = P, Q, t \cdot f(G),
 
-where each output transforms according to its *kind*:
-
-============== ======================== ===================== ================
-kind           rotation / reflection    translation            permutation
-============== ======================== ===================== ================
-``position``   :math:`y Q^\top` (dim 1) :math:`+ t`            rows permuted
-``vector``     :math:`y Q^\top` (dim 1) none                   rows permuted
-``invariant``  none                     none                   rows permuted
-============== ======================== ===================== ================
-
-Append ``":fixed"`` (e.g. ``"vector:fixed"``) for outputs not indexed by nodes (cluster
-quantities, graph-level scalars): they are not permuted. Outputs with a spatial axis carry it
-at dimension 1 (``(N, n)`` or ``(N, n, m)``).
+where each output transforms according to its *kind* (``position``, ``vector`` or
+``invariant``, optionally ``:fixed``; the table is on :func:`equivariance_error`'s page).
 
 The error reported is relative: :math:`\max |f(Tg) - T f(g)| / \max(|T f(g)|, 1)`, per
 transformation type. Default tolerances depend on the dtype (:data:`TOLERANCES`).
@@ -64,7 +53,14 @@ _KINDS = ("position", "vector", "invariant")
 def random_orthogonal(n: int, det: int | None = None, *, generator: torch.Generator | None = None,
                       dtype: torch.dtype = torch.float64) -> Tensor:
     """A Haar-random orthogonal ``(n, n)`` matrix; ``det=+1`` (rotation), ``-1`` (with reflection)
-    or ``None`` (either)."""
+    or ``None`` (either).
+
+    Example:
+        >>> import torch
+        >>> Q = random_orthogonal(3, det=-1, generator=torch.Generator().manual_seed(0))
+        >>> torch.allclose(Q @ Q.T, torch.eye(3, dtype=Q.dtype)), round(float(torch.linalg.det(Q)), 6)
+        (True, -1.0)
+    """
     A = torch.randn(n, n, generator=generator, dtype=torch.float64)
     Q, R = torch.linalg.qr(A)
     Q = Q * torch.sign(torch.diagonal(R)).unsqueeze(0)
@@ -79,7 +75,14 @@ def random_orthogonal(n: int, det: int | None = None, *, generator: torch.Genera
 def random_rotation_about_axis(n: int, axis: int, *, generator: torch.Generator | None = None,
                                dtype: torch.dtype = torch.float64, det: int = 1) -> Tensor:
     """A random orthogonal matrix fixing coordinate axis ``axis`` (e.g. the vertical axis of
-    motion-capture data, whose models are only equivariant about it)."""
+    motion-capture data, whose models are only equivariant about it).
+
+    Example:
+        >>> import torch
+        >>> Q = random_rotation_about_axis(3, 1, generator=torch.Generator().manual_seed(0))
+        >>> Q[1].tolist(), Q[:, 1].tolist()
+        ([0.0, 1.0, 0.0], [0.0, 1.0, 0.0])
+    """
     others = [k for k in range(n) if k != axis]
     Q = torch.eye(n, dtype=torch.float64)
     sub = random_orthogonal(n - 1, det, generator=generator)
@@ -88,7 +91,13 @@ def random_rotation_about_axis(n: int, axis: int, *, generator: torch.Generator 
 
 
 def random_permutation(n: int, *, generator: torch.Generator | None = None) -> Tensor:
-    """A random permutation of ``range(n)`` (int64)."""
+    """A random permutation of ``range(n)`` (int64).
+
+    Example:
+        >>> import torch
+        >>> sorted(random_permutation(5, generator=torch.Generator().manual_seed(0)).tolist())
+        [0, 1, 2, 3, 4]
+    """
     return torch.randperm(n, generator=generator)
 
 
@@ -171,12 +180,29 @@ def equivariance_error(
 ) -> dict[str, float]:
     r"""Largest relative equivariance error of ``fn`` on ``graph`` for each kind of transformation.
 
+    .. rubric:: Output kinds
+
+    How each output of ``fn`` must transform (``outputs`` names the kind of each):
+
+    ============== ======================== ===================== ================
+    kind           rotation / reflection    translation            permutation
+    ============== ======================== ===================== ================
+    ``position``   :math:`y Q^\top` (dim 1) :math:`+ t`            rows permuted
+    ``vector``     :math:`y Q^\top` (dim 1) none                   rows permuted
+    ``invariant``  none                     none                   rows permuted
+    ============== ======================== ===================== ================
+
+    Append ``":fixed"`` (e.g. ``"vector:fixed"``) for outputs not indexed by nodes (cluster
+    quantities, graph-level scalars): they are not permuted. Outputs with a spatial axis carry it
+    at dimension 1 (``(N, n)`` or ``(N, n, m)``).
+
     Args:
         fn: model or layer, ``fn(graph)`` returning a tensor, a :class:`~eghn.models.ModelOutput`,
             a tuple or a mapping of tensors.
         graph: the (batched) input. Its positions/targets are rotated and translated and its
             velocities rotated; ``h`` and edge attributes are left unchanged.
-        outputs: kind of each output (see module doc). A plain tensor defaults to
+        outputs: kind of each output (*Output kinds* above), one string for all or a mapping of
+            output name to kind. A plain tensor defaults to
             ``"position"``; a ``ModelOutput`` to ``{"pos": "position"}``.
         checks: subset of ``"rotation"`` (det +1), ``"reflection"`` (det -1),
             ``"translation"`` and ``"permutation"`` (nodes reordered, edges remapped).

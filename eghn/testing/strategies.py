@@ -54,7 +54,7 @@ def random_graph(num_nodes: int, *, dim: int = 3, edge_prob: float = 0.5, node_d
 def graphs(draw, *, dim: int = 3, min_nodes: int = 2, max_nodes: int = 12, min_graphs: int = 1,
            max_graphs: int = 3, node_dim: int = 2, edge_dim: int = 0, local_edge_dim: int = 0,
            velocity: bool = True, target: bool = False, dtype: torch.dtype = torch.float64) -> Graph:
-    """Batches of 1..``max_graphs`` random graphs of varied sizes and edge densities."""
+    """Batches of 1 to ``max_graphs`` random graphs of varied sizes and edge densities."""
     sizes = draw(st.lists(st.integers(min_nodes, max_nodes), min_size=min_graphs, max_size=max_graphs))
     probs = draw(st.lists(st.floats(0.2, 1.0), min_size=len(sizes), max_size=len(sizes)))
     seed = draw(st.integers(0, 2**31 - 1))

@@ -1,6 +1,7 @@
 """Render the results of :func:`eghn.train.reproduce.reproduce`: a table of measured cells
 beside the paper's numbers (HTML in notebooks and the gallery) and a figure of training curves
-and measured-vs-published bars."""
+and measured against published values; a quick run's numbers are shown as a pipeline check,
+never beside the paper's."""
 
 from __future__ import annotations
 
@@ -67,6 +68,45 @@ class GalleryRun:
         print(f"trained {len(results)} cells in {time.perf_counter() - start:.0f} s")
         return results
 
+    def show_collected(self, directory: str | Path | None = None) -> list[str]:
+        """Print and plot the full-length runs of this table collected in a source checkout.
+
+        Reads the result files of ``directory`` (default ``docs/results`` of the checkout, see
+        :mod:`eghn.train.collected`): one line per run setting with its test MSE beside the
+        paper's value, protocol, seeds and whether it finished, then the dot plot of paper
+        against eghn and the validation curves (open pyplot figures). Without collected files,
+        or without a run of this table, it says so and draws nothing.
+
+        Returns:
+            the printed lines.
+        """
+        from .collected import learning_curves, paper_vs_eghn, read_collected, unit_label
+
+        try:
+            cells = read_collected(directory)[self.table]
+        except FileNotFoundError as exc:
+            lines = [f"no collected runs here ({exc})"]
+        else:
+            scale = float(paper_results()[self.table]["scale"])
+            lines = []
+            for cell in cells:
+                for group in cell.groups:
+                    std = f" ± {group.std / scale:.2f}" if len(group.runs) > 1 else ""
+                    variant = cell.variant(group)
+                    lines.append(
+                        f"{cell.row} · {cell.column} ({group.first.get('protocol', '?')}"
+                        f"{'; ' + variant if variant else ''}): {group.mean / scale:.2f}{std} "
+                        f"(paper {cell.paper}); seed{'s' if len(group.runs) > 1 else ''} "
+                        f"{', '.join(map(str, group.seeds))}; {'finished' if group.finished else 'cut short'}")
+            if lines:
+                lines.insert(0, f"{unit_label(scale)}, full-length runs collected in docs/results:")
+                paper_vs_eghn(cells, scale, title="paper against eghn, per run setting")
+                learning_curves(cells, scale, directory, title="validation curves of the collected runs")
+            else:
+                lines = [f"no full-length run of {self.table} has been collected yet"]
+        print("\n".join(lines))
+        return lines
+
     def finish(self) -> None:
         """Remove the runs of fast mode (they only served the page); full runs are kept."""
         if not self.full:
@@ -78,14 +118,22 @@ class ResultTable:
 
     ``repr`` gives plain text; ``_repr_html_`` an HTML table, so notebooks and
     sphinx-gallery render it. "—" marks a cell without a published value in
-    ``eghn/results/paper.json``; the paper column is left out when no shown cell has one.
+    ``eghn/results/paper.json``; the paper column is left out when no shown cell has one, and
+    when ``compare`` is false: the numbers of a quick run are a pipeline check, never shown
+    beside the paper's.
+
+    Example:
+        >>> from eghn.train.reproduce import Cell, CellResult
+        >>> quick = [CellResult(Cell("EGHN", "Run (Subject 9)", "mocap/run_eghn"), values=[0.5])]
+        >>> print(repr(ResultTable("table2", quick, "FAST mode", compare=False)).splitlines()[-2:])
+        ['model | column | pipeline check (quick run, not comparable)', 'EGHN | Run (Subject 9) | 50.00 (1 seed)']
     """
 
-    def __init__(self, table: str, results: Sequence[CellResult], mode: str) -> None:
+    def __init__(self, table: str, results: Sequence[CellResult], mode: str, *, compare: bool = True) -> None:
         paper = paper_results()[table]
         self.scale = float(paper["scale"])
         self.title, self.mode = paper["title"], mode
-        self.rows: list[tuple[str, str, str, str]] = []
+        self.rows: list[tuple[str, ...]] = []
         for r in results:
             published = paper["rows"].get(r.cell.row, {}).get(r.cell.column)
             n = len(r.values)
@@ -96,17 +144,17 @@ class ResultTable:
             else:
                 measured = f"{r.mean / self.scale:.2f} (1 seed)"
             self.rows.append((r.cell.row, r.cell.column, "—" if published is None else str(published), measured))
-        # a paper column without any stored value says nothing: leave it out
-        self.header = ("model", "column", "paper", "measured")
-        if self.rows and all(row[2] == "—" for row in self.rows):
-            self.header = ("model", "column", "measured")
+        # a paper column without any stored value says nothing, and a quick run is no comparison
+        self.header: tuple[str, ...] = ("model", "column", "paper", "measured")
+        if not compare or (self.rows and all(row[2] == "—" for row in self.rows)):
+            self.header = ("model", "column", "measured" if compare else "pipeline check (quick run, not comparable)")
             self.rows = [(a, b, d) for a, b, _, d in self.rows]
 
     def __repr__(self) -> str:
-        return "\n".join([self.title, self.mode, *(" | ".join(row) for row in self.rows)])
+        return "\n".join([self.title, self.mode, " | ".join(self.header), *(" | ".join(row) for row in self.rows)])
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{h}</th>" for h in self.header)
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows)
         return (f'<p><strong>{html.escape(self.mode)}</strong></p><table class="docutils align-default">'
                 f"<caption>{html.escape(self.title)}</caption><thead><tr>{head}</tr></thead>"
@@ -123,11 +171,20 @@ def run_histories(out: Path, table: str, result: CellResult, quick: bool,
         yield json.loads(path.read_text())["history"]
 
 
-def plot_results(table: str, results: Sequence[CellResult], out: Path, *, quick: bool):
-    """Validation curves of every run (left) and measured vs. published test MSE (right).
+def _label(cell) -> str:
+    """"ROW, COLUMN", with "(rotated)" for a transformed cell whose column does not say so."""
+    text = f"{cell.row}, {cell.column}"
+    return text + (" (rotated)" if cell.transform and "rotation" not in cell.column else "")
 
-    Both on linear axes in the paper's units; the bars are horizontal so that long labels
-    never overlap, and the legends sit outside the data. Needs matplotlib; returns the figure.
+
+def plot_results(table: str, results: Sequence[CellResult], out: Path, *, quick: bool):
+    """Validation curves of every run (left) and the measured test MSE (right).
+
+    In the paper's units. With ``quick`` the right panel shows the measured values alone, as a
+    pipeline check: a quick run is never drawn beside the paper's numbers. Otherwise it is a
+    dot plot of the published value (grey diamond) and the measured mean (± one standard
+    deviation over the seeds). Axes are logarithmic where the values span a decade or more.
+    Needs matplotlib; returns the figure.
     """
     import matplotlib.pyplot as plt
     import numpy as np
@@ -142,40 +199,57 @@ def plot_results(table: str, results: Sequence[CellResult], out: Path, *, quick:
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9.5, max(4.0, 0.45 * n + 2.2)), layout="constrained",
                                    gridspec_kw={"width_ratios": [1, 1.1]})
     seen = set()
+    curves: list[float] = []
     for k, r in enumerate(results):
         if r.cell.config in seen or r.cell.transform:
             continue
         seen.add(r.cell.config)
         for j, hist in enumerate(run_histories(out, table, r, quick)):
-            ax0.plot([h["epoch"] for h in hist], [h["val_mse"] / scale for h in hist], color=f"C{k % 10}",
+            values = [h["val_mse"] / scale for h in hist]
+            curves += values
+            ax0.plot([h["epoch"] for h in hist], values, color=f"C{k % 10}",
                      alpha=1.0 if j == 0 else 0.4, marker="o", ms=3,
                      label=f"{r.cell.row}, {r.cell.column}" if j == 0 else None)
+    if _spans_decades(curves):
+        ax0.set_yscale("log")
     ax0.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax0.set_xlabel("epoch", fontsize=10)
     ax0.set_ylabel("validation MSE" + label_unit, fontsize=10)
-    ax0.set_title("training curves", fontsize=11)
+    ax0.set_title("training curves" + (" (quick run)" if quick else ""), fontsize=11)
     ax0.grid(alpha=0.3)
     if ax0.get_lines():
         ax0.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=1, frameon=False)
-    labels = [f"{r.cell.row}, {r.cell.column}" + (" (rotated)" if r.cell.transform else "") for r in results]
     measured = [r.mean / scale if r.values else np.nan for r in results]
     spread = [r.std / scale if len(r.values) > 1 else 0.0 for r in results]
     published = [paper["rows"].get(r.cell.row, {}).get(r.cell.column) for r in results]
-    published = [p if isinstance(p, (int, float)) else np.nan for p in published]
+    published = [np.nan if quick or not isinstance(p, (int, float)) else p for p in published]
     y = np.arange(n)
-    ax1.barh(y - 0.2, published, 0.4, label="paper", color="0.65")
-    ax1.barh(y + 0.2, measured, 0.4, xerr=spread, label="measured" + (" (reduced run)" if quick else ""),
-             color="tab:red", error_kw={"lw": 1})
-    for yi, (m, p) in enumerate(zip(measured, published, strict=True)):
-        if np.isnan(p):
-            ax1.text(0, yi - 0.2, " no published value", va="center", fontsize=7, color="0.4")
+    if not quick:
+        ax1.plot(published, y, "D", color="0.45", ms=6, ls="", label="paper")
+    ax1.errorbar(measured, y, xerr=spread, fmt="o", ms=6, color="tab:red", capsize=3,
+                 label="pipeline check (quick run)" if quick else "measured")
+    shown = [v for v in [*measured, *published] if np.isfinite(v)]
+    log = _spans_decades(shown)
+    for yi, m in enumerate(measured):
         if np.isnan(m):
-            ax1.text(0, yi + 0.2, " " + results[yi].status, va="center", fontsize=7, color="0.4")
-    ax1.set_yticks(y, labels, fontsize=9)
-    ax1.invert_yaxis()
-    ax1.set_xlim(left=0)
-    ax1.set_xlabel("test MSE" + label_unit, fontsize=10)
-    ax1.set_title("measured vs. paper", fontsize=11)
-    ax1.grid(axis="x", alpha=0.3)
+            ax1.annotate(" " + results[yi].status, (0, yi), xycoords=("axes fraction", "data"), va="center",
+                         fontsize=7, color="0.4")
+        elif not quick and np.isnan(published[yi]):
+            ax1.annotate(" no published value", (0, yi), xycoords=("axes fraction", "data"), va="center",
+                         fontsize=7, color="0.4")
+    ax1.set_yticks(y, [_label(r.cell) for r in results], fontsize=9)
+    ax1.set_ylim(n - 0.5, -0.5)
+    if log:
+        ax1.set_xscale("log")
+    elif shown:
+        ax1.set_xlim(left=0, right=1.1 * max(shown))
+    ax1.set_xlabel("test MSE" + label_unit + (", log scale" if log else ""), fontsize=10)
+    ax1.set_title("pipeline check: not comparable to the paper" if quick else "measured vs. paper", fontsize=11)
+    ax1.grid(axis="x", which="both", alpha=0.3)
     ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, frameon=False)
     return fig
+
+
+def _spans_decades(values: Sequence[float]) -> bool:
+    positive = [v for v in values if v > 0 and math.isfinite(v)]
+    return bool(positive) and max(positive) / min(positive) >= 10

@@ -122,6 +122,7 @@ axes[1].scatter(*expected.T, s=160, facecolors="none", edgecolors="k", linestyle
                 label="original prediction, transformed")
 # the legend sits below the panels, where it hides no point
 fig.legend(*axes[1].get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=8)
+plt.show()
 
 # %%
 # Errors side by side

@@ -75,6 +75,7 @@ ax.set_xlabel("optimisation step")
 ax.set_ylabel("position MSE (ASF units²)")
 ax.set_ylim(bottom=0)
 ax.legend()
+plt.show()
 
 # %%
 # Equivariance
@@ -116,6 +117,7 @@ for ax, axes, title in [(axs[0], (0, 1), "front (x, y)"), (axs[1], (2, 1), "side
     ax.set_aspect("equal")
 # below the panels, so that no joint is hidden
 fig.legend(*axs[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=8)
+plt.show()
 
 # %%
 # Learned clusters on the skeleton

@@ -12,11 +12,14 @@ positions 15 frames ahead. The same code takes any system MDAnalysis can read (l
 # From a trajectory to graphs
 # ---------------------------
 import os
+import warnings
 
 import matplotlib.pyplot as plt
+import MDAnalysis as mda
 import torch
 
 from eghn.data import ProteinMDDataset
+from eghn.data.protein import embedded_adk_files
 from eghn.models import EGHN
 from eghn.testing import equivariance_error
 from eghn.train.objective import training_objective
@@ -125,12 +128,6 @@ print({k: f"{v:.1e}" for k, v in errors.items()})
 # Any topology and trajectory MDAnalysis reads, or a ``Universe`` you already have, goes
 # through the same class; the selection, the frame gap and the cutoff are arguments. Here the
 # embedded AdK files again, with the alpha carbons only and a shorter horizon:
-
-import warnings  # noqa: E402
-
-import MDAnalysis as mda  # noqa: E402
-
-from eghn.data.protein import embedded_adk_files  # noqa: E402
 
 # MDAnalysis announces a change of its DCD reader (version 3.0) that does not affect
 # read-only use; silence that one notice

@@ -109,6 +109,7 @@ ax.axhline(linear_mse, color="0.5", ls=":", label="linear extrapolation (test)")
 # a learning curve spans orders of magnitude: logarithmic axis
 ax.set(xlabel="optimisation step", ylabel="position MSE (simulation units²)", yscale="log")
 ax.legend()
+plt.show()
 
 # %%
 # Predictions against the ground truth
@@ -137,6 +138,7 @@ for ax, sample in zip(axs, range(3)):
     ax.set_aspect("equal")
 axs[0].set(ylabel="y (simulation units)")
 fig.legend(*axs[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=9)
+plt.show()
 
 # %%
 # Every coordinate of every test particle: prediction against truth. Points on the diagonal
@@ -151,6 +153,7 @@ lim = [truth.min(), truth.max()]
 ax.plot(lim, lim, color="k", lw=0.8)
 ax.set(xlabel="true coordinate, frame 25 (simulation units)", ylabel="predicted coordinate (simulation units)")
 ax.legend(fontsize=8)
+plt.show()
 
 # %%
 # Error against the prediction horizon

@@ -1,0 +1,162 @@
+"""The reproduction status: every cell of the paper's tables beside eghn's best run of it.
+
+``.. eghn-status::`` renders one compact table (class ``eghn-status``, a measured context) from
+``eghn/results/paper.json`` and the collected runs of ``docs/results/`` (``STATUS_SOURCES``):
+for each published cell that has runs, the paper's value, eghn's best run (finished runs first;
+the mean and standard deviation across seeds where a run was repeated with other seeds), the
+run's protocol and variant, the number of seeds and whether the run finished or was cut short;
+the cells without any run are listed per table as "not run". Nothing is typed by hand: a new
+result file (or a new run in one) changes the table at the next build.
+
+Which run belongs to which cell: :mod:`eghn.train.collected`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from docutils import nodes
+from eghn_results import load_source, result_node
+from sphinx import addnodes
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+from eghn.train.collected import STATUS_SOURCES, TABLES, Cell, Group, collect, overrides
+
+__all__ = ["STATUS_SOURCES", "Cell", "Group", "collect", "setup"]
+
+logger = logging.getLogger(__name__)
+
+#: cells of one table that repeat another's: Table 4's full model is Table 2's EGHN (K = 5)
+SAME_AS = {("table4", "EGHN (K=5)"): ("table2", "EGHN")}
+
+
+def _decimals(paper_table: dict[str, Any]) -> int:
+    values = [v for row in paper_table["rows"].values() for v in row.values() if isinstance(v, float)]
+    return max((len(repr(v).partition(".")[2]) for v in values), default=2)
+
+
+def _join(items: list[str]) -> str:
+    return ", ".join(items)
+
+
+class StatusTable(SphinxDirective):
+    """``.. eghn-status::``: the reproduction status of every published cell."""
+
+    has_content = False
+
+    def _xref(self, text: str, target: str, reftype: str = "ref") -> addnodes.pending_xref:
+        ref = addnodes.pending_xref("", refdomain="std", reftype=reftype, reftarget=target,
+                                    refexplicit=True, refwarn=True, refdoc=self.env.docname)
+        ref += nodes.inline(text, text)
+        return ref
+
+    def run(self) -> list[nodes.Node]:
+        try:
+            paper = load_source("paper")
+            sources = {name: load_source(name) for name in STATUS_SOURCES}
+        except Exception as exc:
+            logger.warning("cannot read the result files of the status: %s", exc, location=self.get_location())
+            return []
+        cells = collect(paper, sources)
+        header = ["paper cell", "paper", "eghn", "run: protocol, variant", "seeds", "status"]
+        rows: list[list[nodes.Node | str]] = []
+        modified = False
+        for table, short in TABLES.items():
+            scale = paper[table].get("scale", 1.0)
+            decimals = _decimals(paper[table])
+            missing: dict[str, list[str]] = {}
+            same: set[str] = set()
+            for cell in cells[table]:
+                if (table, cell.row) in SAME_AS:
+                    same.add(cell.row)
+                    continue
+                best = cell.best()
+                if best is None:
+                    missing.setdefault(cell.row, []).append(cell.column)
+                    continue
+                run = best.first
+                src = f"{best.runs[0][0]}:runs.{best.runs[0][1]}"
+                value = nodes.inline()
+                value += result_node(format(best.mean / scale, f".{decimals}f"), src + ".test_mse")
+                if len(best.runs) > 1:
+                    std = best.std / scale
+                    value += nodes.Text(" ± ")
+                    value += result_node(format(std, f".{decimals}f"), src + ".test_mse (std)")
+                variant = cell.variant(best)
+                keys = overrides(run.get("command", ""))
+                protocol = run.get("protocol", "?") + (" + " + _join(keys) if keys else "")
+                modified = modified or bool(keys)
+                status = "finished" if best.finished else "cut short"
+                if isinstance(cell.paper, (int, float)):
+                    ratio = nodes.inline()
+                    ratio += nodes.Text(f"{status}, ")
+                    ratio += result_node(format(best.mean / scale / cell.paper, ".2f"), src + ".test_mse / paper")
+                    ratio += nodes.Text("x paper")
+                else:
+                    ratio = status
+                rows.append([f"{short} {cell.column} · {cell.row}",
+                             result_node(str(cell.paper), f"paper:{table}.rows.{cell.row}.{cell.column}"),
+                             value, protocol + (f"; {variant}" if variant else ""),
+                             str(len(best.runs)), ratio])
+            if same:
+                for row in sorted(same):
+                    other, other_row = SAME_AS[table, row]
+                    rows.append([f"{short} {row}", "", "", f"the {other_row} rows of {TABLES[other]}", "", ""])
+            if missing:
+                by_columns: dict[tuple[str, ...], list[str]] = {}
+                for row, columns in missing.items():
+                    by_columns.setdefault(tuple(columns), []).append(row)
+                parts = []
+                all_columns = list(paper[table]["columns"])
+                for columns, models in by_columns.items():
+                    if len(columns) > 3:
+                        where = f"{len(columns)} columns"
+                    elif list(columns) == all_columns and len(columns) > 1:
+                        where = "every column"
+                    else:
+                        where = _join(list(columns))
+                    parts.append(f"{_join(models)} ({where})")
+                rows.append([f"{short} other cells", "", "", "; ".join(parts), "", "not run"])
+        table_node = _status_table(header, rows)
+        note = nodes.paragraph(classes=["eghn-status-note"])
+        note += nodes.Text("Test MSE as the paper's tables: ×10⁻² (T1, T2, T4), Å² (T3). eghn: the best "
+                           "finished run of the cell (mean ± std where repeated with other seeds); "
+                           "status: finished or cut short, and eghn's MSE over the paper's. ")
+        if modified:
+            note += nodes.Text("\"+ key\": the protocol with that setting changed. ")
+        note += nodes.Text("Terms: ")
+        note += self._xref("glossary", "glossary")
+        note += nodes.Text("; every run with its command: ")
+        note += self._xref("Results", "/results", "doc")
+        note += nodes.Text(".")
+        container = nodes.container(classes=["eghn-status", "eghn-measured"])
+        container += table_node
+        container += note
+        return [container]
+
+
+def _status_table(header: list[str], rows: list[list[nodes.Node | str]]) -> nodes.table:
+    table = nodes.table(classes=["eghn-status-table"])
+    group = nodes.tgroup(cols=len(header))
+    table += group
+    for w in (30, 8, 12, 34, 6, 18):
+        group += nodes.colspec(colwidth=w)
+    thead, tbody = nodes.thead(), nodes.tbody()
+    group += thead
+    group += tbody
+    for cells, into in [(header, thead), *((r, tbody) for r in rows)]:
+        row = nodes.row()
+        for cell in cells:
+            entry = nodes.entry()
+            para = nodes.paragraph()
+            para += cell if isinstance(cell, nodes.Node) else nodes.Text(cell)
+            entry += para
+            row += entry
+        into += row
+    return table
+
+
+def setup(app):
+    app.add_directive("eghn-status", StatusTable)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

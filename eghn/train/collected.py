@@ -1,0 +1,408 @@
+"""Runs collected into a source checkout: each published cell of the paper's tables with
+eghn's runs of it, and the figures drawn from them.
+
+``docs/scripts/collect_runs.py`` copies finished (or cut-short) runs into ``docs/results/``:
+one JSON file per series of runs (``runs`` maps a run key to its record: ``data``, ``model``,
+``protocol``, ``seed``, ``test_mse``, ``command``, ``finished``) and, per run key, the run's
+``metrics.csv`` under ``docs/results/run_files/<key>/``. The documentation renders the
+reproduction status, the Results page's plots and the gallery's table pages from these files;
+nothing is typed by hand.
+
+A run belongs to the paper's cell of its ``data`` (a column of one published table) and of the
+longest row name that starts its ``model`` label ("EGNN, paper protocol" -> EGNN); a label that
+starts no row of that table belongs to EGHN's row (eghn's variants of EGHN). Runs with the same
+data, model label and command up to ``--seed`` form one :class:`Group` (one setting, several
+seeds).
+
+Example:
+    >>> paper = {"table9": {"scale": 0.01, "columns": ["A"], "rows": {"EGHN": {"A": 9.0}}}}
+    >>> runs = {"r1": {"data": "A", "model": "EGHN", "protocol": "paper", "seed": 1,
+    ...                "test_mse": 0.08, "command": "eghn train x --seed 1"},
+    ...         "r2": {"data": "A", "model": "EGHN", "protocol": "paper", "seed": 2,
+    ...                "test_mse": 0.10, "command": "eghn train x --seed 2"}}
+    >>> cell = collect(paper, {"demo": {"runs": runs}}, tables=["table9"])["table9"][0]
+    >>> group = cell.best()
+    >>> len(group.runs), round(group.mean / 0.01, 2), round(group.std / 0.01, 2), group.finished
+    (2, 9.0, 1.41, True)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["STATUS_SOURCES", "TABLES", "Cell", "Group", "collect", "learning_curves", "overrides",
+           "paper_vs_eghn", "read_collected", "read_metrics", "results_dir", "unit_label"]
+
+#: result files of full-length runs of the paper's tables (the short ablations of
+#: ``fidelity_ablation`` are not reproductions of a cell)
+STATUS_SOURCES = ["paper_protocol_runs", "released_runs", "released_walk_runs", "released_baselines",
+                  "table1_runs"]
+#: the paper's tables in the order shown, with a short name
+TABLES = {"table1": "T1", "table2": "T2", "table3": "T3", "table4": "T4"}
+#: ``--set`` keys of a command that do not change what a run measures
+NEUTRAL_KEYS = {"train.threads", "protocol"}
+#: marker colour of each protocol in the figures
+_PROTOCOL_COLOURS = {"released": "tab:blue", "paper": "tab:orange"}
+
+
+@dataclass
+class Group:
+    """The runs of one setting (same data, model label and command up to the seed).
+
+    Attributes:
+        runs: ``(source, key, run)`` triples, one per seed: the result file's name, the run's
+            key in it (also its folder under ``run_files/``) and its record.
+    """
+
+    runs: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def values(self) -> list[float]:
+        """Test MSE of every seed, in the data's units."""
+        return [float(r["test_mse"]) for _, _, r in self.runs]
+
+    @property
+    def mean(self) -> float:
+        """Mean test MSE across seeds."""
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation of the test MSE across seeds (0 for one seed)."""
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+    @property
+    def finished(self) -> bool:
+        """Whether every seed reached its end (early stopping or the epoch cap) without diverging."""
+        return all(r.get("finished", True) and not r.get("diverged") for _, _, r in self.runs)
+
+    @property
+    def first(self) -> dict[str, Any]:
+        """The record of the first seed (model label, protocol and command are shared)."""
+        return self.runs[0][2]
+
+    @property
+    def seeds(self) -> list[int]:
+        """The seeds of the runs."""
+        return [int(r.get("seed", 1)) for _, _, r in self.runs]
+
+
+@dataclass
+class Cell:
+    """One published cell and the run groups that reproduce it.
+
+    Attributes:
+        table: ``"table1"`` .. ``"table4"``.
+        row, column: the cell's row (model) and column (data) in ``eghn/results/paper.json``.
+        paper: the published value in the table's units (a number, or a string such as "OOM").
+        groups: eghn's runs of the cell, one :class:`Group` per setting.
+    """
+
+    table: str
+    row: str
+    column: str
+    paper: Any
+    groups: list[Group] = field(default_factory=list)
+
+    def best(self) -> Group | None:
+        """The finished group with the lowest mean test MSE, else the lowest cut-short one."""
+        if not self.groups:
+            return None
+        return min(self.groups, key=lambda g: (not g.finished, g.mean))
+
+    def variant(self, group: Group) -> str:
+        """How a group's model label differs from the cell's row ("" for the row itself).
+
+        >>> Cell("table1", "EGNN", "A", 1.0).variant(Group([("f", "k", {"model": "EGNN, 600-epoch cap"})]))
+        '600-epoch cap'
+        """
+        model = group.first["model"]
+        variant = model[len(self.row):].strip(" ,") if model.startswith(self.row) else model
+        if variant.startswith("(") and variant.endswith(")"):
+            variant = variant[1:-1]
+        return variant
+
+
+def overrides(command: str) -> list[str]:
+    """The ``--set`` keys of a command that change the protocol (not threads, not the protocol).
+
+    >>> overrides("eghn train a --set train.threads=1 --set train.clip_grad=1.0")
+    ['train.clip_grad']
+    """
+    keys = re.findall(r"--set\s+'?([\w.]+)=", command)
+    return [k for k in dict.fromkeys(keys) if k not in NEUTRAL_KEYS]
+
+
+def _setting(command: str) -> str:
+    return re.sub(r"--seed\s+\d+", "", command).strip()
+
+
+def collect(paper: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
+            tables: Sequence[str] = tuple(TABLES)) -> dict[str, list[Cell]]:
+    """The cells of every published table, each with the groups of runs that reproduce it.
+
+    Args:
+        paper: the content of ``eghn/results/paper.json``.
+        sources: result file name -> its content (a ``runs`` mapping of run key -> run record
+            with ``data``, ``model``, ``protocol``, ``seed``, ``test_mse`` and ``command``).
+        tables: the tables of ``paper`` to collect.
+
+    Returns:
+        table -> its published cells in the table's order (rows, then columns); cells without a
+        run have no groups. See the module's example.
+    """
+    cells: dict[str, list[Cell]] = {}
+    index: dict[tuple[str, str, str], Cell] = {}
+    for table in tables:
+        cells[table] = []
+        for row, values in paper[table]["rows"].items():
+            for column in paper[table]["columns"]:
+                if column in values:
+                    cell = Cell(table, row, column, values[column])
+                    cells[table].append(cell)
+                    index[table, row, column] = cell
+    groups: dict[tuple[str, str, str, str], Group] = {}
+    for source, content in sources.items():
+        for key, run in content.get("runs", {}).items():
+            table = next((t for t in tables if run.get("data") in paper[t]["columns"]), None)
+            if table is None or "test_mse" not in run:
+                continue
+            rows = paper[table]["rows"]
+            row = next((r for r in sorted(rows, key=len, reverse=True)
+                        if run["model"].startswith(r) and run["data"] in rows[r]), "EGHN")
+            cell = index.get((table, row, run["data"]))
+            if cell is None:
+                continue
+            gkey = (table, row, run["data"], run["model"] + "|" + _setting(run.get("command", key)))
+            if gkey not in groups:
+                groups[gkey] = Group()
+                cell.groups.append(groups[gkey])
+            groups[gkey].runs.append((source, key, run))
+    return cells
+
+
+def results_dir() -> Path | None:
+    """``docs/results`` of the source checkout this package is imported from, if there is one
+    (an installed wheel has no collected runs)."""
+    path = Path(__file__).resolve().parents[2] / "docs" / "results"
+    return path if path.is_dir() else None
+
+
+def read_collected(directory: str | Path | None = None,
+                   sources: Sequence[str] = tuple(STATUS_SOURCES)) -> dict[str, list[Cell]]:
+    """:func:`collect` on the published tables and the result files of ``directory``.
+
+    Args:
+        directory: a folder of result files (default: :func:`results_dir`).
+        sources: the names of the result files (``NAME.json``) to read.
+
+    Raises:
+        FileNotFoundError: no such folder, or a result file is missing.
+    """
+    from .reproduce import paper_results
+
+    folder = Path(directory) if directory is not None else results_dir()
+    if folder is None or not folder.is_dir():
+        raise FileNotFoundError(f"no folder of collected results at {folder} (docs/results of a source checkout)")
+    return collect(paper_results(), {name: json.loads((folder / f"{name}.json").read_text()) for name in sources})
+
+
+def read_metrics(path: str | Path) -> list[dict[str, float]]:
+    """The rows of a run's ``metrics.csv`` as numbers (empty fields are NaN).
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "metrics.csv"
+    >>> _ = p.write_text("epoch,val_mse,step_share\\n5,0.5,\\n10,0.25,0.9\\n")
+    >>> [(row["epoch"], row["val_mse"]) for row in read_metrics(p)]
+    [(5.0, 0.5), (10.0, 0.25)]
+    """
+    with open(path, newline="") as fh:
+        return [{k: float(v) if v not in ("", None) else math.nan for k, v in row.items()}
+                for row in csv.DictReader(fh)]
+
+
+def unit_label(scale: float) -> str:
+    """The unit of a table's errors as its caption writes it.
+
+    >>> unit_label(0.01), unit_label(1.0)
+    ('test MSE ×10⁻²', 'test MSE (Å²)')
+    """
+    if scale == 1.0:
+        return "test MSE (Å²)"
+    exponent = round(math.log10(scale))
+    digits = str(-exponent).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
+    return f"test MSE ×10⁻{digits}" if exponent < 0 else f"test MSE / {scale:g}"
+
+
+def _describe(cell: Cell, group: Group, *, with_cell: bool = True) -> str:
+    """"ROW · COLUMN — PROTOCOL; VARIANT": the changed ``--set`` keys only where the model label
+    does not already say what differs."""
+    variant = cell.variant(group)
+    keys = [] if variant else overrides(group.first.get("command", ""))
+    text = group.first.get("protocol", "?") + (" + " + ", ".join(keys) if keys else "")
+    text += f"; {variant}" if variant else ""
+    return f"{cell.row} · {cell.column} — {text}" if with_cell else f"{cell.row}: {text}"
+
+
+def _spans_decades(values: Sequence[float]) -> bool:
+    positive = [v for v in values if v > 0 and math.isfinite(v)]
+    return bool(positive) and max(positive) / min(positive) >= 10
+
+
+def _scale(cells: Sequence[Cell], scale: float | None) -> float:
+    if scale is not None:
+        return scale
+    from .reproduce import paper_results
+
+    return float(paper_results()[cells[0].table]["scale"]) if cells else 1.0
+
+
+def paper_vs_eghn(cells: Sequence[Cell], scale: float | None = None, *, title: str = ""):
+    """Dot plot of the paper's value against eghn's runs, one line per run setting.
+
+    Each line is one :class:`Group` of a published cell: the paper's value (grey diamond) and
+    eghn's mean test MSE with a bar of ± one standard deviation where the setting ran with
+    several seeds, coloured by protocol (``released`` blue, ``paper`` orange), filled when
+    every seed finished and hollow when cut short. The axis is logarithmic where the values
+    span a decade or more. Cells without a run are left out.
+
+    Args:
+        cells: the cells of one table (from :func:`collect` or :func:`read_collected`).
+        scale: the table's unit in the data's units (``paper.json``'s ``scale``: ``0.01`` for
+            ×10⁻², ``1.0`` for Å²); default: the published table's.
+        title: the figure's title.
+
+    Returns:
+        a :class:`matplotlib.figure.Figure`, open in pyplot (so that the documentation's plot
+        directive and sphinx-gallery show it; close it with ``plt.close(fig)``).
+
+    Example:
+        >>> cells = [Cell("table9", "EGHN", "A", 9.0,
+        ...               [Group([("f", "r1", {"model": "EGHN", "protocol": "paper",
+        ...                                     "test_mse": 0.08, "command": "c"})])])]
+        >>> fig = paper_vs_eghn(cells, 0.01)
+        >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        ['EGHN · A — paper']
+        >>> import matplotlib.pyplot as plt; plt.close(fig)
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    scale = _scale(cells, scale)
+    lines = [(cell, group) for cell in cells for group in cell.groups]
+    fig = plt.figure(figsize=(9.0, 0.32 * len(lines) + 1.6), layout="constrained")
+    ax = fig.subplots()
+    values: list[float] = []
+    for y, (cell, group) in enumerate(lines):
+        colour = _PROTOCOL_COLOURS.get(group.first.get("protocol", ""), "tab:gray")
+        mean, std = group.mean / scale, group.std / scale
+        ax.errorbar([mean], [y], xerr=[std] if len(group.runs) > 1 else None, fmt="o", ms=6, color=colour,
+                    markerfacecolor=colour if group.finished else "white", capsize=3, zorder=3)
+        values.append(mean)
+        if isinstance(cell.paper, (int, float)):
+            ax.plot([cell.paper], [y], "D", color="0.45", ms=5, zorder=2)
+            values.append(float(cell.paper))
+    ax.set_yticks(range(len(lines)), [_describe(c, g) for c, g in lines], fontsize=8)
+    ax.set_ylim(len(lines) - 0.5, -0.5)
+    if _spans_decades(values):
+        ax.set_xscale("log")
+    ax.set_xlabel(unit_label(scale) + (", log scale" if ax.get_xscale() == "log" else ""), fontsize=9)
+    ax.grid(axis="x", which="both", alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    handles = [Line2D([], [], ls="", marker="D", color="0.45", label="paper"),
+               *(Line2D([], [], ls="", marker="o", color=c, label=f"eghn, {p} protocol")
+                 for p, c in _PROTOCOL_COLOURS.items()),
+               Line2D([], [], ls="", marker="o", color="0.3", markerfacecolor="white", label="cut short")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
+    return fig
+
+
+def learning_curves(cells: Sequence[Cell], scale: float | None = None, directory: str | Path | None = None, *,
+                    title: str = ""):
+    """Validation MSE against the epoch of every collected run of a table, one panel per column.
+
+    The curves are read from ``run_files/<key>/metrics.csv`` under ``directory``; the paper's
+    value of each row with a run in that column is a dashed grey line. Logarithmic MSE axis,
+    from a little below the lowest value to four times the highest best value (a diverging
+    run's spike is cut off). Runs without a ``metrics.csv`` are left out; a cut-short run is
+    marked so in the legend.
+
+    Args:
+        cells: the cells of one table (from :func:`read_collected`).
+        scale: the table's unit in the data's units (see :func:`paper_vs_eghn`).
+        directory: the folder of result files (default: :func:`results_dir`).
+        title: the figure's title.
+
+    Returns:
+        a :class:`matplotlib.figure.Figure`, open in pyplot (so that the documentation's plot
+        directive and sphinx-gallery show it; close it with ``plt.close(fig)``).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> (folder / "run_files" / "r1").mkdir(parents=True)
+        >>> _ = (folder / "run_files" / "r1" / "metrics.csv").write_text("epoch,val_mse\\n5,0.2\\n10,0.1\\n")
+        >>> cells = [Cell("table9", "EGHN", "A", 9.0,
+        ...               [Group([("f", "r1", {"model": "EGHN", "protocol": "paper",
+        ...                                     "test_mse": 0.08, "command": "c"})])])]
+        >>> fig = learning_curves(cells, 0.01, folder)
+        >>> [float(y) for y in fig.axes[0].get_lines()[-1].get_ydata()]
+        [20.0, 10.0]
+        >>> import matplotlib.pyplot as plt; plt.close(fig)
+    """
+    import matplotlib.pyplot as plt
+
+    scale = _scale(cells, scale)
+    folder = Path(directory) if directory is not None else results_dir()
+    columns = list(dict.fromkeys(c.column for c in cells if c.groups))
+    fig = plt.figure(figsize=(9.0, 3.4 + 0.16 * sum(len(c.groups) for c in cells)), layout="constrained")
+    axes = fig.subplots(1, max(len(columns), 1), squeeze=False)[0]
+    k = 0
+    for ax, column in zip(axes, columns, strict=False):
+        levels: list[float] = []
+        annotated = 0
+        for cell in (c for c in cells if c.column == column and c.groups):
+            if isinstance(cell.paper, (int, float)):
+                ax.axhline(cell.paper, color="0.45", ls="--", lw=1)
+                ax.annotate(f"paper {cell.row}", (0.99, cell.paper), xycoords=("axes fraction", "data"),
+                            ha="right", va="bottom" if annotated % 2 == 0 else "top", fontsize=7,
+                            color="0.35")
+                annotated += 1
+                levels.append(float(cell.paper))
+            for group in cell.groups:
+                label = _describe(cell, group, with_cell=False) + ("" if group.finished else " (cut short)")
+                for j, (_, key, _) in enumerate(group.runs):
+                    path = folder / "run_files" / key / "metrics.csv" if folder is not None else None
+                    if path is None or not path.is_file():
+                        continue
+                    rows = [r for r in read_metrics(path) if math.isfinite(r.get("val_mse", math.nan))]
+                    if not rows:
+                        continue
+                    curve = [r["val_mse"] / scale for r in rows]
+                    levels.append(min(curve))
+                    ax.plot([r["epoch"] for r in rows], curve, lw=1, color=f"C{k % 10}",
+                            ls="-" if k < 10 else "--", alpha=1.0 if j == 0 else 0.5,
+                            label=(f"{column} · " if len(columns) > 1 else "") + label if j == 0 else None)
+                k += 1
+        ax.set_yscale("log")
+        if levels:  # spikes (a diverging run) would hide the differences that matter: clip them
+            ax.set_ylim(0.8 * min(levels), 4 * max(levels))
+        ax.set_xlabel("epoch", fontsize=9)
+        ax.set_ylabel("validation " + unit_label(scale).removeprefix("test "), fontsize=9)
+        ax.set_title(column, fontsize=9)
+        ax.grid(which="both", alpha=0.3)
+    handles = [h for ax in axes for h in ax.get_lines() if not h.get_label().startswith("_")]
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=1, fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
