@@ -129,6 +129,11 @@ class EGHN(nn.Module):
         unpool_layers: stacked networks of the released unpooling (``unpool_form="released"``).
         batch_max_features: indices of input node features divided by their maximum over the
             batch before the embedding (the released code divides the height that way).
+        coord_message: ``"paper"`` (default) or ``"bounded"``: the per-edge coordinate message
+            of every EGNN layer (:class:`~eghn.nn.EGNNLayer`, ``coord_message``). ``"bounded"``
+            is a stabiliser, not the paper's equation (see the Training stability page): it
+            caps the distance a layer can move a particle or cluster, which breaks the cubic
+            growth of the paper form that makes deep hierarchies diverge.
         mass_floor: with ``pool_form="released"``, ``None`` (default) normalises the cluster
             weights in log space like E-Pool (:func:`~eghn.nn.pool_ops.cluster_weights`: affine
             for any scores); a number divides by :math:`\max(\sum_i s_{ik}, \text{mass\_floor})`
@@ -161,7 +166,8 @@ class EGHN(nn.Module):
                  adjacency: str = "paper", hierarchy: bool = True, dim: int = 3, egnn_form: str = "paper",
                  pool_form: str = "paper", cluster_graph: str = "paper", unpool_form: str = "paper",
                  conn_loss: str = "paper", unpool_layers: int = 1,
-                 batch_max_features: Sequence[int] = (), mass_floor: float | None = None) -> None:
+                 batch_max_features: Sequence[int] = (), mass_floor: float | None = None,
+                 coord_message: str = "paper") -> None:
         super().__init__()
         forms = dict(egnn_form=egnn_form, pool_form=pool_form, cluster_graph=cluster_graph,
                      unpool_form=unpool_form, conn_loss=conn_loss)
@@ -172,6 +178,10 @@ class EGHN(nn.Module):
             raise ValueError("egnn_form='released' needs EGNN layers; emmp='mpnn' replaces them")
         if pool_form == "released" and emmp == "egnn":
             raise ValueError("emmp='egnn' replaces E-Pool's EMMPs, which pool_form='released' does not use")
+        if coord_message not in ("paper", "bounded"):
+            raise ValueError(f"coord_message must be 'paper' or 'bounded', got {coord_message!r}")
+        if coord_message != "paper" and (egnn_form == "released" or emmp == "mpnn"):
+            raise ValueError("coord_message='bounded' applies to the paper-form EGNN layers only")
         if emmp not in ("matrix", "egnn", "mpnn"):
             raise ValueError(f"emmp must be 'matrix', 'egnn' or 'mpnn', got {emmp!r}")
         if adjacency not in ("paper", "global", "local"):
@@ -190,6 +200,7 @@ class EGHN(nn.Module):
         self.emmp, self.adjacency = emmp, adjacency
         self.egnn_form, self.pool_form, self.cluster_graph = egnn_form, pool_form, cluster_graph
         self.unpool_form, self.conn_loss = unpool_form, conn_loss
+        self.coord_message = coord_message
         if mass_floor is not None and not mass_floor > 0:
             raise ValueError(f"mass_floor must be None or positive, got {mass_floor!r}")
         self.mass_floor = mass_floor
@@ -210,7 +221,7 @@ class EGHN(nn.Module):
             if egnn_form == "released":
                 return EGNNLayer(hidden, e_dim, velocity=velocity, act=act, residual=False, clamp=100.0,
                                  clamp_mode="sum", velocity_update=False, coord_bias=True)
-            return EGNNLayer(hidden, e_dim, velocity=velocity, act=act)
+            return EGNNLayer(hidden, e_dim, velocity=velocity, act=act, coord_message=coord_message)
 
         def block(n: int, e_dim: int) -> nn.ModuleList:
             return nn.ModuleList(radial(e_dim) for _ in range(n))
