@@ -41,6 +41,8 @@ from .distributed import DistInfo, shard
 from .loader import GraphBank
 from .malloc import reuse_freed_memory
 from .metrics import MSEAccumulator, position_sse, random_rotations
+from .stability import CSV_FIELDS as _STABILITY_FIELDS
+from .stability import StabilityMonitor
 
 __all__ = [
     "RunResult",
@@ -61,7 +63,7 @@ __all__ = [
 
 _SPLITS = ("train", "val", "test")
 _CSV_FIELDS = ["epoch", "wall_s", "train_loss", "train_mse", "val_mse", "test_mse", "best_epoch",
-               "best_val", "samples_per_s", "step_share"]
+               "best_val", "samples_per_s", "step_share", *_STABILITY_FIELDS]
 
 
 class _Interrupted(Exception):
@@ -90,6 +92,7 @@ class RunResult:
     history: list[dict[str, float]] = field(default_factory=list)
     protocol: str = ""
     version: str = ""  #: the eghn version that trained the run
+    stability: dict[str, Any] = field(default_factory=dict)  #: spikes and collapses (eghn.train.stability)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -523,8 +526,11 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
     history: list[dict[str, float]] = []
     wall_offset = 0.0
     resumes: list[dict[str, Any]] = []
+    monitor = StabilityMonitor()  # spikes and pooling collapse (eghn.train.stability)
     if resume and last_path.exists():
         state = load_checkpoint(last_path, map_location=device)
+        if state.get("stability"):
+            monitor.load_state_dict(state["stability"])
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         # the optimizer's state restores the old hyper-parameters: the config's values win
@@ -574,7 +580,7 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
             "scaler": scaler.state_dict() if scaler.is_enabled() else {},
             "epoch": epoch, "evals_since_best": evals_since_best, "best": dict(best),
             "history": history, "rng": _rng_state(shuffle_gen), "config": json.dumps(config),
-            "resumes": resumes,
+            "resumes": resumes, "stability": monitor.state_dict(),
         })
 
     def diverged(what: str, epoch: int) -> TrainingDiverged:
@@ -640,6 +646,7 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
                 reg = out.aux.get("reg_loss") if isinstance(out.aux, Mapping) else None
                 if reg is not None:
                     loss = loss + reg * (info.world_size * lidx.numel() / gidx.numel())
+            monitor.observe(out.aux, g.num_graphs, g.batch)
             if check_now:
                 if not math.isfinite(float(loss.detach())):
                     raise diverged(f"the training loss is {float(loss.detach())} (batch {b + 1} of {n_batches})",
@@ -706,6 +713,7 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
             row = {"epoch": epoch, "wall_s": round(wall, 3), "train_loss": train_loss, "train_mse": train_mse,
                    "val_mse": val, "test_mse": test, "best_epoch": best["epoch"], "best_val": best["val"],
                    "samples_per_s": round(rate, 1), "step_share": round(share, 4)}
+            row.update(monitor.evaluate(epoch, train_loss, val, log))
             history.append(row)
             log(f"epoch {epoch:4d}/{tcfg['epochs']} | train loss {_fmt(train_loss)} | val MSE {_fmt(val)} | "
                 f"test MSE {_fmt(test)} | best epoch {int(best['epoch'])} (val {_fmt(best['val'])}) | "
@@ -739,11 +747,12 @@ def _train_in(config: Mapping[str, Any], run_dir: Path, *, resume: bool, dataset
     result = RunResult(run_dir=str(run_dir), best_epoch=int(best["epoch"]), best_val=float(best["val"]),
                        test=float(best["test"]), epochs=int(epoch), wall_s=round(wall, 3),
                        stopped_early=stopped_early, history=history, protocol=str(config.get("protocol", "")),
-                       version=_version())
+                       version=_version(), stability=monitor.summary())
     if info.is_main:
         atomic_write_text(result_path, json.dumps(result.to_dict(), indent=2) + "\n")
     log(f"done: best val MSE {_fmt(result.best_val)} at epoch {result.best_epoch}, "
         f"test MSE at that epoch {_fmt(result.test)} ({result.epochs} epochs, {wall:,.1f} s)")
+    log(f"stability: {result.stability['spikes']} spikes, {result.stability['collapses']} pooling collapses")
     if info.is_main:
         _write_plot(run_dir, config, history, log)
     return result
