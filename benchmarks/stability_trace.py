@@ -125,6 +125,38 @@ class Recorder:
             self.cur = {}
 
 
+def label(name: str) -> str:
+    """``encoders.1.2`` -> ``enc L2.2``, ``pools.0.emmps.1`` -> ``pool L1.1``, ``decoders.0.0`` -> ``dec L1.0``."""
+    part = name.split(".")
+    kind = {"encoders": "enc", "decoders": "dec", "pools": "pool"}[part[0]]
+    return f"{kind} L{int(part[1]) + 1}.{part[-1]}"
+
+
+def summarise(layers: list[str], steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The layers with a coordinate update in data-flow order, each with its values in the last
+    recorded forward (``last``) and the median over the earlier detailed forwards (``typical``);
+    keys without dots, for the page's ``:result:`` references."""
+    flow = [n for n in layers if n.startswith(("encoders", "decoders")) or ".emmps." in n]
+    earlier = [st for st in steps[:-1] if any(n in st for n in flow)]
+
+    def median(xs: list[float]) -> float | None:
+        xs = sorted(x for x in xs if x is not None)
+        return xs[len(xs) // 2] if xs else None
+
+    out = []
+    for n in flow:
+        last = steps[-1].get(n, {}) if steps else {}
+        row = {"layer": label(n)}
+        for key in ("dx", "d2", "gain"):
+            if key in last:
+                row[key] = last[key]
+                row[f"typical_{key}"] = median([st.get(n, {}).get(key) for st in earlier])
+        out.append(row)
+    first = next((st for st in steps if any(n in st for n in flow)), {})
+    start = [{"layer": label(n), "d2": first[n]["d2"]} for n in flow if "d2" in first.get(n, {})]
+    return {"cascade": out, "first_step_d2": start, "steps": len(steps)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("name")
@@ -165,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         rec.steps.append(rec.cur)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     doc = {"name": args.name, "config": args.config, "overrides": args.overrides, **status,
-           "layers": rec.layers, "grad_norm": rec.grad, "steps": rec.steps,
+           "summary": summarise(rec.layers, rec.steps), "layers": rec.layers, "grad_norm": rec.grad, "steps": rec.steps,
            "provenance": {"commit": commit, "torch": torch.__version__, "machine": platform.machine(),
                           "command": "python benchmarks/stability_trace.py "
                           + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))}}
