@@ -88,9 +88,12 @@ class Recorder:
                 mod.register_forward_hook(self._pool(name))
         model.register_forward_hook(self._top)
 
+    def _detail(self, m: torch.nn.Module) -> bool:
+        return m.training and len(self.steps) >= self.detail_from
+
     def _egnn(self, name: str):
         def hook(m, args, out):
-            if m.training:
+            if self._detail(m):
                 x, ei = args[0].detach(), args[2]
                 d2 = ((x[ei[0]] - x[ei[1]]) ** 2).sum(-1)
                 self._put(name, d2=_max(d2), dx=_max((out[0] - x).norm(dim=-1)))
@@ -98,19 +101,19 @@ class Recorder:
 
     def _gain(self, name: str):
         def hook(m, args, out):
-            if m.training:
+            if self._detail(m):
                 self._put(name, gain=_max(out))
         return hook
 
     def _emmp(self, name: str):
         def hook(m, args, out):
-            if m.training:
+            if self._detail(m):
                 self._put(name, dx=_max((out[0] - args[0]).detach()[..., 0].norm(dim=-1)))
         return hook
 
     def _pool(self, name: str):
         def hook(m, args, out):
-            if m.training:
+            if self._detail(m):
                 occ, sat = cluster_occupancy(out.scores, args[4], args[3])  # batch: the graph of each row
                 self._put(name, occupancy=float(occ), saturation=float(sat),
                           h_rms=float(out.h.detach().pow(2).mean().sqrt()))
