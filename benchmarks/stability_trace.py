@@ -11,7 +11,8 @@ for every training step:
   :math:`\\max_i \\lVert x'_i - x_i\\rVert` (``dx``);
 * per E-Pool EMMP layer: the largest coordinate update ``dx``;
 * per pooling level: occupied clusters per graph (``occupancy``, mean over the batch), the share
-  of saturated score rows (``saturation``) and the RMS of the cluster features.
+  of saturated score rows (``saturation``), the largest log-ratio of two scores of a row
+  (``logit_spread``) and the RMS of the cluster features.
 
 With ``--detail-from STEP`` the per-layer statistics start at that step (a long run: only the
 window around an event). The forward that produces a non-finite value is recorded too (it is the last step of a
@@ -115,8 +116,10 @@ class Recorder:
         def hook(m, args, out):
             if self._detail(m):
                 occ, sat = cluster_occupancy(out.scores, args[4], args[3])  # batch: the graph of each row
+                spread = out.log_scores.detach()
+                spread = spread.amax(1) - spread.amin(1)  # log(largest / smallest score) of each row
                 self._put(name, occupancy=float(occ), saturation=float(sat),
-                          h_rms=float(out.h.detach().pow(2).mean().sqrt()))
+                          h_rms=float(out.h.detach().pow(2).mean().sqrt()), logit_spread=float(spread.max()))
         return hook
 
     def _top(self, m, args, out):
