@@ -230,8 +230,8 @@ class StabilityMonitor:
             self.events.append(ev)
         last = self.collapse.last
         return {"spikes": self.train.count + self.val.count, "collapses": self.collapse.count,
-                "occupancy": round(min(s["occupancy"] / s["clusters"] for s in last), 4) if last else "",
-                "saturation": round(max(s["saturation"] for s in last), 4) if last else ""}
+                "occupancy": round(min(s["occupancy"] / s["clusters"] for s in last), 4) if last else None,
+                "saturation": round(max(s["saturation"] for s in last), 4) if last else None}
 
     def summary(self) -> dict[str, Any]:
         """Counts and events of the run (``result.json["stability"]``)."""
