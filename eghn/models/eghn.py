@@ -134,6 +134,11 @@ class EGHN(nn.Module):
             is a stabiliser, not the paper's equation (see the Training stability page): it
             caps the distance a layer can move a particle or cluster, which breaks the cubic
             growth of the paper form that makes deep hierarchies diverge.
+        pool_message: ``"paper"`` (default) or ``"bounded"``: the matrix messages of E-Pool's
+            internal EMMPs (:class:`~eghn.nn.EMMP`, ``message_form``). ``"bounded"`` is a
+            stabiliser, not the paper's equation: it caps the move of a particle by one message,
+            which in the paper's form grows with :math:`H` without limit and is where the
+            divergence of deep hierarchies starts (the Training stability page).
         mass_floor: with ``pool_form="released"``, ``None`` (default) normalises the cluster
             weights in log space like E-Pool (:func:`~eghn.nn.pool_ops.cluster_weights`: affine
             for any scores); a number divides by :math:`\max(\sum_i s_{ik}, \text{mass\_floor})`
@@ -167,7 +172,7 @@ class EGHN(nn.Module):
                  pool_form: str = "paper", cluster_graph: str = "paper", unpool_form: str = "paper",
                  conn_loss: str = "paper", unpool_layers: int = 1,
                  batch_max_features: Sequence[int] = (), mass_floor: float | None = None,
-                 coord_message: str = "paper") -> None:
+                 coord_message: str = "paper", pool_message: str = "paper") -> None:
         super().__init__()
         forms = dict(egnn_form=egnn_form, pool_form=pool_form, cluster_graph=cluster_graph,
                      unpool_form=unpool_form, conn_loss=conn_loss)
@@ -182,6 +187,10 @@ class EGHN(nn.Module):
             raise ValueError(f"coord_message must be 'paper' or 'bounded', got {coord_message!r}")
         if coord_message != "paper" and (egnn_form == "released" or emmp == "mpnn"):
             raise ValueError("coord_message='bounded' applies to the paper-form EGNN layers only")
+        if pool_message not in ("paper", "bounded"):
+            raise ValueError(f"pool_message must be 'paper' or 'bounded', got {pool_message!r}")
+        if pool_message != "paper" and (pool_form == "released" or emmp != "matrix"):
+            raise ValueError("pool_message='bounded' applies to the paper-form E-Pool's matrix EMMPs only")
         if emmp not in ("matrix", "egnn", "mpnn"):
             raise ValueError(f"emmp must be 'matrix', 'egnn' or 'mpnn', got {emmp!r}")
         if adjacency not in ("paper", "global", "local"):
@@ -200,7 +209,7 @@ class EGHN(nn.Module):
         self.emmp, self.adjacency = emmp, adjacency
         self.egnn_form, self.pool_form, self.cluster_graph = egnn_form, pool_form, cluster_graph
         self.unpool_form, self.conn_loss = unpool_form, conn_loss
-        self.coord_message = coord_message
+        self.coord_message, self.pool_message = coord_message, pool_message
         if mass_floor is not None and not mass_floor > 0:
             raise ValueError(f"mass_floor must be None or positive, got {mass_floor!r}")
         self.mass_floor = mass_floor
@@ -235,7 +244,7 @@ class EGHN(nn.Module):
             if pool_form == "released":  # vectors [x - mean x, x' - x(, v)]
                 return ReleasedPool(m + 1, hidden, clusters[lv], int_dims[lv], layers=pool_layers, act=act)
             return EPool(m, hidden, hidden, clusters[lv], int_dims[lv], layers=pool_layers, normalize=normalize,
-                         act=act, message_layers=pool_layers_for(lv))
+                         act=act, message_layers=pool_layers_for(lv), message_form=pool_message)
 
         def unpool(lv: int) -> nn.Module:
             if unpool_form == "released":
