@@ -12,9 +12,9 @@ Groups (``--groups``, default all):
 
 * ``default``: the default task (``eghn train default``, M-complex (3,3), 60 epochs) at
   L = 1, 2, 3 (``model.clusters`` = [3], [4, 2], [6, 3, 2]), seeds 1-5, under eghn's recipe
-  (the config as shipped) and with the paper's EGNN coordinate messages
-  (``model.coord_message=paper``: the model without the stabiliser, the rest of the recipe
-  unchanged);
+  (the config as shipped: both stabilisers), with the paper's messages (``paper_messages``:
+  ``model.coord_message=paper``, ``model.pool_message=paper``, the rest of the recipe
+  unchanged) and with one stabiliser alone (``bounded_egnn``, ``bounded_pool``);
 * ``mocap``: Run and Walk (``mocap/run_eghn``, ``mocap/walk_eghn``), 200 epochs, seeds 1-5,
   protocols ``eghn`` and ``released``;
 * ``multi``: M-complex (3,3) multiple systems (``table1/eghn_multi_3x3``), 200 epochs, seeds
@@ -53,7 +53,9 @@ DEPTHS = {1: "[3]", 2: "[4, 2]", 3: "[6, 3, 2]"}
 #: variant -> (protocol or None, overrides)
 VARIANTS: dict[str, tuple[str | None, list[str]]] = {
     "eghn": (None, []),
-    "paper_messages": (None, ["model.coord_message=paper"]),
+    "paper_messages": (None, ["model.coord_message=paper", "model.pool_message=paper"]),
+    "bounded_egnn": (None, ["model.coord_message=bounded", "model.pool_message=paper"]),
+    "bounded_pool": (None, ["model.coord_message=paper", "model.pool_message=bounded"]),
     "eghn_protocol": ("eghn", []),
     "released": ("released", []),
 }
