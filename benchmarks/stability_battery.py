@@ -50,6 +50,9 @@ DEFAULT_OUT = ROOT / "docs" / "results" / "stability" / "battery.json"
 #: L -> model.clusters of the default task
 DEPTHS = {1: "[3]", 2: "[4, 2]", 3: "[6, 3, 2]"}
 
+#: the metrics.csv columns kept in the result file, per evaluation
+HISTORY_KEYS = ("epoch", "train_loss", "train_mse", "val_mse", "spikes", "collapses", "occupancy", "saturation")
+
 #: variant -> (protocol or None, overrides)
 VARIANTS: dict[str, tuple[str | None, list[str]]] = {
     "eghn": (None, []),
@@ -123,7 +126,7 @@ def run_cell(cell: dict[str, Any], work: Path) -> dict[str, Any]:
     if metrics.exists():
         with open(metrics) as f:
             row["history"] = [{k: float(v) if v not in ("", None) else None for k, v in r.items()
-                               if k in ("epoch", "train_loss", "val_mse", "spikes", "collapses")}
+                               if k in HISTORY_KEYS}
                               for r in csv.DictReader(f)]
     return row
 
