@@ -144,6 +144,16 @@ class EGHN(nn.Module):
         unpool_layers: stacked networks of the released unpooling (``unpool_form="released"``).
         batch_max_features: indices of input node features divided by their maximum over the
             batch before the embedding (the released code divides the height that way).
+        coord_message: ``"paper"`` (default) or ``"bounded"``: the per-edge coordinate message
+            of every EGNN layer (:class:`~eghn.nn.EGNNLayer`, ``coord_message``). ``"bounded"``
+            is a stabiliser, not the paper's equation (see the Training stability page): it
+            caps the distance a layer can move a particle or cluster, which breaks the cubic
+            growth of the paper form that makes deep hierarchies diverge.
+        pool_message: ``"paper"`` (default) or ``"bounded"``: the matrix messages of E-Pool's
+            internal EMMPs (:class:`~eghn.nn.EMMP`, ``message_form``). ``"bounded"`` is a
+            stabiliser, not the paper's equation: it caps the move of a particle by one message,
+            which in the paper's form grows with :math:`H` without limit and is where the
+            divergence of deep hierarchies starts (the Training stability page).
         mass_floor: with ``pool_form="released"``, ``None`` (default) normalises the cluster
             weights in log space like E-Pool (:func:`~eghn.nn.pool_ops.cluster_weights`: affine
             for any scores); a number divides by :math:`\max(\sum_i s_{ik}, \text{mass\_floor})`
@@ -176,7 +186,8 @@ class EGHN(nn.Module):
                  adjacency: str = "paper", hierarchy: bool = True, dim: int = 3, egnn_form: str = "paper",
                  pool_form: str = "paper", cluster_graph: str = "paper", unpool_form: str = "paper",
                  conn_loss: str = "paper", unpool_layers: int = 1,
-                 batch_max_features: Sequence[int] = (), mass_floor: float | None = None) -> None:
+                 batch_max_features: Sequence[int] = (), mass_floor: float | None = None,
+                 coord_message: str = "paper", pool_message: str = "paper") -> None:
         super().__init__()
         forms = dict(egnn_form=egnn_form, pool_form=pool_form, cluster_graph=cluster_graph,
                      unpool_form=unpool_form, conn_loss=conn_loss)
@@ -187,6 +198,14 @@ class EGHN(nn.Module):
             raise ValueError("egnn_form='released' needs EGNN layers; emmp='mpnn' replaces them")
         if pool_form == "released" and emmp == "egnn":
             raise ValueError("emmp='egnn' replaces E-Pool's EMMPs, which pool_form='released' does not use")
+        if coord_message not in ("paper", "bounded"):
+            raise ValueError(f"coord_message must be 'paper' or 'bounded', got {coord_message!r}")
+        if coord_message != "paper" and (egnn_form == "released" or emmp == "mpnn"):
+            raise ValueError("coord_message='bounded' applies to the paper-form EGNN layers only")
+        if pool_message not in ("paper", "bounded"):
+            raise ValueError(f"pool_message must be 'paper' or 'bounded', got {pool_message!r}")
+        if pool_message != "paper" and (pool_form == "released" or emmp != "matrix"):
+            raise ValueError("pool_message='bounded' applies to the paper-form E-Pool's matrix EMMPs only")
         if emmp not in ("matrix", "egnn", "mpnn"):
             raise ValueError(f"emmp must be 'matrix', 'egnn' or 'mpnn', got {emmp!r}")
         if adjacency not in ("paper", "global", "local"):
@@ -211,6 +230,7 @@ class EGHN(nn.Module):
         self.emmp, self.adjacency = emmp, adjacency
         self.egnn_form, self.pool_form, self.cluster_graph = egnn_form, pool_form, cluster_graph
         self.unpool_form, self.conn_loss = unpool_form, conn_loss
+        self.coord_message, self.pool_message = coord_message, pool_message
         if mass_floor is not None and not mass_floor > 0:
             raise ValueError(f"mass_floor must be None or positive, got {mass_floor!r}")
         self.mass_floor = mass_floor
@@ -235,7 +255,7 @@ class EGHN(nn.Module):
         elif egnn_form == "released":
             layer = partial(released_egnn_layer, hidden, velocity=velocity, act=act)
         else:
-            layer = partial(EGNNLayer, hidden, velocity=velocity, act=act)
+            layer = partial(EGNNLayer, hidden, velocity=velocity, act=act, coord_message=coord_message)
         if pool_form == "released":  # vectors [x - mean x, x' - x(, v)]
             def pool(lv: int) -> nn.Module:
                 return ReleasedPool(m + 1, hidden, clusters[lv], int_dims[lv], layers=pool_layers, act=act,
@@ -244,7 +264,7 @@ class EGHN(nn.Module):
             def pool(lv: int) -> nn.Module:
                 inner = None if emmp == "matrix" else [RadialEMMP(layer(int_dims[lv])) for _ in range(pool_layers)]
                 return EPool(m, hidden, hidden, clusters[lv], int_dims[lv], layers=pool_layers, normalize=normalize,
-                             act=act, message_layers=inner)
+                             act=act, message_layers=inner, message_form=pool_message)
         if unpool_form == "released":
             unpool = partial(ReleasedUnPool, hidden, velocity=velocity, layers=unpool_layers, act=act)
         else:

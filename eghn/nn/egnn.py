@@ -45,6 +45,17 @@ class EGNNLayer(nn.Module):
             unchanged, so every layer of a block sees the input :math:`v` (the released code).
         coord_bias: give the last layer of :math:`\phi_x` a bias and PyTorch's default
             initialisation (the released code) instead of no bias and a near-zero start.
+        coord_message: ``"paper"`` (default): the per-edge coordinate message
+            :math:`(x_i - x_j)\,\phi_x(m_{ij})` above. ``"bounded"`` (a stabiliser, not the
+            paper's equation): :math:`\frac{x_i - x_j}{1 + \lVert x_i - x_j\rVert}\,
+            \tanh\phi_x(m_{ij})`, whose norm is below 1 for any input, so that a layer moves a
+            particle by at most :math:`C \deg(i)` (at most 1 with ``coord_aggr="mean"``)
+            whatever the scale of its input. The paper form grows like the cube of the coordinate
+            scale :math:`s` once :math:`\phi_e` is in its linear regime (:math:`\lVert x_i -
+            x_j\rVert \sim s`, :math:`\phi_x(m_{ij}) \sim s^2`), so stacked layers turn one
+            outlying distance into an overflow; the bounded form moves it by at most a constant
+            per layer. Both are E(n)-equivariant; the two coincide to first order near the
+            initialisation (:math:`\phi_x \approx 0`) on unit-scale inputs.
 
     Shapes:
         - x: :math:`(N, n)`, h: :math:`(N, \text{hidden})`, edge_index: :math:`(2, E)`,
@@ -55,10 +66,13 @@ class EGNNLayer(nn.Module):
     def __init__(self, hidden: int, edge_dim: int = 0, *, velocity: bool = False, act: str = "silu",
                  coord_aggr: str = "mean", feat_aggr: str = "sum", clamp: float | None = None,
                  residual: bool = True, clamp_mode: str = "edge", velocity_update: bool = True,
-                 coord_bias: bool = False) -> None:
+                 coord_bias: bool = False, coord_message: str = "paper") -> None:
         super().__init__()
         if clamp_mode not in ("edge", "sum"):
             raise ValueError(f"clamp_mode must be 'edge' or 'sum', got {clamp_mode!r}")
+        if coord_message not in ("paper", "bounded"):
+            raise ValueError(f"coord_message must be 'paper' or 'bounded', got {coord_message!r}")
+        self.coord_message = coord_message
         self.hidden, self.edge_dim, self.velocity = hidden, edge_dim, velocity
         self.coord_aggr, self.feat_aggr, self.clamp, self.residual = coord_aggr, feat_aggr, clamp, residual
         self.clamp_mode, self.velocity_update = clamp_mode, velocity_update
@@ -82,7 +96,11 @@ class EGNNLayer(nn.Module):
         # phi_e(h_i, h_j, |x_i - x_j|^2, a_ij) and phi_x(m_ij); the first layer is applied per
         # node, and on large edge sets the backward pass recomputes the edge activations (eghn.nn.edge_mlp)
         m, coef = edge_mlp(self.phi_e[0], h, i, j, rest, list(self.phi_e)[1:], self.phi_x)
-        trans = diff * coef
+        if self.coord_message == "bounded":
+            # clamp_min: a finite gradient where two particles coincide
+            trans = diff * (torch.tanh(coef) / (1.0 + dist2.clamp_min(1e-12).sqrt()))
+        else:
+            trans = diff * coef
         if self.clamp is not None and self.clamp_mode == "edge":
             trans = trans.clamp(-self.clamp, self.clamp)
         return m, trans

@@ -94,6 +94,13 @@ class EMMP(nn.Module):
         normalize: divide the Gram invariant by its Frobenius norm.
         aggr: ``"sum"`` (paper) or ``"mean"`` aggregation of the matrix messages.
         feat_aggr: ``"sum"`` or ``"mean"`` aggregation of :math:`h_{ij}`.
+        message_form: ``"paper"`` (default): :math:`M_{ij} = \hat Z_{ij} H_{ij}` (Eq. 5).
+            ``"bounded"`` (a stabiliser, not the paper's equation):
+            :math:`M_{ij} = \hat Z_{ij} \tanh(H_{ij}) / (1 + \lVert \hat Z_{ij}\rVert_F)`,
+            every entry of :math:`\tanh(H_{ij})` in :math:`(-1, 1)`, so that
+            :math:`\lVert M_{ij}\rVert_F < \sqrt{2m^2}` for any input and any weights. Both forms are
+            E(n)-equivariant (:math:`\lVert \hat Z_{ij}\rVert_F` is invariant) and agree to first
+            order near the initialisation (:math:`H \approx 0`) for small :math:`\hat Z`.
 
     Shapes:
         - Z: :math:`(N, n, m)`, h: :math:`(N, c)`, edge_index: :math:`(2, E)`,
@@ -114,10 +121,14 @@ class EMMP(nn.Module):
     def __init__(self, channels: int, node_dim: int, hidden: int, edge_dim: int = 0, *,
                  position_channels: Sequence[int] = (0,), normalize: bool = True, aggr: str = "sum",
                  feat_aggr: str = "sum", act: str = "silu", residual: bool = True,
-                 message: nn.Module | None = None, update: nn.Module | None = None) -> None:
+                 message: nn.Module | None = None, update: nn.Module | None = None,
+                 message_form: str = "paper") -> None:
         super().__init__()
         if channels < 1:
             raise ValueError("EMMP needs at least one vector channel")
+        if message_form not in ("paper", "bounded"):
+            raise ValueError(f"message_form must be 'paper' or 'bounded', got {message_form!r}")
+        self.message_form = message_form
         self.channels, self.hidden, self.edge_dim = channels, hidden, edge_dim
         self.position_channels = tuple(position_channels)
         self.normalize, self.aggr, self.feat_aggr = normalize, aggr, feat_aggr
@@ -135,7 +146,11 @@ class EMMP(nn.Module):
         Zhat = torch.cat([gather(Zc, i), gather(Zc, j)], dim=-1)  # (E, n, 2m), Eq. 3
         inv = gram(Zhat, self.normalize)  # (E, 2m, 2m)
         H, msg = self.message(inv, h, edge_index, edge_attr)  # Eq. 4
-        M = torch.bmm(Zhat, H)  # (E, n, m), Eq. 5
+        if self.message_form == "bounded":
+            norm = Zhat.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1)  # finite gradient at 0
+            M = torch.bmm(Zhat, torch.tanh(H)) / (1.0 + norm)
+        else:
+            M = torch.bmm(Zhat, H)  # (E, n, m), Eq. 5
         Z = Z + aggregate(M, i, n_nodes, self.aggr)  # Eq. 6
         h = self.update(h, aggregate(msg, i, n_nodes, self.feat_aggr))
         return Z, h

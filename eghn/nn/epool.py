@@ -65,6 +65,8 @@ class EPool(nn.Module):
         clusters: number of clusters :math:`K`.
         edge_dim: attributes of the local edges.
         layers: number of internal EMMP layers.
+        message_form: ``"paper"`` or ``"bounded"``: the matrix messages of the internal EMMPs
+            (:class:`~eghn.nn.EMMP`, ``message_form``; ``"bounded"`` is a stabiliser).
         message_layers: replacements for the internal EMMPs (ablations); each is called as
             ``layer(Z, h, edge_index, batch, num_graphs, edge_attr) -> (Z', h')`` and must
             output ``hidden`` features (e.g. :class:`~eghn.nn.RadialEMMP`).
@@ -83,7 +85,8 @@ class EPool(nn.Module):
 
     def __init__(self, channels: int, node_dim: int, hidden: int, clusters: int, edge_dim: int = 0, *,
                  layers: int = 1, position_channels: Sequence[int] = (0,), normalize: bool = True,
-                 aggr: str = "sum", act: str = "silu", message_layers: Sequence[nn.Module] | None = None) -> None:
+                 aggr: str = "sum", act: str = "silu", message_layers: Sequence[nn.Module] | None = None,
+                 message_form: str = "paper") -> None:
         super().__init__()
         if clusters < 1:
             raise ValueError(f"E-Pool needs at least one cluster, got K = {clusters}")
@@ -94,7 +97,8 @@ class EPool(nn.Module):
         else:
             self.emmps = nn.ModuleList(
                 EMMP(channels, node_dim if k == 0 else hidden, hidden, edge_dim,
-                     position_channels=position_channels, normalize=normalize, aggr=aggr, act=act)
+                     position_channels=position_channels, normalize=normalize, aggr=aggr, act=act,
+                     message_form=message_form)
                 for k in range(layers)
             )
         self.score = MLP(hidden if layers else node_dim, hidden, clusters, layers=2, act=act)

@@ -4,7 +4,8 @@ A callback implements any of these hooks (all optional), each called with the tr
 
 ==========================  ===============================================================
 ``on_fit_start()``          before the first epoch of this session
-``on_batch(obj, g, e, w)``  after the objective of a batch, before its backward pass
+``on_batch(obj, out, g, ...)``  after the objective of a batch (``out``: the model's output, ``g``
+                            the batch, then the epoch and a description), before backward
 ``on_nonfinite_output``     the model refused to return a NaN/inf output (``g, e, w``)
 ``on_train_epoch_end(e)``   after the last batch of epoch ``e``
 ``on_validation(e, val)``   after the validation MSE, before it is believed
@@ -48,6 +49,7 @@ __all__ = [
     "LogLine",
     "ProgressBar",
     "RunWriter",
+    "Stability",
     "StopAfter",
     "TensorBoard",
     "TrainingDiverged",
@@ -95,6 +97,31 @@ class EarlyStopping(Callback):
         self.evals_since_best = int(state["evals_since_best"])
 
 
+class Stability(Callback):
+    """Spikes (a jump of more than 3x over the running best of the train loss or the validation
+    MSE) and pooling collapse (a level with fewer occupied clusters than K, or saturated scores),
+    logged when they happen, added to every row of ``metrics.csv`` and counted for
+    ``result.json`` (:class:`eghn.train.stability.StabilityMonitor`)."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        from .stability import StabilityMonitor
+
+        self.log, self.monitor = log, StabilityMonitor()
+
+    def on_batch(self, trainer: Any, obj: Any, out: Any, g: Any, epoch: int, where: str) -> None:
+        self.monitor.observe(out.aux, g.num_graphs, g.batch)
+
+    def on_evaluation(self, trainer: Any, row: dict[str, Any], improved: bool) -> None:
+        row.update(self.monitor.evaluate(int(row["epoch"]), row["train_loss"], row["val_mse"], self.log))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"stability": self.monitor.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("stability"):
+            self.monitor.load_state_dict(state["stability"])
+
+
 class StopAfter(Callback):
     """Test hook: raises :class:`Interrupted` after epoch ``epoch``, as if the process were killed."""
 
@@ -117,7 +144,7 @@ class DivergenceGuard(Callback):
         self.run_dir, self.log, self.checkpoints = Path(run_dir), log, checkpoints
         self._ok: torch.Tensor | None = None
 
-    def on_batch(self, trainer: Any, obj: Any, g: Any, epoch: int, where: str) -> None:
+    def on_batch(self, trainer: Any, obj: Any, out: Any, g: Any, epoch: int, where: str) -> None:
         loss = obj.loss.detach()
         if trainer.check_now:
             if not math.isfinite(float(loss)):

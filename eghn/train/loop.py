@@ -47,6 +47,7 @@ from .callbacks import (
     LogLine,
     ProgressBar,
     RunWriter,
+    Stability,
     TensorBoard,
     TrainingDiverged,
     fmt,
@@ -67,6 +68,7 @@ from .rundir import (
     load_weights,
     write_result,
 )
+from .stability import CSV_FIELDS as STABILITY_FIELDS
 from .trainer import Trainer, TrainerParts, evaluate_model, lr_at
 
 __all__ = [
@@ -89,7 +91,7 @@ __all__ = [
 
 _SPLITS = ("train", "val", "test")
 _CSV_FIELDS = ["epoch", "wall_s", "train_loss", "train_mse", "val_mse", "test_mse", "best_epoch",
-               "best_val", "samples_per_s", "step_share"]
+               "best_val", "samples_per_s", "step_share", *STABILITY_FIELDS]
 
 
 # ---------------------------------------------------------------------------- building blocks
@@ -459,8 +461,9 @@ def _make_trainer(config: Mapping[str, Any], run_dir: Path, banks: Mapping[str, 
     parts = TrainerParts(model=model, optimizer=optimizer, banks=banks, settings=tcfg, device=env.device,
                          unit=float(config["data"]["length_scale"]), info=info, amp_dtype=env.amp_dtype,
                          ddp_model=ddp_model)
-    builtin: list[Any] = [DivergenceGuard(run_dir, log, tcfg["checkpoint"]), EarlyStopping(tcfg["patience"], log),
-                          LogLine(log), ProgressBar(config["name"], tcfg["progress"] and info.is_main)]
+    builtin: list[Any] = [DivergenceGuard(run_dir, log, tcfg["checkpoint"]), Stability(log),
+                          EarlyStopping(tcfg["patience"], log), LogLine(log),
+                          ProgressBar(config["name"], tcfg["progress"] and info.is_main)]
     if tcfg["tensorboard"] and info.is_main:
         builtin.append(TensorBoard(run_dir, log))
     if info.is_main:
@@ -504,12 +507,14 @@ def _finish(trainer: Trainer, config: Mapping[str, Any], run_dir: Path, env: _En
             pending: Mapping[Path, bytes | None]) -> RunResult:
     """The run's :class:`RunResult`, written to ``result.json`` with the learning curve."""
     best = trainer.best
+    stability = next(cb for cb in trainer.callbacks if isinstance(cb, Stability)).monitor.summary()
     result = RunResult(run_dir=str(run_dir), best_epoch=int(best["epoch"]), best_val=float(best["val"]),
                        test=float(best["test"]), epochs=int(trainer.epoch), wall_s=round(trainer.wall, 3),
                        stopped_early=bool(trainer.stop), history=trainer.history,
-                       protocol=str(config.get("protocol", "")), version=_version())
+                       protocol=str(config.get("protocol", "")), version=_version(), stability=stability)
     log(f"done: best val MSE {fmt(result.best_val)} at epoch {result.best_epoch}, "
         f"test MSE at that epoch {fmt(result.test)} ({result.epochs} epochs, {result.wall_s:,.1f} s)")
+    log(f"stability: {stability['spikes']} spikes, {stability['collapses']} pooling collapses")
     if env.info.is_main:
         write_result(result, run_dir, pending, log)
         _write_plot(run_dir, config, trainer.history, log)

@@ -15,7 +15,8 @@ Every run follows one *protocol* (:data:`PROTOCOLS`), named in its config, its `
 and the tables: ``"released"`` (the default: the sample counts, input features and batching of
 the authors' released code, the most likely source of the published numbers) or ``"paper"``
 (the counts and inputs the paper's text gives); each config's ``[protocols]`` tables hold the
-settings that differ.
+settings that differ. The EGHN configs also define ``"eghn"``, eghn's own recipe: the
+released protocol's training data with stabilisers that change the model (not a reproduction).
 
 With ``quick=True`` every config's ``[quick]`` table is applied (reduced data, width and
 epochs): the table then finishes on a 2-core CPU in minutes and is labelled as not comparable.
@@ -42,6 +43,8 @@ __all__ = ["PROTOCOLS", "TABLES", "Cell", "CellResult", "TableSpec", "paper_resu
 PROTOCOLS: dict[str, str] = {
     "released": "the authors' released code: its sample counts, input features and batching",
     "paper": "the paper's text: its sample counts and input features",
+    "eghn": "eghn's own recipe (EGHN configs only): the released protocol's training data with the "
+            "stabilisers of the Training stability page; not a reproduction",
 }
 
 

@@ -89,6 +89,7 @@ class RunResult:
     history: list[dict[str, float]] = field(default_factory=list)
     protocol: str = ""
     version: str = ""  #: the eghn version that trained the run
+    stability: dict[str, Any] = field(default_factory=dict)  #: spikes and collapses (eghn.train.stability)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

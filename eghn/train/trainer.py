@@ -215,7 +215,7 @@ class Trainer:
                 raise
             obj = training_objective(out, g.target, mse_scale=info.world_size / (global_nodes * g.dim),
                                      reg_scale=info.world_size * lidx.numel() / gidx.numel())
-        self._call("on_batch", obj, g, epoch, where)
+        self._call("on_batch", obj, out, g, epoch, where)
         self.scaler.scale(obj.loss).backward()
         if self.tcfg["clip_grad"] > 0:
             self.scaler.unscale_(opt)

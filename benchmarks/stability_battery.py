@@ -1,0 +1,202 @@
+"""The stability battery: divergences, spikes and pooling collapses over seeds, depths and tasks.
+
+Every cell is one ``eghn train`` run (one thread, one run at a time) whose outcome is read
+back from its run directory:
+
+* ``status``: ``ok``, or ``diverged`` with the epoch (the trainer's ``TrainingDiverged``);
+* ``test``: the test MSE at the best validation epoch (finished runs);
+* ``spikes`` and ``collapses``: the counts of ``result.json["stability"]``
+  (:mod:`eghn.train.stability`); for a diverged run, the events logged before it stopped.
+
+Groups (``--groups``, default all):
+
+* ``default``: the default task (``eghn train default``, M-complex (3,3), 60 epochs) at
+  L = 1, 2, 3 (``model.clusters`` = [3], [4, 2], [6, 3, 2]), seeds 1-5, under eghn's recipe
+  (the config as shipped: both stabilisers), with the paper's messages (``paper_messages``:
+  ``model.coord_message=paper``, ``model.pool_message=paper``, the rest of the recipe
+  unchanged) and with one stabiliser alone (``bounded_egnn``, ``bounded_pool``);
+* ``mocap``: Run and Walk (``mocap/run_eghn``, ``mocap/walk_eghn``), 200 epochs, seeds 1-5,
+  protocols ``eghn`` and ``released``;
+* ``multi``: M-complex (3,3) multiple systems (``table1/eghn_multi_3x3``), 200 epochs, seeds
+  1-5, protocols ``eghn`` and ``released``.
+
+Results are appended to a JSON file (default ``docs/results/stability/battery.json``) as
+each run ends, so an interrupted battery continues where it stopped; cells already recorded
+are skipped. ``--quick`` runs one seed of the default task for 3 epochs into a scratch file.
+Needs ``EGHN_DATA_DIR`` for the motion-capture groups::
+
+    OMP_NUM_THREADS=1 python benchmarks/stability_battery.py [--groups default] [--seeds 1 2 3]
+        [--variants eghn paper_messages] [--out FILE] [--work DIR] [--quick]
+
+The full battery is about 30 default-task runs of a minute and 30 runs of 200 epochs on
+motion capture and M-complex (hours on a 2-core CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "docs" / "results" / "stability" / "battery.json"
+
+#: L -> model.clusters of the default task
+DEPTHS = {1: "[3]", 2: "[4, 2]", 3: "[6, 3, 2]"}
+
+#: the metrics.csv columns kept in the result file, per evaluation
+HISTORY_KEYS = ("epoch", "train_loss", "train_mse", "val_mse", "spikes", "collapses", "occupancy", "saturation")
+
+#: variant -> (protocol or None, overrides)
+VARIANTS: dict[str, tuple[str | None, list[str]]] = {
+    "eghn": (None, []),
+    "paper_messages": (None, ["model.coord_message=paper", "model.pool_message=paper"]),
+    "bounded_egnn": (None, ["model.coord_message=bounded", "model.pool_message=paper"]),
+    "bounded_pool": (None, ["model.coord_message=paper", "model.pool_message=bounded"]),
+    "eghn_protocol": ("eghn", []),
+    "released": ("released", []),
+}
+
+
+def cells(groups: list[str], seeds: list[int], variants: list[str] | None, quick: bool) -> list[dict[str, Any]]:
+    """Every run of the battery, as ``{group, config, variant, depth, seed, overrides}``."""
+    out = []
+    if "default" in groups:
+        for var in variants or ["eghn", "paper_messages"]:
+            for depth, clusters in DEPTHS.items():
+                for seed in seeds:
+                    extra = ["train.epochs=3"] if quick else []
+                    out.append(dict(group="default", config="default", variant=var, depth=depth, seed=seed,
+                                    overrides=[f"model.clusters={clusters}", *VARIANTS[var][1], *extra]))
+    for group, configs in (("mocap", ["mocap/run_eghn", "mocap/walk_eghn"]), ("multi", ["table1/eghn_multi_3x3"])):
+        if group not in groups:
+            continue
+        for config in configs:
+            for var in variants or ["eghn_protocol", "released"]:
+                for seed in seeds:
+                    out.append(dict(group=group, config=config, variant=var, depth=1, seed=seed,
+                                    overrides=["train.epochs=200", *VARIANTS[var][1]]))
+    return out
+
+
+def key(cell: dict[str, Any]) -> str:
+    return f"{cell['config']}|{cell['variant']}|L{cell['depth']}|s{cell['seed']}"
+
+
+def run_cell(cell: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Train one cell in a fresh run directory under ``work`` and read its outcome."""
+    run_dir = work / key(cell).replace("/", "_").replace("|", "-")
+    if run_dir.exists():
+        for f in run_dir.iterdir():
+            if f.is_file():
+                f.unlink()
+    protocol = VARIANTS[cell["variant"]][0]
+    cmd = [sys.executable, "-c", "from eghn.cli import main; raise SystemExit(main())", "train", cell["config"],
+           "--seed", str(cell["seed"]), "--run-dir", str(run_dir), "--no-progress",
+           "--set", "train.threads=1"]
+    if protocol is not None:
+        cmd += ["--set", f"protocol={protocol}"]
+    for o in cell["overrides"]:
+        cmd += ["--set", o]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    row: dict[str, Any] = {k: cell[k] for k in ("group", "config", "variant", "depth", "seed", "overrides")}
+    result = run_dir / "result.json"
+    log = (run_dir / "train.log").read_text() if (run_dir / "train.log").exists() else proc.stdout
+    if result.exists():
+        res = json.loads(result.read_text())
+        stab = res.get("stability", {})
+        row.update(status="ok", test=res["test"], best_epoch=res["best_epoch"], epochs=res["epochs"],
+                   wall_s=res["wall_s"],
+                   spikes=stab.get("spikes"), collapses=stab.get("collapses"))
+    elif "training diverged" in log:
+        line = next(ln for ln in log.splitlines() if "training diverged" in ln)
+        epoch = int(line.split(" at epoch ")[-1].split(";")[0].split()[0])
+        row.update(status="diverged", epoch=epoch, test=None)
+        row["spikes"] = log.count("stability: spike")
+        row["collapses"] = log.count("stability: collapse")
+    else:
+        row.update(status="error", error=(proc.stderr or proc.stdout)[-500:])
+    metrics = run_dir / "metrics.csv"
+    if metrics.exists():
+        with open(metrics) as f:
+            row["history"] = [{k: float(v) if v not in ("", None) else None for k, v in r.items()
+                               if k in HISTORY_KEYS}
+                              for r in csv.DictReader(f)]
+    return row
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """``summary[config][variant]["L<depth>"]``: runs, divergences, spikes, collapses, and the
+    mean, min and max test MSE of the finished runs."""
+    out: dict[str, Any] = {}
+    for r in runs:
+        cell = out.setdefault(r["config"], {}).setdefault(r["variant"], {}).setdefault(
+            f"L{r['depth']}", {"runs": 0, "diverged": 0, "spikes": 0, "collapses": 0, "tests": [], "seeds": []})
+        cell["runs"] += 1
+        cell["seeds"].append(r["seed"])
+        cell["diverged"] += int(r["status"] == "diverged")
+        cell["spikes"] += int(r.get("spikes") or 0)
+        cell["collapses"] += int(r.get("collapses") or 0)
+        if r.get("test") is not None:
+            cell["tests"].append(r["test"])
+    for variants in out.values():
+        for depths in variants.values():
+            for cell in depths.values():
+                t = cell.pop("tests")
+                cell["finished"] = len(t)
+                cell["test_mean"] = sum(t) / len(t) if t else None
+                cell["test_min"], cell["test_max"] = (min(t), max(t)) if t else (None, None)
+    return out
+
+
+def provenance(argv: list[str] | None) -> dict[str, Any]:
+    import platform
+
+    import torch
+
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return {"commit": commit, "torch": torch.__version__, "machine": platform.machine(),
+            "threads": 1, "command": "python benchmarks/stability_battery.py "
+            + " ".join(sys.argv[1:] if argv is None else argv)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--groups", nargs="+", default=["default", "mocap", "multi"],
+                   choices=["default", "mocap", "multi"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=None)
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--work", type=Path, default=Path("stability_runs"), help="folder of the run directories")
+    p.add_argument("--quick", action="store_true", help="one seed of the default task, 3 epochs")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.groups, args.seeds = ["default"], args.seeds[:1]
+    out = args.out or (Path(args.work) / "battery_quick.json" if args.quick else DEFAULT_OUT)
+    done = json.loads(out.read_text()) if out.exists() else {"runs": []}
+    have = {key(r) for r in done["runs"]}
+    todo = [c for c in cells(args.groups, args.seeds, args.variants, args.quick) if key(c) not in have]
+    args.work.mkdir(parents=True, exist_ok=True)
+    for n, cell in enumerate(todo, 1):
+        t = time.perf_counter()
+        row = run_cell(cell, args.work)
+        done["runs"].append(row)
+        done["summary"] = summarise(done["runs"])
+        if n == 1:  # one entry per invocation of the script
+            done.setdefault("provenance", []).append(provenance(argv))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(done, indent=1) + "\n")
+        print(f"[{n}/{len(todo)}] {key(cell)}: {row['status']} test={row.get('test')} "
+              f"epoch={row.get('epoch', '')} spikes={row.get('spikes')} collapses={row.get('collapses')} "
+              f"({time.perf_counter() - t:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

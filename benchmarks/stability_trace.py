@@ -1,0 +1,218 @@
+"""What grows first when a deep EGHN diverges: every layer of every training step, recorded.
+
+Trains one configuration through the real trainer (``eghn.train.train``, one thread) with
+forward hooks on every EGNN layer, E-Pool EMMP, E-Pool and E-UnPool of the model, and records
+for every training step:
+
+* the loss terms (position MSE, connectivity loss) and the gradient norm before clipping;
+* per EGNN layer (encoders, decoders): the largest squared distance it reads
+  (``d2``, the raw invariant fed to :math:`\\phi_e`), the largest coordinate gain
+  :math:`|\\phi_x(m_{ij})|` (``gain``) and the largest coordinate update
+  :math:`\\max_i \\lVert x'_i - x_i\\rVert` (``dx``);
+* per E-Pool EMMP layer: the largest coordinate update ``dx``;
+* per pooling level: occupied clusters per graph (``occupancy``, mean over the batch), the share
+  of saturated score rows (``saturation``), the largest log-ratio of two scores of a row
+  (``logit_spread``) and the RMS of the cluster features.
+
+With ``--detail-from STEP`` the per-layer statistics start at that step (a long run: only the
+window around an event). The forward that produces a non-finite value is recorded too (it is the last step of a
+diverged run). Writes ``docs/results/stability/trace_<name>.json``, drawn on the Training
+stability page::
+
+    OMP_NUM_THREADS=1 EGHN_DATA_DIR=... python benchmarks/stability_trace.py NAME CONFIG [--set KEY=VALUE ...]
+    # the page's traces:
+    python benchmarks/stability_trace.py L3_paper default --set "model.clusters=[6, 3, 2]" \\
+        --set model.coord_message=paper --set seed=2
+    python benchmarks/stability_trace.py L3_bounded default --set "model.clusters=[6, 3, 2]" --set seed=2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import eghn.train.loop as loop
+from eghn.nn.egnn import EGNNLayer
+from eghn.nn.emmp import EMMP
+from eghn.nn.epool import EPool
+from eghn.train.config import load_config
+from eghn.train.stability import cluster_occupancy
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "results" / "stability"
+
+
+def _r(x: float) -> float:
+    return float(f"{x:.4g}") if math.isfinite(x) else (None if math.isnan(x) else x)  # JSON: NaN -> null
+
+
+def _max(t: torch.Tensor) -> float:
+    t = t.detach()
+    return float(t.abs().max()) if t.numel() else 0.0
+
+
+class Recorder:
+    """Forward hooks on every layer of an EGHN; one record per training forward."""
+
+    def __init__(self, detail_from: int = 0) -> None:
+        self.detail_from = detail_from
+        self.steps: list[dict[str, Any]] = []
+        self.grad: list[float] = []
+        self.cur: dict[str, dict[str, float]] = {}
+        self.layers: list[str] = []
+
+    def _put(self, name: str, **vals: float) -> None:
+        if len(self.steps) < self.detail_from:
+            return
+        if name not in self.layers:
+            self.layers.append(name)
+        self.cur.setdefault(name, {}).update({k: _r(v) for k, v in vals.items()})
+
+    def attach(self, model: torch.nn.Module) -> None:
+        for name, mod in model.named_modules():
+            if isinstance(mod, EGNNLayer):
+                mod.register_forward_hook(self._egnn(name))
+                mod.phi_x[-1].register_forward_hook(self._gain(name))
+            elif isinstance(mod, EMMP):
+                mod.register_forward_hook(self._emmp(name))
+            elif isinstance(mod, EPool):
+                mod.register_forward_hook(self._pool(name))
+        model.register_forward_hook(self._top)
+
+    def _detail(self, m: torch.nn.Module) -> bool:
+        return m.training and len(self.steps) >= self.detail_from
+
+    def _egnn(self, name: str):
+        def hook(m, args, out):
+            if self._detail(m):
+                x, ei = args[0].detach(), args[2]
+                d2 = ((x[ei[0]] - x[ei[1]]) ** 2).sum(-1)
+                self._put(name, d2=_max(d2), dx=_max((out[0] - x).norm(dim=-1)))
+        return hook
+
+    def _gain(self, name: str):
+        def hook(m, args, out):
+            if self._detail(m):
+                self._put(name, gain=_max(out))
+        return hook
+
+    def _emmp(self, name: str):
+        def hook(m, args, out):
+            if self._detail(m):
+                self._put(name, dx=_max((out[0] - args[0]).detach()[..., 0].norm(dim=-1)))
+        return hook
+
+    def _pool(self, name: str):
+        def hook(m, args, out):
+            if self._detail(m):
+                occ, sat = cluster_occupancy(out.scores, args[4], args[3])  # batch: the graph of each row
+                spread = out.log_scores.detach()
+                spread = spread.amax(1) - spread.amin(1)  # log(largest / smallest score) of each row
+                self._put(name, occupancy=float(occ), saturation=float(sat),
+                          h_rms=float(out.h.detach().pow(2).mean().sqrt()), logit_spread=float(spread.max()))
+        return hook
+
+    def _top(self, m, args, out):
+        if m.training:
+            g = args[0]
+            self.cur["loss"] = {"mse": _r(float(((out.pos.detach() - g.target) ** 2).mean())),
+                                "conn": _r(float(out.aux["connectivity_loss"].detach()))}
+            self.steps.append(self.cur)
+            self.cur = {}
+
+
+def label(name: str) -> str:
+    """``encoders.1.2`` -> ``enc L2.2``, ``pools.0.emmps.1`` -> ``pool L1.1``, ``decoders.0.0`` -> ``dec L1.0``."""
+    part = name.split(".")
+    kind = {"encoders": "enc", "decoders": "dec", "pools": "pool"}[part[0]]
+    return f"{kind} L{int(part[1]) + 1}.{part[-1]}"
+
+
+def summarise(layers: list[str], steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The layers with a coordinate update in data-flow order, each with its values in the last
+    recorded forward (``last``) and the median over the earlier detailed forwards (``typical``);
+    keys without dots, for the page's ``:result:`` references."""
+    flow = [n for n in layers if n.startswith(("encoders", "decoders")) or ".emmps." in n]
+    earlier = [st for st in steps[:-1] if any(n in st for n in flow)]
+
+    def median(xs: list[float]) -> float | None:
+        xs = sorted(x for x in xs if x is not None)
+        return xs[len(xs) // 2] if xs else None
+
+    out = []
+    for n in flow:
+        last = steps[-1].get(n, {}) if steps else {}
+        row = {"layer": label(n)}
+        for key in ("dx", "d2", "gain"):
+            if key in last:
+                row[key] = last[key]
+                row[f"typical_{key}"] = median([st.get(n, {}).get(key) for st in earlier])
+        out.append(row)
+    first = next((st for st in steps if any(n in st for n in flow)), {})
+    start = [{"layer": label(n), "d2": first[n]["d2"]} for n in flow if "d2" in first.get(n, {})]
+    return {"cascade": out, "first_step_d2": start, "steps": len(steps)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("name")
+    p.add_argument("config")
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--detail-from", type=int, default=0,
+                   help="record the per-layer statistics from this training step on (losses always)")
+    args = p.parse_args(argv)
+    rec = Recorder(args.detail_from)
+    build = loop.build_model
+
+    def build_and_attach(config, dataset):
+        model = build(config, dataset)
+        rec.attach(model)
+        return model
+
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def clip_and_record(params, max_norm, *a, **kw):
+        total = clip(params, max_norm, *a, **kw)
+        rec.grad.append(_r(float(total)))
+        return total
+
+    loop.build_model = build_and_attach
+    torch.nn.utils.clip_grad_norm_ = clip_and_record
+    cfg = load_config(args.config, [*args.overrides, "train.threads=1", "train.progress=false",
+                                    "train.checkpoint=false"])
+    if cfg["train"]["clip_grad"] <= 0:  # the gradient norm is read through clipping: an infinite
+        cfg["train"]["clip_grad"] = math.inf  # bound measures it and leaves the gradients as they are
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            res = loop.train(cfg, Path(tmp) / "run", echo=lambda _s: None)
+            status = {"status": "ok", "test": res.test, "epochs": res.epochs, "stability": res.stability}
+        except loop.TrainingDiverged as e:
+            status = {"status": "diverged", "message": str(e)}
+    if rec.cur:  # the forward that failed
+        rec.steps.append(rec.cur)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    doc = {"name": args.name, "config": args.config, "overrides": args.overrides, **status,
+           "summary": summarise(rec.layers, rec.steps), "layers": rec.layers, "grad_norm": rec.grad, "steps": rec.steps,
+           "provenance": {"commit": commit, "torch": torch.__version__, "machine": platform.machine(),
+                          "command": "python benchmarks/stability_trace.py "
+                          + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))}}
+    out = args.out or OUT / f"trace_{args.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc) + "\n")
+    print(f"{args.name}: {status['status']}, {len(rec.steps)} steps -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

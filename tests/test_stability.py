@@ -1,0 +1,233 @@
+"""Training stability: spike and collapse detection, and deep hierarchies that stay finite."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+from _train_toy import ToyDataset, toy_config  # noqa: F401  (registers the "_toy" dataset and model)
+
+import eghn.train.loop as loop
+from eghn.models import EGHN
+from eghn.nn import EMMP, EGNNLayer
+from eghn.train import train
+from eghn.train.stability import CollapseDetector, SpikeDetector, StabilityMonitor, cluster_occupancy
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+DTYPES = [torch.float32, torch.float64]
+
+
+# ---------------------------------------------------------------------------- detectors
+def test_spike_detector_counts_jumps_over_the_running_best():
+    d = SpikeDetector(3.0)
+    flags = [d.update(x) for x in (2.0, 1.0, 2.9, 3.1, math.nan, 0.5, 1.6)]
+    assert flags == [False, False, False, True, False, False, True]
+    assert d.count == 2 and d.best == 0.5
+    e = SpikeDetector(3.0)
+    e.load_state_dict(d.state_dict())
+    assert e.update(1.6) and e.count == 3
+    with pytest.raises(ValueError, match="exceed 1"):
+        SpikeDetector(1.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_occupancy_of_uniform_hard_and_collapsed_scores(dtype):
+    batch = torch.tensor([0, 0, 0, 0, 1, 1, 1])
+    uniform = torch.full((7, 3), 1 / 3, dtype=dtype)
+    occ, sat = cluster_occupancy(uniform, 2, batch)
+    assert float(occ) == 3 and float(sat) == 0
+    hard = torch.eye(3, dtype=dtype)[torch.tensor([0, 1, 2, 2, 2, 0, 1])]
+    occ, sat = cluster_occupancy(hard, 2, batch)
+    assert float(occ) == 3 and float(sat) == 1
+    collapsed = torch.eye(3, dtype=dtype)[torch.zeros(7, dtype=torch.long)]
+    occ, _ = cluster_occupancy(collapsed, 2, batch)
+    assert float(occ) == 1
+    # a level above the first: N / G consecutive rows per graph
+    occ, _ = cluster_occupancy(torch.eye(2, dtype=dtype)[torch.tensor([0, 1, 1, 1])], 2)
+    assert float(occ) == 1.5
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_collapse_forced_by_saturated_scores_is_detected_once(dtype):
+    det = CollapseDetector()
+    batch = torch.arange(4).repeat_interleave(5)
+    gen = torch.Generator().manual_seed(0)
+    healthy = torch.softmax(torch.randn(20, 3, generator=gen, dtype=dtype), -1)
+    det.observe([healthy], 4, batch)
+    assert det.check() == [] and det.count == 0
+    logits = torch.randn(20, 3, generator=gen, dtype=dtype)
+    logits[:, 1] += 100.0  # saturated: every particle in cluster 1
+    det.observe([torch.softmax(logits, -1)], 4, batch)
+    assert det.check() == [0] and det.count == 1
+    assert det.last[0]["saturation"] == 1.0 and det.last[0]["occupancy"] == 1.0
+    det.observe([torch.softmax(logits, -1)], 4, batch)
+    assert det.check() == [] and det.count == 1  # still collapsed: not counted again
+    det.observe([healthy], 4, batch)
+    assert det.check() == [] and det.collapsed == [False]
+    state = det.state_dict()
+    other = CollapseDetector()
+    other.load_state_dict(state)
+    assert other.state_dict() == state
+
+
+# ---------------------------------------------------------------------------- bounded messages
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bounded_coordinate_messages_move_at_most_one_and_stay_equivariant(dtype):
+    torch.manual_seed(0)
+    layer = EGNNLayer(8, velocity=True, coord_message="bounded").to(dtype)
+    with torch.no_grad():
+        layer.phi_x[-1].weight.mul_(1e4)  # a large coordinate gain
+    x = torch.randn(6, 3, dtype=dtype) * 1e3  # far outside unit scale
+    v = torch.zeros(6, 3, dtype=dtype)
+    ii, jj = torch.meshgrid(torch.arange(6), torch.arange(6), indexing="ij")
+    ei = torch.stack([ii[ii != jj], jj[ii != jj]])
+    h = torch.randn(6, 8, dtype=dtype)
+    x2, _, _ = layer(x, h, ei, None, v)
+    assert float((x2 - x).detach().norm(dim=1).max()) <= 1.0 + 1e-6
+    q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))
+    q = q.to(dtype)
+    xr, _, _ = layer(x @ q.T, h, ei, None, v @ q.T)
+    tol = 1e-3 if dtype == torch.float32 else 1e-9
+    assert torch.allclose(xr, x2 @ q.T, atol=tol * 1e3)
+    coincide = torch.zeros(6, 3, dtype=dtype, requires_grad=True)
+    layer(coincide, h, ei, None, v)[0].sum().backward()
+    assert torch.isfinite(coincide.grad).all()
+    with pytest.raises(ValueError, match="coord_message"):
+        EGNNLayer(8, coord_message="clamped")
+    with pytest.raises(ValueError, match="paper-form"):
+        EGHN.released(2, 0, 0, clusters=3, coord_message="bounded")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bounded_matrix_messages_are_capped_and_equivariant(dtype):
+    torch.manual_seed(0)
+    layer = EMMP(2, 8, 8, message_form="bounded").to(dtype)
+    with torch.no_grad():
+        layer.message.to_H[-1].weight.mul_(1e4)  # a large matrix head
+    Z = torch.randn(6, 3, 2, dtype=dtype) * 1e3
+    ii, jj = torch.meshgrid(torch.arange(6), torch.arange(6), indexing="ij")
+    ei = torch.stack([ii[ii != jj], jj[ii != jj]])
+    h, batch = torch.randn(6, 8, dtype=dtype), torch.zeros(6, dtype=torch.long)
+    Z2, _ = layer(Z, h, ei, batch, 1)
+    # 5 neighbours, each message of Frobenius norm below sqrt(2 m^2) = 2 * sqrt(2)
+    assert float((Z2 - Z).detach().flatten(1).norm(dim=1).max()) <= 5 * 2 * 2**0.5
+    q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))
+    q = q.to(dtype)
+    Zr, _ = layer(torch.einsum("ab,nbm->nam", q, Z) + torch.tensor([1.0, 0, 0], dtype=dtype).view(1, 3, 1)
+                  * torch.tensor([1.0, 0.0], dtype=dtype), h, ei, batch, 1)
+    expect = torch.einsum("ab,nbm->nam", q, Z2) + torch.tensor([1.0, 0, 0], dtype=dtype).view(1, 3, 1) \
+        * torch.tensor([1.0, 0.0], dtype=dtype)
+    tol = 1e-3 if dtype == torch.float32 else 1e-9
+    assert torch.allclose(Zr, expect, atol=tol * 1e3)
+    coincide = torch.zeros(6, 3, 2, dtype=dtype, requires_grad=True)
+    layer(coincide, h, ei, batch, 1)[0].sum().backward()
+    assert torch.isfinite(coincide.grad).all()
+    with pytest.raises(ValueError, match="message_form"):
+        EMMP(2, 8, 8, message_form="clamped")
+    with pytest.raises(ValueError, match="pool_message"):
+        EGHN.released(2, 0, 0, clusters=3, pool_message="bounded")
+
+
+# ---------------------------------------------------------------------------- through the trainer
+def _eghn_config(tmp_path, seed: int, **train_kw) -> dict:
+    cfg = toy_config(tmp_path, **{"epochs": 50, "batch_size": 8, "eval_every": 10, "lr": 2e-3,
+                                  "lr_schedule": "cosine", "clip_grad": 1.0, "threads": 1, **train_kw})
+    cfg["seed"] = seed
+    cfg["model"] = {"name": "eghn", "hidden": 16, "clusters": [3, 2, 1], "enc_layers": 2, "pool_layers": 1,
+                    "dec_layers": 1, "coord_message": "bounded", "pool_message": "bounded"}
+    return cfg
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_deep_hierarchy_trains_hundreds_of_steps_finite(tmp_path, seed):
+    cfg = _eghn_config(tmp_path, seed)  # 40 graphs in batches of 8: 5 steps an epoch, 250 steps
+    res = train(cfg, tmp_path / "run", echo=_quiet)
+    assert res.epochs == 50 and all(math.isfinite(h["train_loss"]) and math.isfinite(h["val_mse"])
+                                    for h in res.history)
+    assert set(res.stability) >= {"spikes", "collapses", "events"}
+
+
+def test_forced_collapse_is_logged_recorded_and_counted(tmp_path, monkeypatch):
+    build = loop.build_model
+
+    def saturated(config, dataset):
+        model = build(config, dataset)
+        last = model.pools[0].score[-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.zero_()[0] = 1e4  # every particle in cluster 0, a saturated softmax
+        last.weight.requires_grad_(False)
+        last.bias.requires_grad_(False)
+        return model
+
+    monkeypatch.setattr(loop, "build_model", saturated)
+    lines = []
+    cfg = _eghn_config(tmp_path, 1, epochs=4, eval_every=2)
+    cfg["model"]["clusters"] = [3]
+    res = train(cfg, tmp_path / "run", echo=lines.append)
+    assert res.stability["collapses"] == 1
+    ev = res.stability["events"][0]
+    assert ev["kind"] == "collapse" and ev["level"] == 1 and ev["epoch"] == 2 and ev["saturation"] == 1.0
+    assert any(ln.startswith("stability: collapse of pooling level 1 at epoch 2") for ln in lines)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [int(r["collapses"]) for r in rows] == [1, 1]
+    assert float(rows[0]["occupancy"]) == pytest.approx(1 / 3, abs=1e-4)
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["stability"]["collapses"] == 1
+
+
+def test_forced_spike_is_logged_recorded_and_survives_resume(tmp_path, monkeypatch):
+    from eghn.train import trainer as evaluating  # where the trainer looks up evaluate_model
+    from eghn.train.callbacks import StopAfter
+
+    evaluate = evaluating.evaluate_model
+    calls = []
+
+    def jumpy(model, bank, *a, **kw):  # called for val, then test, at every evaluation
+        calls.append(1)
+        val = evaluate(model, bank, *a, **kw)
+        return val * 100 if len(calls) == 5 else val  # the val MSE of the 3rd evaluation
+
+    monkeypatch.setattr(evaluating, "evaluate_model", jumpy)
+    cfg = toy_config(tmp_path, epochs=8, threads=1)
+    lines = []
+    with pytest.raises(Exception, match="test hook"):
+        train(cfg, tmp_path / "run", echo=lines.append, callbacks=[StopAfter(6)])
+    assert any(ln.startswith("stability: spike in the ") for ln in lines)
+    res = train(cfg, tmp_path / "run", resume=True, echo=lines.append)
+    assert res.stability["spikes"] == 1 and res.stability["events"][0]["kind"] == "spike"
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [int(r["spikes"]) for r in rows] == [0, 0, 1, 1]
+    assert list(rows[0])[-4:] == ["spikes", "collapses", "occupancy", "saturation"]
+
+
+def test_monitor_state_round_trip():
+    mon = StabilityMonitor()
+    mon.evaluate(1, 1.0, 1.0)
+    mon.evaluate(2, 5.0, 0.5)
+    other = StabilityMonitor()
+    other.load_state_dict(json.loads(json.dumps(mon.state_dict())))
+    assert other.summary() == mon.summary() and other.summary()["train_loss_spikes"] == 1
+
+
+# ---------------------------------------------------------------------------- the recipe
+@pytest.mark.parametrize("name", ["mocap/run_eghn", "mocap/walk_eghn", "table1/eghn_multi_3x3",
+                                  "table1/eghn_single_3x3"])
+def test_eghn_protocol_is_released_data_with_the_stabilisers(name):
+    from eghn.train.config import load_config
+
+    ours, released, paper = (load_config(name, protocol=p) for p in ("eghn", "released", "paper"))
+    assert ours["protocol"] == "eghn" and ours["data"] == released["data"]
+    assert ours["model"]["coord_message"] == ours["model"]["pool_message"] == "bounded"
+    assert ours["train"]["clip_grad"] == 1.0
+    for faithful in (released, paper):  # the reproductions keep the paper's equations
+        assert faithful["model"].get("coord_message", "paper") == "paper"
+        assert faithful["model"].get("pool_message", "paper") == "paper"
+    default = load_config("default")["model"]
+    assert default["coord_message"] == default["pool_message"] == "bounded"
