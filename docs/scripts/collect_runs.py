@@ -43,10 +43,30 @@ def reg(row: dict) -> float:
     return float(row["train_loss"]) - float(row["train_mse"])
 
 
+def check_run(run: Path, rows: list[dict]) -> None:
+    """Refuse a run directory whose files disagree: ``metrics.csv`` must hold the evaluations of
+    ``result.json`` (a finished run) or of ``last.pt``, epoch for epoch and value for value."""
+    truth = None
+    if (run / "result.json").is_file():
+        truth, source = json.loads((run / "result.json").read_text()).get("history"), "result.json"
+    elif (run / "last.pt").is_file():
+        from eghn.train.checkpoint import load_checkpoint
+
+        truth, source = load_checkpoint(run / "last.pt").get("history"), "last.pt"
+    if truth is None:
+        return
+    ours = [(int(r["epoch"]), float(r["val_mse"]), float(r["test_mse"])) for r in rows]
+    theirs = [(int(h["epoch"]), float(h["val_mse"]), float(h["test_mse"])) for h in truth]
+    if ours != theirs[:len(ours)] or len(theirs) - len(ours) not in (0, 1):
+        raise SystemExit(f"{run}: metrics.csv does not hold the evaluations of {source}; resume the run "
+                         "(eghn train --resume) to rewrite it, or collect another run")
+
+
 def summarise(run: Path, thresholds: list[float]) -> dict:
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     if not rows:
         raise SystemExit(f"{run} has no evaluations yet")
+    check_run(run, rows)
     config = json.loads((run / "config.json").read_text())
     best = min(rows, key=lambda r: float(r["val_mse"]))
     finished = (run / "result.json").is_file()
