@@ -253,10 +253,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         run_dir = args.resume
         saved = run_dir / "config.json"
         if args.config is None:
-            raw = _resume_config(run_dir, saved)
-            was_quick = bool(raw.pop("quick", False))
-            config = resolve(apply_overrides(raw, overrides), quick=False)
-            config["quick"] = was_quick
+            # the run's own config (its "quick" is the record of whether [quick] was applied)
+            config = resolve(apply_overrides(_resume_config(run_dir, saved), overrides))
         else:
             config = load_config(args.config, overrides, quick=args.quick)
     else:

@@ -177,7 +177,7 @@ class DivergenceGuard(Callback):
     @staticmethod
     def _val_batch(trainer: Any) -> Any:
         bank = trainer.parts.banks["val"]
-        return bank.batch(torch.arange(min(trainer.tcfg["batch_size"], bank.size)))
+        return bank.batch(torch.arange(min(trainer.tcfg.batch_size, bank.size)))
 
     def diverged(self, trainer: Any, what: str, epoch: int, batch: Any = None) -> TrainingDiverged:
         """The error to raise (and log): what went non-finite, where first, and what to do."""
@@ -220,7 +220,7 @@ class LogLine(Callback):
     def on_evaluation(self, trainer: Any, row: Mapping[str, Any], improved: bool) -> None:
         import time
 
-        epochs, epoch, best = trainer.tcfg["epochs"], int(row["epoch"]), trainer.best
+        epochs, epoch, best = trainer.tcfg.epochs, int(row["epoch"]), trainer.best
         self.log(f"epoch {epoch:4d}/{epochs} | train loss {fmt(row['train_loss'])} | val MSE {fmt(row['val_mse'])} | "
                  f"test MSE {fmt(row['test_mse'])} | best epoch {int(best['epoch'])} (val {fmt(best['val'])}) | "
                  f"{row['samples_per_s']:,.0f} samples/s | {row['wall_s']:,.1f} s"
@@ -249,7 +249,7 @@ class ProgressBar(Callback):
         except ImportError:  # pragma: no cover - tqdm is a dependency
             return
         # disable=None: enabled on a terminal, disabled when stderr is a pipe or a file
-        self.bar = tqdm(total=trainer.tcfg["epochs"], initial=trainer.epoch, desc=self.desc, unit="ep",
+        self.bar = tqdm(total=trainer.tcfg.epochs, initial=trainer.epoch, desc=self.desc, unit="ep",
                         disable=None, leave=False, dynamic_ncols=True)
 
     def on_evaluation(self, trainer: Any, row: Mapping[str, Any], improved: bool) -> None:

@@ -247,67 +247,17 @@ def _unknown(key: str, known: Iterable[str], owner: str = "") -> ConfigError:
     return ConfigError(f"unknown config key {key!r}{owner}{hint}")
 
 
-_CHOICES = {
-    "train.amp": ("off", "bf16", "fp16"),
-    "train.dtype": ("float32", "float64"),
-    "train.preload": ("auto", "device", "cpu", "lazy"),
-    "train.recompute_edges": ("auto", "always", "never"),
-    "train.cpu_malloc": ("reuse", "default"),
-}
+def resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Fill defaults and check the fixed schema, once (:class:`~eghn.train.settings.RunSettings`).
 
-
-def resolve(raw: Mapping[str, Any], *, quick: bool = False) -> dict[str, Any]:
-    """Fill defaults, apply the ``[quick]`` table when ``quick``, and check the fixed schema.
-
-    Returns a new dictionary with keys ``name, seed, device, out_dir, description, data, model,
-    train, quick`` (``quick`` records whether the quick overrides were applied).
+    ``raw`` is a merged config (its ``[quick]`` table, if any, already applied by
+    :func:`load_config`; ``quick`` may be the boolean record of that). Returns the JSON form
+    with keys ``name, seed, device, out_dir, description, protocol, paper_reference, quick,
+    data, model, train``.
     """
-    raw = dict(raw)
-    raw.pop("protocols", None)
-    quick_over = raw.pop("quick", {}) or {}
-    if not isinstance(quick_over, Mapping):
-        raise ConfigError("'quick' must be a table of overrides")
-    if quick:
-        raw = merge(raw, quick_over)
-    out: dict[str, Any] = {}
-    for k, v in raw.items():
-        if k in _SECTIONS:
-            continue
-        if k not in TOP_DEFAULTS:
-            raise _unknown(k, [*TOP_DEFAULTS, *_SECTIONS])
-        out[k] = _check_type(k, v, TOP_DEFAULTS[k])
-    for k, v in TOP_DEFAULTS.items():
-        out.setdefault(k, v)
-    if not 0 <= out["seed"] <= SEED_MAX:
-        raise ConfigError(f"config key 'seed' must be an integer from 0 to {SEED_MAX}, got {out['seed']}")
-    train = dict(TRAIN_DEFAULTS)
-    for k, v in (raw.get("train") or {}).items():
-        if k not in TRAIN_DEFAULTS:
-            raise _unknown(f"train.{k}", TRAIN_DEFAULTS)
-        train[k] = _check_type(f"train.{k}", v, TRAIN_DEFAULTS[k])
-    for key, choices in _CHOICES.items():
-        val = train[key.split(".", 1)[1]]
-        if val not in choices:
-            raise ConfigError(f"config key {key!r} must be one of {', '.join(choices)}, got {val!r}")
-    for key in ("epochs", "batch_size", "eval_every", "patience"):
-        if train[key] < 1:
-            raise ConfigError(f"config key 'train.{key}' must be >= 1, got {train[key]}")
-    for key, low, strict in (("lr", 0.0, True), ("weight_decay", 0.0, False), ("clip_grad", 0.0, False),
-                             ("preload_max_gb", 0.0, True), ("max_batches", 0, False), ("threads", 0, False)):
-        val = train[key]
-        if not math.isfinite(val) or val < low or (strict and val == low):
-            raise ConfigError(f"config key 'train.{key}' must be a finite number {'>' if strict else '>='} "
-                              f"{low:g}, got {val}")
-    out["train"] = train
-    for sec in _FREE_TABLES:
-        table = raw.get(sec)
-        if not isinstance(table, Mapping) or "name" not in table:
-            raise ConfigError(f"the config needs a [{sec}] table with a 'name' key")
-        if not isinstance(table["name"], str):
-            raise ConfigError(f"config key '{sec}.name' must be a string")
-        out[sec] = dict(table)
-    out["quick"] = bool(quick)
-    return out
+    from .settings import RunSettings
+
+    return RunSettings.from_config(raw).to_dict()
 
 
 def parse_value(text: str) -> Any:
@@ -338,24 +288,19 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
         if not all(parts):
             raise ConfigError(f"override key {key!r} is malformed")
         value = parse_value(text.strip())
-        if parts[0] == "train":
+        if parts[0] == "train":  # types and ranges are checked once, by resolve()
             if len(parts) != 2 or parts[1] not in TRAIN_DEFAULTS:
                 raise _unknown(key, [f"train.{k}" for k in TRAIN_DEFAULTS])
-            value = _check_type(key, value, TRAIN_DEFAULTS[parts[1]])
         elif parts[0] in _FREE_TABLES:
             if len(parts) < 2:
                 raise ConfigError(f"override {key!r} must name a key inside [{parts[0]}]")
             old = _get(out, parts)
-            if key == "data.length_scale":  # "auto" or a number (checked by the trainer)
-                pass
-            elif parts[1] != "name" and old is not None and not isinstance(old, Mapping):
+            if key != "data.length_scale" and parts[1] != "name" and old is not None and not isinstance(old, Mapping):
                 value = _check_type(key, value, old)
         elif parts[0] == "quick":
             pass
-        else:
-            if len(parts) != 1 or parts[0] not in TOP_DEFAULTS:
-                raise _unknown(key, [*TOP_DEFAULTS, *(f"{s}.*" for s in _SECTIONS)])
-            value = _check_type(key, value, TOP_DEFAULTS[parts[0]])
+        elif len(parts) != 1 or parts[0] not in TOP_DEFAULTS:
+            raise _unknown(key, [*TOP_DEFAULTS, *(f"{s}.*" for s in _SECTIONS)])
         node = out
         for p in parts[:-1]:
             node = node.setdefault(p, {})
@@ -434,9 +379,8 @@ def load_config(spec: str | Path, overrides: Iterable[str] = (), *, quick: bool 
         raise ConfigError("'quick' must be a table of overrides")
     if quick:  # the [quick] table first, so that --set overrides win over it
         raw = merge(raw, quick_over)
-    config = resolve(apply_overrides(raw, overrides))
-    config["quick"] = bool(quick)
-    return config
+    raw["quick"] = bool(quick)  # the record that it was applied
+    return resolve(apply_overrides(raw, overrides))
 
 
 def save_config(config: Mapping[str, Any], path: str | Path) -> None:

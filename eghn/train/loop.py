@@ -68,6 +68,7 @@ from .rundir import (
     load_weights,
     write_result,
 )
+from .settings import RunSettings
 from .stability import CSV_FIELDS as STABILITY_FIELDS
 from .trainer import Trainer, TrainerParts, evaluate_model, lr_at
 
@@ -176,7 +177,6 @@ def _import_models() -> None:
 
 def validate_config(config: Mapping[str, Any]) -> None:
     """Check the ``[data]`` and ``[model]`` options against their classes before any work starts."""
-    lr_at(config["train"], 0.0)  # a known learning-rate schedule
     name = config["data"]["name"]
     cls = get_dataset_class(name)
     for s in _SPLITS:
@@ -231,20 +231,16 @@ def make_run_dir(config: Mapping[str, Any]) -> Path:
     return path
 
 
-def _standardise(config: Mapping[str, Any], datasets: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Resolve ``data.length_scale`` (recorded as a number in the returned config, hence in
-    ``config.json`` and every checkpoint) and wrap the splits in :class:`LengthScaled`."""
-    config = json.loads(json.dumps(config))
+def _standardise(spec: Any, datasets: Mapping[str, Any]) -> tuple[float, dict[str, Any]]:
+    """``(the length scale, the splits wrapped in LengthScaled)`` for ``data.length_scale = spec``
+    (the scale of splits the caller standardised already)."""
     given = {getattr(ds, "length_scale", None) for ds in datasets.values() if isinstance(ds, LengthScaled)}
     if given:  # already standardised by the caller
         if len(given) > 1 or not all(isinstance(ds, LengthScaled) for ds in datasets.values()):
             raise ValueError("all dataset splits must share one length scale")
-        scale = given.pop()
-        config["data"]["length_scale"] = scale
-        return config, dict(datasets)
-    scale = resolve_length_scale(config["data"].get("length_scale", "auto"), datasets["train"])
-    config["data"]["length_scale"] = scale
-    return config, {s: LengthScaled(ds, scale) for s, ds in datasets.items()}
+        return float(given.pop()), dict(datasets)
+    scale = resolve_length_scale(spec, datasets["train"])
+    return scale, {s: LengthScaled(ds, scale) for s, ds in datasets.items()}
 
 
 # ---------------------------------------------------------------------------- training
@@ -276,38 +272,39 @@ def train(config: Mapping[str, Any], run_dir: str | Path | None = None, *, resum
     the first evaluation, and each evaluation writes ``metrics.csv``, ``best.pt`` and
     ``last.pt`` together or not at all (:class:`eghn.io.WriteGroup`).
     """
-    mode = {"auto": "auto", "always": True, "never": False}[config["train"]["recompute_edges"]]
+    settings = RunSettings.from_config(config)  # checked once; frozen from here on
+    mode = {"auto": "auto", "always": True, "never": False}[settings.train.recompute_edges]
     previous = set_edge_recompute(mode)
     try:
-        return _train(config, run_dir, resume=resume, datasets=datasets, info=info, echo=echo,
+        return _train(settings, run_dir, resume=resume, datasets=datasets, info=info, echo=echo,
                       callbacks=callbacks)
     finally:
         set_edge_recompute(previous)
 
 
-def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: bool,
+def _train(settings: RunSettings, run_dir: str | Path | None, *, resume: bool,
            datasets: Mapping[str, Any] | None, info: DistInfo | None, echo: Callable[[str], None] | None,
            callbacks: Sequence[Any]) -> RunResult:
     from .distributed import init_from_env
 
-    tcfg = config["train"]
-    device = select_device(config["device"])
+    tcfg = settings.train
+    device = select_device(settings.device)
     if info is None:
         info = init_from_env(device.type)
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
-    if tcfg["threads"] > 0:
-        torch.set_num_threads(tcfg["threads"])
-    if device.type == "cpu" and tcfg.get("cpu_malloc", "reuse") == "reuse":
+    if tcfg.threads > 0:
+        torch.set_num_threads(tcfg.threads)
+    if device.type == "cpu" and tcfg.cpu_malloc == "reuse":
         reuse_freed_memory()
-    dtype = torch.float64 if tcfg["dtype"] == "float64" else torch.float32
-    amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[tcfg["amp"]]
+    dtype = torch.float64 if tcfg.dtype == "float64" else torch.float32
+    amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[tcfg.amp]
     if device.type != "cuda":
         amp_dtype = None
 
     if run_dir is None:
-        run_dir = make_run_dir(config)
+        run_dir = make_run_dir(settings.to_dict())
         if info.enabled:  # every process must write into rank 0's directory
             import torch.distributed as dist
 
@@ -324,7 +321,7 @@ def _train(config: Mapping[str, Any], run_dir: str | Path | None, *, resume: boo
         if lock is not None:
             lock.acquire()
         env = _Env(info=info, device=device, dtype=dtype, amp_dtype=amp_dtype, echo=echo)
-        return _run(config, run_dir, resume=resume, datasets=datasets, env=env, callbacks=callbacks,
+        return _run(settings, run_dir, resume=resume, datasets=datasets, env=env, callbacks=callbacks,
                     started=started)
     except BaseException:
         if created is not None and not started[0]:  # a failed start leaves no directory behind
@@ -375,30 +372,30 @@ class _Env:
     echo: Callable[[str], None] | None
 
 
-def _run(config: Mapping[str, Any], run_dir: Path, *, resume: bool, datasets: Mapping[str, Any] | None,
+def _run(settings: RunSettings, run_dir: Path, *, resume: bool, datasets: Mapping[str, Any] | None,
          env: _Env, callbacks: Sequence[Any], started: list[bool]) -> RunResult:
     """Check the run directory, build everything, train, write the result."""
     # a resumed run writes nothing, not even a log line, until it can write a whole evaluation
     log = RunLog(run_dir / "train.log" if env.info.is_main else None, env.info.is_main, env.echo, hold=resume)
-    state, changed, pending, finished = _inspect(config, run_dir, resume, log, env.device)
+    state, changed, pending, finished = _inspect(settings, run_dir, resume, log, env.device)
     if finished is not None:
         return finished
-    config, banks, model = _build(config, datasets, env)
-    trainer = _make_trainer(config, run_dir, banks, model, env, log, callbacks, pending)
+    settings, banks, model = _build(settings, datasets, env)
+    trainer = _make_trainer(settings, run_dir, banks, model, env, log, callbacks, pending)
     if state is not None:
-        _restore(trainer, state, changed, run_dir, config, log)
+        _restore(trainer, state, changed, run_dir, settings, log)
     started[0] = True
     if env.info.is_main and not resume:
-        save_config(config, run_dir / "config.json")
+        save_config(settings.to_dict(), run_dir / "config.json")
         _write_csv(run_dir / "metrics.csv", trainer.history)
     elif env.info.is_main:
-        pending[run_dir / "config.json"] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
-    _announce(config, run_dir, banks, model, env, log)
+        pending[run_dir / "config.json"] = (json.dumps(settings.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+    _announce(settings, run_dir, banks, model, env, log)
     trainer.fit()
-    return _finish(trainer, config, run_dir, env, log, pending)
+    return _finish(trainer, settings, run_dir, env, log, pending)
 
 
-def _inspect(config: Mapping[str, Any], run_dir: Path, resume: bool, log: RunLog, device: torch.device
+def _inspect(settings: RunSettings, run_dir: Path, resume: bool, log: RunLog, device: torch.device
              ) -> tuple[dict | None, dict, dict, RunResult | None]:
     """``(last.pt's state, allowed config changes, files the first write rewrites, the result of
     a finished run)``, after checking the run directory against ``last.pt`` (:mod:`.rundir`)."""
@@ -414,9 +411,9 @@ def _inspect(config: Mapping[str, Any], run_dir: Path, resume: bool, log: RunLog
             log(f"{run_dir} holds no last.pt: training starts again from epoch 1; its old files are "
                 "replaced at the first evaluation")
         return None, {}, pending, finished
-    changed = (check_resume_config(state["config"], config, where=f"{last_path}")
+    changed = (check_resume_config(state["config"], settings.to_dict(), where=f"{last_path}")
                if isinstance(state.get("config"), Mapping) else {})
-    finished = finished_run(run_dir, state, config, log)
+    finished = finished_run(run_dir, state, settings.train, log)
     if finished is None:
         pending.update(best_repair(run_dir / "best.pt", state, log))
         if (run_dir / "result.json").exists():
@@ -424,59 +421,58 @@ def _inspect(config: Mapping[str, Any], run_dir: Path, resume: bool, log: RunLog
     return state, changed, pending, finished
 
 
-def _build(config: Mapping[str, Any], datasets: Mapping[str, Any] | None, env: _Env
-           ) -> tuple[dict[str, Any], dict[str, GraphBank], nn.Module]:
-    """``(config with its length scale resolved, the three banks, the seeded model)``."""
-    tcfg, seed = config["train"], int(config["seed"])
-    torch.manual_seed(seed)
+def _build(settings: RunSettings, datasets: Mapping[str, Any] | None, env: _Env
+           ) -> tuple[RunSettings, dict[str, GraphBank], nn.Module]:
+    """``(the settings with their length scale resolved, the three banks, the seeded model)``."""
+    tcfg = settings.train
+    torch.manual_seed(settings.seed)
     if datasets is None:
-        validate_config(config)
-        datasets = build_datasets(config, raw=True)
+        validate_config(settings.to_dict())
+        datasets = build_datasets(settings.to_dict(), raw=True)
     for s in _SPLITS:
         if s not in datasets:
             raise ValueError(f"datasets must provide a {s!r} split")
-    config, datasets = _standardise(config, datasets)
-    banks = {s: GraphBank(datasets[s], env.device, env.dtype, tcfg["preload"], tcfg["preload_max_gb"])
-             for s in _SPLITS}
-    check_datasets(config, banks)
-    torch.manual_seed(seed)
-    model = build_model(config, datasets["train"]).to(device=env.device, dtype=env.dtype)
-    return config, banks, model
+    scale, datasets = _standardise(settings.length_scale, datasets)
+    settings = settings.with_length_scale(scale)
+    banks = {s: GraphBank(datasets[s], env.device, env.dtype, tcfg.preload, tcfg.preload_max_gb) for s in _SPLITS}
+    check_datasets(settings.to_dict(), banks)
+    torch.manual_seed(settings.seed)
+    model = build_model(settings.to_dict(), datasets["train"]).to(device=env.device, dtype=env.dtype)
+    return settings, banks, model
 
 
-def _make_trainer(config: Mapping[str, Any], run_dir: Path, banks: Mapping[str, GraphBank], model: nn.Module,
+def _make_trainer(settings: RunSettings, run_dir: Path, banks: Mapping[str, GraphBank], model: nn.Module,
                   env: _Env, log: RunLog, callbacks: Sequence[Any], pending: dict[Path, bytes | None]) -> Trainer:
     """The trainer of ``model`` with the built-in callbacks after the given ones."""
-    tcfg, info = config["train"], env.info
+    tcfg, info = settings.train, env.info
     ddp_model = None
     if info.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
         ddp_model = DistributedDataParallel(
             model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
-            find_unused_parameters=tcfg["ddp_find_unused"])
+            find_unused_parameters=tcfg.ddp_find_unused)
     # the fused Adam kernel (CPU and CUDA): one pass over all parameters instead of ~10 ops each
-    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], weight_decay=tcfg["weight_decay"],
+    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay,
                                  fused=env.device.type in ("cpu", "cuda"))
     parts = TrainerParts(model=model, optimizer=optimizer, banks=banks, settings=tcfg, device=env.device,
-                         unit=float(config["data"]["length_scale"]), info=info, amp_dtype=env.amp_dtype,
-                         ddp_model=ddp_model)
-    builtin: list[Any] = [DivergenceGuard(run_dir, log, tcfg["checkpoint"]), Stability(log),
-                          EarlyStopping(tcfg["patience"], log), LogLine(log),
-                          ProgressBar(config["name"], tcfg["progress"] and info.is_main)]
-    if tcfg["tensorboard"] and info.is_main:
+                         unit=float(settings.length_scale), info=info, amp_dtype=env.amp_dtype, ddp_model=ddp_model)
+    builtin: list[Any] = [DivergenceGuard(run_dir, log, tcfg.checkpoint), Stability(log),
+                          EarlyStopping(tcfg.patience, log), LogLine(log),
+                          ProgressBar(settings.name, tcfg.progress and info.is_main)]
+    if tcfg.tensorboard and info.is_main:
         builtin.append(TensorBoard(run_dir, log))
     if info.is_main:
-        builtin.append(RunWriter(run_dir, config, log, checkpoints=tcfg["checkpoint"], pending=pending))
+        builtin.append(RunWriter(run_dir, settings.to_dict(), log, checkpoints=tcfg.checkpoint, pending=pending))
     trainer = Trainer(parts, [*callbacks, *builtin], log=log)
-    trainer.generator.manual_seed(int(config["seed"]))
+    trainer.generator.manual_seed(settings.seed)
     return trainer
 
 
 def _restore(trainer: Trainer, state: Mapping[str, Any], changed: Mapping[str, list[Any]], run_dir: Path,
-             config: Mapping[str, Any], log: RunLog) -> None:
+             settings: RunSettings, log: RunLog) -> None:
     """Continue from ``last.pt``'s ``state``; the allowed config changes are logged and recorded."""
-    load_weights(trainer.model, state["model"], run_dir / "last.pt", state.get("config"), config)
+    load_weights(trainer.model, state["model"], run_dir / "last.pt", state.get("config"), settings.to_dict())
     trainer.load_state_dict(state)
     log(f"resuming {run_dir} after epoch {trainer.epoch} (best val {fmt(trainer.best['val'])} "
         f"at epoch {int(trainer.best['epoch'])})")
@@ -491,19 +487,19 @@ def _show(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else json.dumps(v)
 
 
-def _announce(config: Mapping[str, Any], run_dir: Path, banks: Mapping[str, GraphBank], model: nn.Module,
+def _announce(settings: RunSettings, run_dir: Path, banks: Mapping[str, GraphBank], model: nn.Module,
               env: _Env, log: RunLog) -> None:
     """The first log line: what trains on what, where, with which batch, rate and length unit."""
-    tcfg, info = config["train"], env.info
+    tcfg, info = settings.train, env.info
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"run {run_dir}: model {config['model']['name']} ({n_params:,} parameters), data "
-        f"{config['data']['name']} ({banks['train'].size}/{banks['val'].size}/{banks['test'].size} samples), "
+    log(f"run {run_dir}: model {settings.model['name']} ({n_params:,} parameters), data "
+        f"{settings.data['name']} ({banks['train'].size}/{banks['val'].size}/{banks['test'].size} samples), "
         f"device {env.device}{f' x{info.world_size} processes' if info.enabled else ''}, "
-        f"batch {tcfg['batch_size']}, lr {tcfg['lr']:g}, length scale {float(config['data']['length_scale']):.4g}"
-        + (" [quick mode: reduced data and epochs]" if config.get("quick") else ""))
+        f"batch {tcfg.batch_size}, lr {tcfg.lr:g}, length scale {float(settings.length_scale):.4g}"
+        + (" [quick mode: reduced data and epochs]" if settings.quick else ""))
 
 
-def _finish(trainer: Trainer, config: Mapping[str, Any], run_dir: Path, env: _Env, log: RunLog,
+def _finish(trainer: Trainer, settings: RunSettings, run_dir: Path, env: _Env, log: RunLog,
             pending: Mapping[Path, bytes | None]) -> RunResult:
     """The run's :class:`RunResult`, written to ``result.json`` with the learning curve."""
     best = trainer.best
@@ -511,13 +507,13 @@ def _finish(trainer: Trainer, config: Mapping[str, Any], run_dir: Path, env: _En
     result = RunResult(run_dir=str(run_dir), best_epoch=int(best["epoch"]), best_val=float(best["val"]),
                        test=float(best["test"]), epochs=int(trainer.epoch), wall_s=round(trainer.wall, 3),
                        stopped_early=bool(trainer.stop), history=trainer.history,
-                       protocol=str(config.get("protocol", "")), version=_version(), stability=stability)
+                       protocol=settings.protocol, version=_version(), stability=stability)
     log(f"done: best val MSE {fmt(result.best_val)} at epoch {result.best_epoch}, "
         f"test MSE at that epoch {fmt(result.test)} ({result.epochs} epochs, {result.wall_s:,.1f} s)")
     log(f"stability: {stability['spikes']} spikes, {stability['collapses']} pooling collapses")
     if env.info.is_main:
         write_result(result, run_dir, pending, log)
-        _write_plot(run_dir, config, trainer.history, log)
+        _write_plot(run_dir, settings.to_dict(), trainer.history, log)
     return result
 
 

@@ -40,6 +40,7 @@ from torch import nn
 from ..io import WriteGroup, append_text, read_json_object
 from .checkpoint import CheckpointError, checkpoint_bytes, file_sha256, load_checkpoint
 from .config import ConfigError
+from .settings import TrainSettings
 
 __all__ = [
     "RESUME_ALLOWED",
@@ -312,8 +313,7 @@ def best_repair(best_path: Path, state: Mapping[str, Any], log: RunLog) -> dict[
                                                    config if isinstance(config, Mapping) else {}))}
 
 
-def finished_run(run_dir: Path, state: Mapping[str, Any], config: Mapping[str, Any], log: RunLog
-                  ) -> RunResult | None:
+def finished_run(run_dir: Path, state: Mapping[str, Any], tcfg: TrainSettings, log: RunLog) -> RunResult | None:
     """The result of a finished run that ``config`` does not extend (``None``: train on).
 
     ``result.json`` must describe ``last.pt``; when it does not it is stale (a kill while
@@ -328,10 +328,10 @@ def finished_run(run_dir: Path, state: Mapping[str, Any], config: Mapping[str, A
     if mismatch:
         log(f"{run_dir / 'result.json'} does not describe last.pt ({mismatch}); continuing from last.pt")
         return None
-    tcfg, last = config["train"], int(state["epoch"])
+    last = int(state["epoch"])
     early = bool(result.get("stopped_early"))
-    if tcfg["epochs"] > last and (not early or int(state["evals_since_best"]) < tcfg["patience"]):
-        log(f"extending the finished run in {run_dir} from epoch {last} to at most {tcfg['epochs']}")
+    if tcfg.epochs > last and (not early or int(state["evals_since_best"]) < tcfg.patience):
+        log(f"extending the finished run in {run_dir} from epoch {last} to at most {tcfg.epochs}")
         return None
     repair = best_repair(run_dir / "best.pt", state, log)
     try:

@@ -30,11 +30,12 @@ from .distributed import DistInfo, shard
 from .loader import GraphBank
 from .metrics import MSEAccumulator
 from .objective import Objective, training_objective
+from .settings import TrainSettings
 
 __all__ = ["Trainer", "TrainerParts", "evaluate_model", "lr_at"]
 
 
-def lr_at(tcfg: Mapping[str, Any], progress: float) -> float:
+def lr_at(tcfg: Mapping[str, Any] | TrainSettings, progress: float) -> float:
     r"""Learning rate after ``progress`` epochs (fractional) under ``train.lr_schedule``.
 
     ``"constant"``: ``train.lr`` throughout. ``"cosine"``: :math:`\eta\,(1 + \cos(\pi p / T))/2`
@@ -108,7 +109,7 @@ class TrainerParts:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     banks: Mapping[str, GraphBank]
-    settings: Mapping[str, Any]  #: the ``[train]`` table
+    settings: TrainSettings  #: the ``[train]`` settings
     device: torch.device
     unit: float  #: the length scale: MSEs are reported in the data's units (times ``unit**2``)
     info: DistInfo
@@ -163,10 +164,10 @@ class Trainer:
         (self.parts.ddp_model or self.model).train()
         self._call("on_fit_start")
         try:
-            for epoch in range(self.epoch + 1, self.tcfg["epochs"] + 1):
+            for epoch in range(self.epoch + 1, self.tcfg.epochs + 1):
                 self.train_epoch(epoch)
                 self.epoch = epoch
-                if epoch % self.tcfg["eval_every"] == 0 or epoch == self.tcfg["epochs"]:
+                if epoch % self.tcfg.eval_every == 0 or epoch == self.tcfg.epochs:
                     self.evaluate(epoch)
                 self._call("on_epoch_end", epoch)
                 if self.stop:
@@ -181,15 +182,15 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> None:
         """One pass over the training split in a fresh random order."""
-        bank, bs = self.parts.banks["train"], self.tcfg["batch_size"]
+        bank, bs = self.parts.banks["train"], self.tcfg.batch_size
         perm = torch.randperm(bank.size, generator=self.generator)
         n_batches = math.ceil(bank.size / bs)
-        if self.tcfg.get("drop_last") and bank.size >= bs:
+        if self.tcfg.drop_last and bank.size >= bs:
             n_batches = bank.size // bs
-        if self.tcfg["max_batches"] > 0:
-            n_batches = min(n_batches, self.tcfg["max_batches"])
+        if self.tcfg.max_batches > 0:
+            n_batches = min(n_batches, self.tcfg.max_batches)
         for b in range(n_batches):
-            if self.tcfg["lr_schedule"] != "constant":
+            if self.tcfg.lr_schedule != "constant":
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr_at(self.tcfg, epoch - 1 + b / n_batches)
             self.step(perm[b * bs:(b + 1) * bs], epoch, f"batch {b + 1} of {n_batches}")
@@ -217,9 +218,9 @@ class Trainer:
                                      reg_scale=info.world_size * lidx.numel() / gidx.numel())
         self._call("on_batch", obj, out, g, epoch, where)
         self.scaler.scale(obj.loss).backward()
-        if self.tcfg["clip_grad"] > 0:
+        if self.tcfg.clip_grad > 0:
             self.scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg["clip_grad"])
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.clip_grad)
         self.scaler.step(opt)
         self.scaler.update()
         w = self._window
@@ -233,11 +234,11 @@ class Trainer:
     def evaluate(self, epoch: int) -> dict[str, float]:
         """Validation (and test) MSE, the best evaluation so far, and a row of ``metrics.csv``."""
         train_mse, train_loss = self._train_means()
-        p, bs = self.parts, self.tcfg["batch_size"]
+        p, bs = self.parts, self.tcfg.batch_size
         val = evaluate_model(p.ddp_model.module if p.info.enabled else self.model, p.banks["val"], bs,
                              info=p.info, amp_dtype=p.amp_dtype)
         test = (evaluate_model(self.model, p.banks["test"], bs, info=p.info, amp_dtype=p.amp_dtype)
-                if self.tcfg["eval_test"] else math.nan)
+                if self.tcfg.eval_test else math.nan)
         self._call("on_validation", epoch, val)
         improved = val < self.best["val"]
         if improved:
