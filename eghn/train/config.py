@@ -507,7 +507,7 @@ def check_kwargs(fn: Any, kwargs: Mapping[str, Any], what: str, owner: str = "")
         >>> try:
         ...     check_kwargs(EGNN, {"hiden": 64}, "model")
         ... except ConfigError as e:
-        ...     print(str(e)[:31])
+        ...     print(str(e)[:32])
         unknown config key 'model.hiden'
     """
     target = fn.__init__ if inspect.isclass(fn) else fn
