@@ -78,6 +78,16 @@ def atomic_write(path: str | Path, mode: str = "wb", *, newline: str | None = No
 
     On an exception the temporary file is removed and ``path`` is left untouched. The file gets
     the usual permissions (``0o666`` minus the umask), not ``mkstemp``'s ``0o600``.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.io import atomic_write
+        >>> path = Path(tempfile.mkdtemp()) / "numbers.txt"
+        >>> with atomic_write(path, "w") as f:
+        ...     _ = f.write("1 2 3\\n")
+        >>> path.read_text(), [p.name for p in path.parent.iterdir()]  # no temporary file left behind
+        ('1 2 3\\n', ['numbers.txt'])
     """
     path = Path(path)
     if mode not in ("w", "wb"):
@@ -103,13 +113,34 @@ def atomic_write(path: str | Path, mode: str = "wb", *, newline: str | None = No
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`).
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.io import atomic_write_bytes
+        >>> path = Path(tempfile.mkdtemp()) / "blob.bin"
+        >>> atomic_write_bytes(path, b"\\x00\\x01")
+        >>> path.read_bytes()
+        b'\\x00\\x01'
+    """
     with atomic_write(path, "wb") as f:
         f.write(data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write`)."""
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write`).
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.io import atomic_write_text
+        >>> path = Path(tempfile.mkdtemp()) / "note.txt"
+        >>> atomic_write_text(path, "old")
+        >>> atomic_write_text(path, "new")  # replaces the file whole
+        >>> path.read_text()
+        'new'
+    """
     with atomic_write(path, "w") as f:
         f.write(text)
 
@@ -119,6 +150,16 @@ def append_text(path: str | Path, text: str) -> None:
 
     The bytes are written and fsync-ed; when that fails (e.g. ``ENOSPC`` part-way) the file is
     cut back to its old length, so it never ends in a torn line.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.io import append_text
+        >>> path = Path(tempfile.mkdtemp()) / "log.txt"
+        >>> append_text(path, "epoch 1\\n")
+        >>> append_text(path, "epoch 2\\n")
+        >>> path.read_text().splitlines()
+        ['epoch 1', 'epoch 2']
     """
     path = Path(path)
     data = text.encode()
@@ -210,7 +251,17 @@ class WriteGroup:
 
 
 def staging_dir(dest: str | Path) -> Path:
-    """A new empty folder beside ``dest`` to fill before :func:`replace_dir`."""
+    """A new empty folder beside ``dest`` to fill before :func:`replace_dir`.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.io import staging_dir
+        >>> dest = Path(tempfile.mkdtemp()) / "dataset"
+        >>> staged = staging_dir(dest)
+        >>> staged.parent == dest.parent, staged.name.startswith(".eghn-tmp-dataset."), dest.exists()
+        (True, True, False)
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + dest.name + ".", dir=dest.parent))
@@ -223,6 +274,19 @@ def replace_dir(staged: str | Path, dest: str | Path) -> None:
 
     The files of ``staged`` are fsync-ed first. A kill between the two renames leaves the old
     folder under a ``.eghn-old-`` name, which :func:`recover_dir` puts back.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.io import replace_dir, staging_dir
+        >>> dest = Path(tempfile.mkdtemp()) / "dataset"
+        >>> dest.mkdir()
+        >>> _ = (dest / "old.npz").write_bytes(b"")
+        >>> staged = staging_dir(dest)
+        >>> _ = (staged / "new.npz").write_bytes(b"")
+        >>> replace_dir(staged, dest)
+        >>> sorted(p.name for p in dest.iterdir()), sorted(p.name for p in dest.parent.iterdir())
+        (['new.npz'], ['dataset'])
     """
     staged, dest = Path(staged), Path(dest)
     for f in staged.rglob("*"):
@@ -241,7 +305,18 @@ def replace_dir(staged: str | Path, dest: str | Path) -> None:
 
 
 def recover_dir(dest: str | Path) -> None:
-    """If a kill interrupted :func:`replace_dir` after moving ``dest`` away, move it back."""
+    """If a kill interrupted :func:`replace_dir` after moving ``dest`` away, move it back.
+
+    Example:
+        >>> import os, tempfile
+        >>> from pathlib import Path
+        >>> from eghn.io import recover_dir
+        >>> dest = Path(tempfile.mkdtemp()) / "dataset"
+        >>> (dest.parent / ".eghn-old-dataset.123.456").mkdir()  # what a kill between the two renames leaves
+        >>> recover_dir(dest)
+        >>> dest.is_dir()
+        True
+    """
     dest = Path(dest)
     if dest.exists() or not dest.parent.is_dir():
         return
@@ -256,6 +331,16 @@ def clean_orphans(folder: str | Path, *, max_age_s: float = ORPHAN_AGE_S) -> lis
 
     Returns the removed paths. Folders of a replaced destination that still exists are removed
     too; see :func:`recover_dir` for one whose destination is missing.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.io import clean_orphans
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / ".eghn-tmp-run.json.abc").write_text("{")  # a writer killed mid-write
+        >>> _ = (folder / "run.json").write_text("{}")
+        >>> [p.name for p in clean_orphans(folder, max_age_s=0)], [p.name for p in folder.iterdir()]
+        (['.eghn-tmp-run.json.abc'], ['run.json'])
     """
     folder = Path(folder)
     removed: list[Path] = []
@@ -284,13 +369,31 @@ def clean_orphans(folder: str | Path, *, max_age_s: float = ORPHAN_AGE_S) -> lis
 
 
 class LockedError(RuntimeError):
-    """The folder is locked by another process."""
+    """The folder is locked by another process.
+
+    Example:
+        >>> from eghn.io import LockedError
+        >>> issubclass(LockedError, RuntimeError)
+        True
+    """
 
 
 class DirLock:
     """Exclusive lock of a folder (``flock`` on ``<folder>/.lock``), held until :meth:`release`.
 
     Use as a context manager. Where ``fcntl`` is missing (Windows) locking is skipped.
+
+    Example:
+        >>> import tempfile
+        >>> from eghn.io import DirLock, LockedError
+        >>> folder = tempfile.mkdtemp()
+        >>> with DirLock(folder, "run directory"):
+        ...     try:
+        ...         DirLock(folder).acquire()
+        ...     except LockedError:
+        ...         print("locked")
+        locked
+        >>> DirLock(folder).acquire().release()  # free again
     """
 
     def __init__(self, folder: str | Path, what: str = "folder") -> None:
@@ -341,7 +444,22 @@ class DirLock:
 
 def read_json_object(path: str | Path, error: type[Exception] = ValueError) -> dict:
     """The JSON object in ``path``; ``error`` (a ``ValueError`` subclass by default) naming the
-    file when it cannot be read, is not valid JSON or holds something else than an object."""
+    file when it cannot be read, is not valid JSON or holds something else than an object.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.io import read_json_object
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "ok.json").write_text('{"epoch": 3}')
+        >>> _ = (folder / "list.json").write_text("[1, 2]")
+        >>> read_json_object(folder / "ok.json")
+        {'epoch': 3}
+        >>> read_json_object(folder / "list.json")
+        Traceback (most recent call last):
+            ...
+        ValueError: ... is corrupt (not a JSON object)
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text())

@@ -54,7 +54,14 @@ _ROOT_CHANNELS = ("tx", "ty", "tz", "rx", "ry", "rz")
 
 
 class AsfAmcError(ValueError):
-    """A malformed ASF or AMC file; the message names the file and the line."""
+    """A malformed ASF or AMC file; the message names the file and the line.
+
+    Example:
+        >>> from eghn.data.asf_amc import AsfAmcError
+        >>> err = AsfAmcError("35.asf", 12, "bone 'arm' has no length")
+        >>> str(err), err.line, isinstance(err, ValueError)
+        ("35.asf:12: bone 'arm' has no length", 12, True)
+    """
 
     def __init__(self, path: str | os.PathLike, line: int | None, message: str):
         self.path = str(path)
@@ -75,6 +82,14 @@ class Bone:
             is the angle about the axis named ``axis_order[k]``.
         axis_order: the order of the ``axis`` rotations, e.g. ``"XYZ"``.
         dof: rotational degrees of freedom in AMC channel order, e.g. ``("rx", "ry", "rz")``.
+
+    Example:
+        >>> import numpy as np
+        >>> from eghn.data.asf_amc import Bone
+        >>> arm = Bone("arm", direction=np.array([1.0, 0.0, 0.0]), length=2.0, axis=np.zeros(3), axis_order="XYZ",
+        ...            dof=("rz",))
+        >>> arm.name, arm.length, arm.dof
+        ('arm', 2.0, ('rz',))
     """
 
     name: str
@@ -99,6 +114,16 @@ class Skeleton:
         length_unit: the ``:units length`` value (informative; coordinates are not rescaled).
         angle_unit: ``"deg"`` or ``"rad"`` (the ``:units angle`` value).
         source: the file it was read from.
+
+    Example:
+        >>> import numpy as np
+        >>> from eghn.data.asf_amc import Bone, Skeleton
+        >>> def bone(name):
+        ...     return Bone(name, np.array([1.0, 0.0, 0.0]), 1.0, np.zeros(3), "XYZ", ())
+        >>> sk = Skeleton(bones={b: bone(b) for b in ("hip", "knee", "spine")},
+        ...               children={"root": ["hip", "spine"], "hip": ["knee"]})
+        >>> sk.node_names, sk.parents.tolist(), sk.edges.tolist()
+        (['root', 'hip', 'knee', 'spine'], [-1, 0, 1, 0], [[1, 0], [2, 1], [3, 0]])
     """
 
     bones: dict[str, Bone]
@@ -152,6 +177,14 @@ class Motion:
         degrees: whether angles are in degrees.
         fully_specified: whether the file declared ``:FULLY-SPECIFIED``.
         source: the file it was read from.
+
+    Example:
+        >>> import numpy as np
+        >>> from eghn.data.asf_amc import Motion
+        >>> motion = Motion(channels={"root": np.zeros((3, 6)), "arm": np.array([[0.0], [45.0], [90.0]])},
+        ...                 frames=np.array([1, 2, 3]))
+        >>> motion.num_frames, motion.degrees
+        (3, True)
     """
 
     channels: dict[str, np.ndarray]
@@ -206,6 +239,36 @@ def read_asf(path: str | os.PathLike) -> Skeleton:
     Raises:
         FileNotFoundError: the file does not exist.
         AsfAmcError: malformed content (message ``path:line: ...``).
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.data import read_asf
+        >>> path = Path(tempfile.mkdtemp()) / "arm.asf"
+        >>> _ = path.write_text('''
+        ... :units
+        ...   angle deg
+        ... :root
+        ...   order TX TY TZ RX RY RZ
+        ...   axis XYZ
+        ...   position 0 0 0
+        ...   orientation 0 0 0
+        ... :bonedata
+        ...   begin
+        ...     name arm
+        ...     direction 1 0 0
+        ...     length 2
+        ...     axis 0 0 0 XYZ
+        ...     dof rz
+        ...   end
+        ... :hierarchy
+        ...   begin
+        ...     root arm
+        ...   end
+        ... ''')
+        >>> skeleton = read_asf(path)
+        >>> skeleton.node_names, skeleton.edges.tolist(), skeleton.bones["arm"].dof
+        (['root', 'arm'], [[1, 0]], ('rz',))
     """
     path = Path(path)
     lines = _read_lines(path)
@@ -400,6 +463,16 @@ def read_amc(path: str | os.PathLike, skeleton: Skeleton | None = None) -> Motio
     Raises:
         FileNotFoundError: the file does not exist.
         AsfAmcError: malformed content (message ``path:line: ...``).
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.data import read_amc
+        >>> path = Path(tempfile.mkdtemp()) / "arm.amc"
+        >>> _ = path.write_text(":DEGREES\\n1\\nroot 0 0 0 0 0 0\\narm 0\\n2\\nroot 0 0 0 0 0 0\\narm 90\\n")
+        >>> motion = read_amc(path)  # without a skeleton: every frame must name the same channels
+        >>> motion.num_frames, motion.channels["arm"].ravel().tolist()
+        (2, [0.0, 90.0])
     """
     path = Path(path)
     lines = _read_lines(path)
@@ -513,6 +586,16 @@ def forward_kinematics(skeleton: Skeleton, motion: Motion) -> np.ndarray:
     Returns:
         array of shape ``(T, N, 3)`` (float64), ``N = 1 + number of bones``, node order
         :attr:`Skeleton.node_names`, in ASF length units.
+
+    Example:
+        >>> import numpy as np
+        >>> from eghn.data.asf_amc import Bone, Motion, Skeleton, forward_kinematics
+        >>> arm = Bone("arm", np.array([1.0, 0.0, 0.0]), 2.0, np.zeros(3), "XYZ", ("rz",))
+        >>> skeleton = Skeleton(bones={"arm": arm}, children={"root": ["arm"]})
+        >>> motion = Motion(channels={"root": np.zeros((2, 6)), "arm": np.array([[0.0], [90.0]])},
+        ...                 frames=np.array([1, 2]))
+        >>> forward_kinematics(skeleton, motion).round(6)[:, 1].tolist()  # the arm's end turns from +x to +y
+        [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]]
     """
     T = motion.num_frames
     scale = math.pi / 180.0 if motion.degrees else 1.0
@@ -559,6 +642,18 @@ def load_trial(asf: str | os.PathLike | Skeleton, amc: str | os.PathLike) -> np.
 
     Returns:
         positions of shape ``(T, N, 3)`` (see :func:`forward_kinematics`).
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> from eghn.data.asf_amc import Bone, Skeleton, load_trial
+        >>> arm = Bone("arm", np.array([1.0, 0.0, 0.0]), 2.0, np.zeros(3), "XYZ", ("rz",))
+        >>> skeleton = Skeleton(bones={"arm": arm}, children={"root": ["arm"]})
+        >>> amc = Path(tempfile.mkdtemp()) / "arm.amc"
+        >>> _ = amc.write_text(":DEGREES\\n1\\nroot 1 0 0 0 0 0\\narm 0\\n2\\nroot 1 0 0 0 0 0\\narm 180\\n")
+        >>> load_trial(skeleton, amc).round(6).tolist()
+        [[[1.0, 0.0, 0.0], [3.0, 0.0, 0.0]], [[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]]
     """
     skeleton = asf if isinstance(asf, Skeleton) else read_asf(asf)
     return forward_kinematics(skeleton, read_amc(amc, skeleton))

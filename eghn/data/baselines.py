@@ -30,6 +30,13 @@ def fit_linear_extrapolation(x0, v0, xt) -> float:
 
     Shapes:
         - x0, v0, xt: :math:`(..., n)` (any leading shape, e.g. ``(S, N, 3)`` or ``(N_total, 3)``)
+
+    Example:
+        >>> import numpy as np
+        >>> from eghn.data.baselines import fit_linear_extrapolation
+        >>> x0, v0 = np.zeros((4, 3)), np.ones((4, 3))
+        >>> fit_linear_extrapolation(x0, v0, x0 + 2.5 * v0)
+        2.5
     """
     x0, v0, xt = _as64(x0, v0, xt)
     denom = float((v0 * v0).sum())
@@ -39,12 +46,27 @@ def fit_linear_extrapolation(x0, v0, xt) -> float:
 
 
 def linear_extrapolation_mse(t: float, x0, v0, xt) -> float:
-    """MSE per coordinate of :math:`x_0 + t\\,v_0` against :math:`x_T` (shapes as above)."""
+    """MSE per coordinate of :math:`x_0 + t\\,v_0` against :math:`x_T` (shapes as above).
+
+    Example:
+        >>> import numpy as np
+        >>> from eghn.data.baselines import linear_extrapolation_mse
+        >>> x0, v0 = np.zeros((4, 3)), np.ones((4, 3))
+        >>> linear_extrapolation_mse(2.0, x0, v0, x0 + 3.0 * v0)
+        1.0
+    """
     x0, v0, xt = _as64(x0, v0, xt)
     return float(((x0 + t * v0 - xt) ** 2).mean())
 
 
 def hold_still_mse(x0, xt) -> float:
-    """MSE per coordinate of :math:`x_0` against :math:`x_T`."""
+    """MSE per coordinate of :math:`x_0` against :math:`x_T`.
+
+    Example:
+        >>> import numpy as np
+        >>> from eghn.data.baselines import hold_still_mse
+        >>> hold_still_mse(np.zeros((4, 3)), np.full((4, 3), 2.0))
+        4.0
+    """
     x0, _, xt = _as64(x0, x0, xt)
     return float(((x0 - xt) ** 2).mean())

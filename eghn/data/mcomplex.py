@@ -101,6 +101,14 @@ def mcomplex_graph(pos: Tensor, vel: Tensor, charge: Tensor, complex_id: Tensor,
         pos, vel, target: ``(n, 3)``; charge, complex_id: ``(n,)``. The graph has
         ``E = n (n - 1)`` global edges with ``edge_attr`` ``(E, 3)`` and
         ``E_l = sum_k n_k (n_k - 1)`` local edges with ``local_edge_attr`` ``(E_l, 3)``.
+
+    Example:
+        >>> import torch
+        >>> from eghn.data.mcomplex import mcomplex_graph
+        >>> g = mcomplex_graph(torch.randn(5, 3), torch.randn(5, 3), torch.tensor([1, -1, 1, 1, -1]),
+        ...                    torch.tensor([0, 0, 1, 1, 1]))
+        >>> g.num_edges, tuple(g.edge_attr.shape), tuple(g.local_edge_index.shape)  # 5 * 4; 2 * 1 + 3 * 2
+        (20, (20, 3), (2, 8))
     """
     n = pos.shape[0]
     if n < 2:
@@ -193,6 +201,17 @@ def generate_mcomplex_dataset(
     Splits use streams 0/1/2 of ``seed`` and share the system types, so
     ``MComplexDataset.generate(..., split=s, seed=seed)`` reproduces split ``s``.
     ``sim_kwargs`` go to :func:`simulate_mcomplex` (``integrator``, ``device``, ...).
+
+    Example:
+        >>> import tempfile
+        >>> from eghn.data import MComplexDataset
+        >>> from eghn.data.mcomplex import generate_mcomplex_dataset
+        >>> root = generate_mcomplex_dataset(tempfile.mkdtemp() + "/m", 2, 3, 1, n_train=3, n_val=1, n_test=1,
+        ...                                  n_steps=300, sample_every=100, progress=False)
+        >>> sorted(p.name for p in root.iterdir())
+        ['config.json', 'test.npz', 'train.npz', 'val.npz']
+        >>> len(MComplexDataset(root, "train", input_frame=0, target_frame=2))
+        3
     """
     check_config(n_complex, avg_size, n_types)
     if dtype not in ("float32", "float64"):
@@ -390,6 +409,16 @@ def linear_extrapolation_baseline(train: MComplexDataset, test: MComplexDataset)
     (:mod:`eghn.data.baselines` on the stored arrays, in the simulation's unit).
 
     Returns ``(t, mse)`` with the MSE averaged over particles and coordinates of ``test``.
+
+    Example:
+        >>> from eghn.data import MComplexDataset
+        >>> from eghn.data.mcomplex import linear_extrapolation_baseline
+        >>> kw = dict(n_steps=300, sample_every=100, input_frame=0, target_frame=2)
+        >>> train = MComplexDataset.generate(2, 3, 1, 4, split="train", **kw)
+        >>> test = MComplexDataset.generate(2, 3, 1, 2, split="test", **kw)
+        >>> t, mse = linear_extrapolation_baseline(train, test)
+        >>> t > 0, mse >= 0
+        (True, True)
     """
     def stack(ds: MComplexDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         arr = ds._load()
@@ -418,7 +447,17 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``mcomplex`` to the ``eghn data`` subcommands (handler in ``func``)."""
+    """Add ``mcomplex`` to the ``eghn data`` subcommands (handler in ``func``).
+
+    Example:
+        >>> import argparse
+        >>> from eghn.data.mcomplex import register_cli
+        >>> parser = argparse.ArgumentParser(prog="eghn data")
+        >>> _ = register_cli(parser.add_subparsers())
+        >>> args = parser.parse_args(["mcomplex", "--out", "data/m3", "-M", "5"])
+        >>> args.out, args.complexes, args.types
+        ('data/m3', 5, 5)
+    """
     p = subparsers.add_parser(
         "mcomplex", help="simulate the M-complex dataset (paper Section 4.1)",
         description="Simulate charged rigid complexes and write DIR/config.json + DIR/{train,val,test}.npz.",

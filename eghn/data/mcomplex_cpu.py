@@ -30,7 +30,13 @@ _KERNEL = None
 
 
 def available() -> bool:
-    """True when ``numba`` is importable (the compiled CPU path can be used)."""
+    """True when ``numba`` is importable (the compiled CPU path can be used).
+
+    Example:
+        >>> from eghn.data import mcomplex_cpu
+        >>> isinstance(mcomplex_cpu.available(), bool)
+        True
+    """
     return numba is not None
 
 

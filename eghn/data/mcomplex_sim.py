@@ -154,6 +154,11 @@ def sample_complex_sizes(n_complex: int, avg_size: int, n_types: int,
     Each row is drawn once, without replacement, from :func:`complex_size_weights`.
     With an integer ``seed`` the stream ``SeedSequence(seed, spawn_key=(0,))`` is used, the
     one :func:`simulate_mcomplex` uses.
+
+    Example:
+        >>> from eghn.data.mcomplex_sim import sample_complex_sizes
+        >>> sample_complex_sizes(3, 5, 2, seed=0).tolist()  # J = 2 system types of M = 3 complexes
+        [[8, 3, 6], [2, 4, 5]]
     """
     check_config(n_complex, avg_size, n_types)
     rng = seed if isinstance(seed, np.random.Generator) else _rng(seed, (0,))
@@ -185,6 +190,13 @@ def draw_initial_state(rng: np.random.Generator, type_sizes: np.ndarray) -> Init
     Args:
         rng: the trajectory's random stream.
         type_sizes: ``(J, M)`` complex sizes of every system type.
+
+    Example:
+        >>> import numpy as np
+        >>> from eghn.data.mcomplex_sim import draw_initial_state
+        >>> state = draw_initial_state(np.random.default_rng(0), np.array([[2, 3]]))
+        >>> state.pos.shape, sorted(state.complex_id.tolist()), round(float(np.linalg.norm(state.vel[0])), 6)
+        ((5, 3), [0, 0, 1, 1, 1], 0.5)
     """
     n_types, n_complex = type_sizes.shape
     j = int(rng.integers(n_types))
@@ -236,6 +248,15 @@ def coulomb_forces(x: Tensor, qq: Tensor, pair_pad: Tensor, clip: float | None) 
 
     Shapes:
         x: ``(3, B, n)``; qq, pair_pad: ``(B, n, n)``; returns ``(3, B, n)``.
+
+    Example:
+        >>> import torch
+        >>> from eghn.data.mcomplex_sim import coulomb_forces
+        >>> x = torch.tensor([[0.0, 2.0], [0.0, 0.0], [0.0, 0.0]]).view(3, 1, 2)  # two charges 2 apart on the x axis
+        >>> qq = torch.tensor([[0.0, -1.0], [-1.0, 0.0]]).view(1, 2, 2)  # opposite charges
+        >>> f = coulomb_forces(x, qq, torch.eye(2).view(1, 2, 2), clip=None)
+        >>> f[0, 0].tolist()  # x components: they attract with 1 / r^2
+        [0.25, -0.25]
     """
     d = x.unsqueeze(3) - x.unsqueeze(2)  # d[:, b, i, j] = x_i - x_j
     r2 = (d * d).sum(0).add_(pair_pad)
@@ -402,6 +423,12 @@ class MComplexTrajectories:
         - charge: ``(N_total,)`` (+-1), complex_id: ``(N_total,)`` in ``[0, M)``
         - node_ptr: ``(T + 1,)``; system_type, draws: ``(T,)``
         - type_sizes: ``(J, M)`` complex sizes of every system type
+
+    Example:
+        >>> from eghn.data import simulate_mcomplex
+        >>> tr = simulate_mcomplex(2, 3, 1, 3, seed=0, n_steps=300)
+        >>> len(tr), tr.num_frames, tr.trajectory(0)["pos"].shape
+        (3, 3, (3, 6, 3))
     """
 
     pos: np.ndarray

@@ -124,6 +124,12 @@ class MocapSubject:
             ``range(interval)`` per trial.
         max_samples: the paper's requested samples per partition.
         sha256: checksums of the raw files (empty when none are shipped).
+
+    Example:
+        >>> from eghn.data.mocap import SUBJECTS
+        >>> walk = SUBJECTS["walk"]
+        >>> walk.subject, len(walk.trials), walk.files[:2]
+        ('35', 23, ['35.asf', '35_01.amc'])
     """
 
     key: str
@@ -166,7 +172,13 @@ _SPLITS = ("train", "val", "test")
 
 
 class ChecksumError(ValueError):
-    """A downloaded or cached file does not have the expected sha256."""
+    """A downloaded or cached file does not have the expected sha256.
+
+    Example:
+        >>> from eghn.data.mocap import ChecksumError
+        >>> issubclass(ChecksumError, ValueError)
+        True
+    """
 
 
 def _subject(subject: str) -> MocapSubject:
@@ -384,6 +396,16 @@ def load_npz(path: str | os.PathLike) -> tuple[list[np.ndarray], np.ndarray]:
 
     Returns:
         ``(trials, edges)``: a list of ``(T_k, N, 3)`` float64 arrays and ``(N - 1, 2)`` int64.
+
+    Example:
+        >>> import tempfile
+        >>> import numpy as np
+        >>> from eghn.data.mocap import load_npz
+        >>> path = tempfile.mkdtemp() + "/tiny.npz"
+        >>> np.savez(path, trial_00=np.zeros((5, 3, 3)), trial_01=np.ones((4, 3, 3)), edges=np.array([[1, 0], [2, 1]]))
+        >>> trials, edges = load_npz(path)
+        >>> [t.shape for t in trials], edges.tolist()
+        ([(5, 3, 3), (4, 3, 3)], [[1, 0], [2, 1]])
     """
     path = Path(path)
     if not path.is_file():
@@ -461,6 +483,13 @@ def skeleton_graph(edges: np.ndarray, num_nodes: int) -> tuple[Tensor, Tensor, T
         ordered pair ``(i, j)``, ``i != j``, at most two bones apart (receiver first, sorted);
         ``edge_attr`` ``(E_g, 2)`` is the one-hot hop count ``[hop == 1, hop == 2]``;
         ``local_edge_index`` ``(2, 2E)`` are the bones in both directions.
+
+    Example:
+        >>> import numpy as np
+        >>> from eghn.data.mocap import skeleton_graph
+        >>> edge_index, edge_attr, local = skeleton_graph(np.array([[1, 0], [2, 1]]), 3)  # a chain 0 - 1 - 2
+        >>> edge_index.tolist(), edge_attr[:, 1].tolist(), local.shape[1]
+        ([[0, 0, 1, 1, 2, 2], [1, 2, 0, 2, 0, 1]], [0.0, 1.0, 0.0, 0.0, 1.0, 0.0], 4)
     """
     adj = np.zeros((num_nodes, num_nodes), dtype=bool)
     adj[edges[:, 0], edges[:, 1]] = True
@@ -648,7 +677,17 @@ class MocapDataset:
 
 # ---------------------------------------------------------------------------- command line
 def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``eghn data mocap`` (download and/or preprocess CMU motion capture)."""
+    """Add ``eghn data mocap`` (download and/or preprocess CMU motion capture).
+
+    Example:
+        >>> import argparse
+        >>> from eghn.data.mocap import register_cli
+        >>> parser = argparse.ArgumentParser(prog="eghn data")
+        >>> _ = register_cli(parser.add_subparsers())
+        >>> args = parser.parse_args(["mocap", "--preprocess", "--subject", "run"])
+        >>> args.subject, args.preprocess, args.download
+        ('run', True, False)
+    """
     p = subparsers.add_parser(
         "mocap", help="download / preprocess CMU motion capture (Subject 35 walk, Subject 9 run)",
         description="Fetch the raw ASF/AMC files from mocap.cs.cmu.edu (sha256-checked) and/or "

@@ -20,13 +20,29 @@ CACHE_ENV = "EGHN_CACHE_DIR"
 
 
 def repo_root() -> Path | None:
-    """The source checkout holding this package (``None`` for an installed copy)."""
+    """The source checkout holding this package (``None`` for an installed copy).
+
+    Example:
+        >>> from eghn.data.paths import repo_root
+        >>> root = repo_root()  # None for an installed copy
+        >>> root is None or (root / "pyproject.toml").is_file()
+        True
+    """
     root = Path(__file__).resolve().parents[2]
     return root if (root / "pyproject.toml").is_file() else None
 
 
 def cache_dir() -> Path:
-    """The user cache folder for downloads and preprocessed data (not created here)."""
+    """The user cache folder for downloads and preprocessed data (not created here).
+
+    Example:
+        >>> import os
+        >>> from unittest import mock
+        >>> from eghn.data.paths import cache_dir
+        >>> with mock.patch.dict(os.environ, {"EGHN_CACHE_DIR": "/tmp/eghn-cache"}):
+        ...     str(cache_dir())
+        '/tmp/eghn-cache'
+    """
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -38,6 +54,16 @@ def data_roots() -> list[Path]:
 
     Raises:
         NotADirectoryError: ``EGHN_DATA_DIR`` is set but is not a folder.
+
+    Example:
+        >>> import os, tempfile
+        >>> from pathlib import Path
+        >>> from unittest import mock
+        >>> from eghn.data.paths import data_roots
+        >>> folder = tempfile.mkdtemp()
+        >>> with mock.patch.dict(os.environ, {"EGHN_DATA_DIR": folder}):
+        ...     data_roots()[0] == Path(folder)
+        True
     """
     roots: list[Path] = []
     env = os.environ.get(DATA_ENV)
@@ -55,7 +81,19 @@ def data_roots() -> list[Path]:
 
 
 def find_data(relpath: str | os.PathLike) -> Path | None:
-    """The first ``root / relpath`` that exists over :func:`data_roots`, else ``None``."""
+    """The first ``root / relpath`` that exists over :func:`data_roots`, else ``None``.
+
+    Example:
+        >>> import os, tempfile
+        >>> from pathlib import Path
+        >>> from unittest import mock
+        >>> from eghn.data.paths import find_data
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> (folder / "mocap").mkdir()
+        >>> with mock.patch.dict(os.environ, {"EGHN_DATA_DIR": str(folder)}):
+        ...     find_data("mocap") == folder / "mocap", find_data("no-such-file.npz")
+        (True, None)
+    """
     for root in data_roots():
         if (root / relpath).exists():
             return root / relpath

@@ -114,6 +114,12 @@ def embedded_adk_files() -> tuple[str, str]:
     """The AdK test trajectory shipped with MDAnalysisTests: ``(adk.psf, adk_dims.dcd)``.
 
     3341 atoms (855 backbone atoms), 98 frames of a closed-to-open transition.
+
+    Example:
+        >>> from pathlib import Path
+        >>> from eghn.data.protein import embedded_adk_files
+        >>> [Path(f).name for f in embedded_adk_files()]
+        ['adk.psf', 'adk_dims.dcd']
     """
     try:
         from MDAnalysisTests.datafiles import DCD, PSF
@@ -201,6 +207,13 @@ def hydrogen_mask(atoms) -> np.ndarray:
 
     Shapes:
         - returns :math:`(N,)` for an AtomGroup of ``N`` atoms
+
+    Example:
+        >>> import MDAnalysis as mda
+        >>> from eghn.data.protein import embedded_adk_files, hydrogen_mask
+        >>> u = mda.Universe(*embedded_adk_files())
+        >>> int(hydrogen_mask(u.atoms).sum()), u.atoms.n_atoms
+        (1685, 3341)
     """
     mask = np.isin(_elements(atoms), ["H", "D"])
     if hasattr(atoms, "masses"):
@@ -214,6 +227,13 @@ def select_heavy_atoms(universe, selection: str = "backbone"):
 
     Raises:
         ValueError: bad selection syntax, or no heavy atom selected.
+
+    Example:
+        >>> import MDAnalysis as mda
+        >>> from eghn.data.protein import embedded_adk_files, select_heavy_atoms
+        >>> u = mda.Universe(*embedded_adk_files())
+        >>> select_heavy_atoms(u).n_atoms, select_heavy_atoms(u, "name CA").n_atoms
+        (855, 214)
     """
     try:
         atoms = universe.select_atoms(selection)
@@ -273,6 +293,15 @@ class ProteinFrames:
         - atom_indices: :math:`(N,)` int64 indices of the atoms in the source Universe
         - charges: :math:`(N,)` float64 topology partial charges (``e``), or None when the
           topology has none (or the cache predates them)
+
+    Example:
+        >>> import numpy as np
+        >>> from eghn.data.protein import ProteinFrames
+        >>> frames = ProteinFrames(positions=np.zeros((4, 2, 3), np.float32), bonds=np.array([[0, 1]]),
+        ...                        names=np.array(["C", "N"]), elements=np.array(["C", "N"]),
+        ...                        masses=np.array([12.0, 14.0]), atom_indices=np.arange(2)).validate()
+        >>> frames.n_frames, frames.n_atoms
+        (4, 2)
     """
 
     positions: np.ndarray
@@ -343,7 +372,20 @@ class ProteinFrames:
 
 
 def load_frames(path_npz: PathLike) -> ProteinFrames:
-    """Read frames written by :meth:`ProteinFrames.save` (``allow_pickle=False``)."""
+    """Read frames written by :meth:`ProteinFrames.save` (``allow_pickle=False``).
+
+    Example:
+        >>> import tempfile
+        >>> import numpy as np
+        >>> from eghn.data.protein import ProteinFrames, load_frames
+        >>> frames = ProteinFrames(positions=np.zeros((4, 2, 3), np.float32), bonds=np.array([[0, 1]]),
+        ...                        names=np.array(["C", "N"]), elements=np.array(["C", "N"]),
+        ...                        masses=np.array([12.0, 14.0]), atom_indices=np.arange(2))
+        >>> npz, _ = frames.save(tempfile.mkdtemp() + "/frames.npz")
+        >>> back = load_frames(npz)
+        >>> back.n_frames, back.names.tolist(), back.bonds.tolist()
+        (4, ['C', 'N'], [[0, 1]])
+    """
     path_npz = Path(path_npz)
     path_json = path_npz.with_suffix(".json")
     for p in (path_npz, path_json):
@@ -374,6 +416,13 @@ def extract_frames(universe, selection: str = "backbone", *, guess_bonds: bool =
 
     Shapes:
         - returns positions :math:`(T, N, 3)` with ``N`` selected heavy atoms
+
+    Example:
+        >>> import MDAnalysis as mda
+        >>> from eghn.data.protein import embedded_adk_files, extract_frames
+        >>> frames = extract_frames(mda.Universe(*embedded_adk_files()), "name CA")
+        >>> frames.positions.shape, frames.bonds.shape
+        ((98, 214, 3), (0, 2))
     """
     atoms = select_heavy_atoms(universe, selection)
     traj = universe.trajectory
@@ -465,6 +514,14 @@ def cutoff_edges(pos: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray
         - pos: :math:`(N, 3)`
         - returns edge_index :math:`(2, E)` int64 (row 0 receiver, sorted by (receiver,
           sender)) and squared distances :math:`(E,)` float64
+
+    Example:
+        >>> import numpy as np
+        >>> from eghn.data.protein import cutoff_edges
+        >>> pos = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [3.0, 0.0, 0.0]])
+        >>> edge_index, sq = cutoff_edges(pos, cutoff=1.5)
+        >>> edge_index.tolist(), sq.tolist()
+        ([[0, 1], [1, 0]], [1.0, 1.0])
     """
     from MDAnalysis.lib.distances import self_capped_distance
 
@@ -833,7 +890,17 @@ class ProteinMDDataset:
 
 # ---------------------------------------------------------------------------- command line
 def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``eghn data protein``: read a trajectory once and cache its frames under ``--out``."""
+    """Add ``eghn data protein``: read a trajectory once and cache its frames under ``--out``.
+
+    Example:
+        >>> import argparse
+        >>> from eghn.data.protein import register_cli
+        >>> parser = argparse.ArgumentParser(prog="eghn data")
+        >>> _ = register_cli(parser.add_subparsers())
+        >>> args = parser.parse_args(["protein", "--selection", "name CA"])
+        >>> args.selection, args.adk_equilibrium
+        ('name CA', False)
+    """
     p = subparsers.add_parser(
         "protein",
         help="preprocess a protein MD trajectory (default: embedded AdK) into a cache",

@@ -42,7 +42,16 @@ _EXTRA: dict[str, type] = {}
 
 
 def register_dataset(name: str, cls: type) -> type:
-    """Register a dataset class under ``name`` (e.g. a user's own data, or a test fixture)."""
+    """Register a dataset class under ``name`` (e.g. a user's own data, or a test fixture).
+
+    Example:
+        >>> from eghn.data import MComplexDataset
+        >>> from eghn.data.registry import available_datasets, get_dataset_class, register_dataset
+        >>> register_dataset("my-complexes", MComplexDataset) is MComplexDataset
+        True
+        >>> "my-complexes" in available_datasets(), get_dataset_class("my-complexes").__name__
+        (True, 'MComplexDataset')
+    """
     if name in _BUILTIN:
         raise ValueError(f"{name!r} is a built-in dataset name")
     _EXTRA[name] = cls
@@ -50,12 +59,24 @@ def register_dataset(name: str, cls: type) -> type:
 
 
 def available_datasets() -> list[str]:
-    """All dataset names (built-in and registered), sorted; built-ins may still fail to import."""
+    """All dataset names (built-in and registered), sorted; built-ins may still fail to import.
+
+    Example:
+        >>> from eghn.data.registry import available_datasets
+        >>> {"arrays", "mcomplex", "mocap", "protein"} <= set(available_datasets())
+        True
+    """
     return sorted({*_BUILTIN, *_EXTRA})
 
 
 def get_dataset_class(name: str) -> type:
-    """The dataset class registered as ``name``; clear errors for unknown or unimportable ones."""
+    """The dataset class registered as ``name``; clear errors for unknown or unimportable ones.
+
+    Example:
+        >>> from eghn.data.registry import get_dataset_class
+        >>> get_dataset_class("arrays").__name__
+        'PointCloudDataset'
+    """
     if name in _EXTRA:
         return _EXTRA[name]
     if name not in _BUILTIN:
@@ -72,7 +93,19 @@ def get_dataset_class(name: str) -> type:
 
 
 def build_dataset(name: str, split: str, **options: Any):
-    """Build split ``split`` of dataset ``name`` with constructor keywords ``options``."""
+    """Build split ``split`` of dataset ``name`` with constructor keywords ``options``.
+
+    Example:
+        >>> import tempfile
+        >>> from eghn.data import MComplexDataset
+        >>> from eghn.data.mcomplex import generate_mcomplex_dataset
+        >>> from eghn.data.registry import build_dataset
+        >>> root = generate_mcomplex_dataset(tempfile.mkdtemp() + "/m", 2, 3, 1, n_train=3, n_val=1, n_test=1,
+        ...                                  n_steps=300, sample_every=100, progress=False)
+        >>> ds = build_dataset("mcomplex", "val", root=root, input_frame=0, target_frame=2)
+        >>> type(ds).__name__, len(ds), ds.split
+        ('MComplexDataset', 1, 'val')
+    """
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
     return get_dataset_class(name)(**options, split=split)
@@ -85,6 +118,11 @@ def dataset_modules() -> Iterator[tuple[str, ModuleType]]:
     """``(name, module)`` for every dataset module that imports and has ``register_cli``.
 
     A missing module is skipped silently; one that fails to import is skipped with a warning.
+
+    Example:
+        >>> from eghn.data.registry import dataset_modules
+        >>> [name for name, module in dataset_modules()]
+        ['mcomplex', 'mocap', 'protein']
     """
     for name, mod_name in _CLI_MODULES.items():
         try:
@@ -113,6 +151,16 @@ def mcomplex_on_demand(split: str = "train", *, root: str | os.PathLike | None =
     (``<cache>/mcomplex/M{M}_S{N/M}_J{J}_...``; atomically, so concurrent runs do not clash)
     and reused by every later run with the same parameters. ``n_steps`` shortens the
     simulation (default: the paper's 5000 steps; frames are recorded every 100 steps).
+
+    Example:
+        >>> import tempfile
+        >>> from eghn.data.mcomplex import generate_mcomplex_dataset
+        >>> from eghn.data.registry import mcomplex_on_demand
+        >>> root = generate_mcomplex_dataset(tempfile.mkdtemp() + "/m", 2, 3, 1, n_train=3, n_val=1, n_test=1,
+        ...                                  n_steps=300, sample_every=100, progress=False)
+        >>> ds = mcomplex_on_demand("train", root=root, input_frame=0, target_frame=2)
+        >>> len(ds), ds.node_dim, ds.edge_dim
+        (3, 1, 3)
     """
     from ..io import TMP_PREFIX, clean_orphans, recover_dir, replace_dir
     from .mcomplex import MComplexDataset, generate_mcomplex_dataset

@@ -42,7 +42,14 @@ FEATURE_FIELDS = ("h", "edge_attr", "local_edge_attr")
 
 
 def feature_length_powers(dataset: Any) -> dict[str, tuple[int, ...]]:
-    """The dataset's declared power of length of every feature column (empty: all dimensionless)."""
+    """The dataset's declared power of length of every feature column (empty: all dimensionless).
+
+    Example:
+        >>> from eghn.data import MComplexDataset, PointCloudDataset
+        >>> from eghn.data.units import feature_length_powers
+        >>> feature_length_powers(MComplexDataset)["edge_attr"], feature_length_powers(object())
+        ((0, 0, 2), {})
+    """
     powers = getattr(dataset, "feature_length_powers", None) or {}
     if not isinstance(powers, Mapping):
         raise TypeError(f"{type(dataset).__name__}.feature_length_powers must be a mapping, got {powers!r}")
@@ -64,6 +71,14 @@ def length_scale(dataset: Any, max_graphs: int = 1000) -> float:
     Raises:
         ValueError: the dataset is empty, or its positions are not finite or all coincide
             (no length to standardise by).
+
+    Example:
+        >>> from eghn.data import LengthScaled, MComplexDataset, length_scale
+        >>> ds = MComplexDataset.generate(2, 3, n_samples=4, seed=0, n_steps=300, sample_every=100,
+        ...                               input_frame=0, target_frame=2)
+        >>> L = length_scale(ds)
+        >>> round(length_scale(LengthScaled(ds, L)), 6)  # standardised systems have unit extent
+        1.0
     """
     n = min(len(dataset), int(max_graphs))
     if n < 1:
@@ -79,7 +94,16 @@ def length_scale(dataset: Any, max_graphs: int = 1000) -> float:
 
 
 def rms_extent(g: Graph) -> float:
-    """Root-mean-square distance of the nodes of ``g`` from their graph's centroid (float64)."""
+    """Root-mean-square distance of the nodes of ``g`` from their graph's centroid (float64).
+
+    Example:
+        >>> import torch
+        >>> from eghn.data import Graph
+        >>> from eghn.data.units import rms_extent
+        >>> pos = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]])
+        >>> rms_extent(Graph(pos=pos, edge_index=torch.tensor([[0, 1], [1, 0]])))
+        1.0
+    """
     pos = g.pos.double()
     count = torch.bincount(g.batch, minlength=g.num_graphs).clamp_min(1).double()
     centroid = torch.zeros(g.num_graphs, pos.shape[1], dtype=torch.float64, device=pos.device)
@@ -136,7 +160,17 @@ def _scale_columns(x: Tensor | None, scale: float, powers: Sequence[int] | None,
 
 def standardize_graph(g: Graph, scale: float, powers: Mapping[str, Sequence[int]] | None = None) -> Graph:
     """``g`` with every length divided by ``scale`` (positions, velocities, targets, and the
-    feature columns with a length power; see the module doc). ``scale = 1`` returns ``g``."""
+    feature columns with a length power; see the module doc). ``scale = 1`` returns ``g``.
+
+    Example:
+        >>> import torch
+        >>> from eghn.data import Graph, standardize_graph
+        >>> g = Graph(pos=torch.ones(2, 3), edge_index=torch.tensor([[0, 1], [1, 0]]),
+        ...           edge_attr=torch.tensor([[1.0, 4.0], [1.0, 4.0]]))
+        >>> s = standardize_graph(g, 2.0, {"edge_attr": (0, 2)})  # a charge and a squared distance
+        >>> s.pos[0].tolist(), s.edge_attr[0].tolist()
+        ([0.5, 0.5, 0.5], [1.0, 1.0])
+    """
     if scale == 1.0:
         return g
     powers = powers or {}

@@ -23,6 +23,13 @@ class ModelOutput:
             ``"reg_loss"`` (a scalar tensor added to the training loss, e.g. EGHN's
             weighted connectivity loss, Eq. 16) and, for EGHN, ``"scores"`` (one ``(N_l, K_l)``
             score matrix per pooling level) and ``"connectivity_loss"``.
+
+    Example:
+        >>> import torch
+        >>> from eghn.models import ModelOutput
+        >>> out = ModelOutput(pos=torch.zeros(4, 3), aux={"reg_loss": torch.tensor(0.1)})
+        >>> tuple(out.pos.shape), sorted(out.aux)
+        ((4, 3), ['reg_loss'])
     """
 
     pos: Tensor
@@ -34,6 +41,18 @@ def check_input(graph: Graph, *, need_vel: bool = False, node_dim: int | None = 
     """Validate a graph at a model's public entry point; raise ``ValueError`` with a clear message.
 
     With ``model``, the graph's floating dtype must be that of the model's parameters.
+
+    Example:
+        >>> import torch
+        >>> from eghn.data import Graph
+        >>> from eghn.models.base import check_input
+        >>> g = Graph(pos=torch.randn(3, 3), edge_index=torch.tensor([[0, 1], [1, 0]]))
+        >>> check_input(g, dim=3) is g
+        True
+        >>> check_input(g, need_vel=True)
+        Traceback (most recent call last):
+            ...
+        ValueError: this model needs velocities: Graph.vel is None
     """
     if not isinstance(graph, Graph):
         raise TypeError(f"expected an eghn.data.Graph, got {type(graph).__name__}")

@@ -28,6 +28,14 @@ def objects_from_local_edges(local_edge_index: Tensor | None, num_nodes: int, hi
     Shapes:
         - local_edge_index: :math:`(2, E_l)` -> hinges :math:`(H, 3)` (pivot, arm, arm) and
           sticks :math:`(S, 2)`, node ids (int64)
+
+    Example:
+        >>> import torch
+        >>> from eghn.models.gmn import objects_from_local_edges
+        >>> chain = torch.tensor([[0, 1, 1, 2, 3], [1, 0, 2, 1, 4]])  # bonds 0-1, 1-2 (both ways) and 3-4
+        >>> hinges, sticks = objects_from_local_edges(chain, 5, hinges=True)
+        >>> hinges.tolist(), sticks.tolist()
+        ([[1, 0, 2]], [[3, 4]])
     """
     empty = (torch.empty(0, 3, dtype=torch.long), torch.empty(0, 2, dtype=torch.long))
     if local_edge_index is None or local_edge_index.numel() == 0:
@@ -62,7 +70,14 @@ def objects_from_local_edges(local_edge_index: Tensor | None, num_nodes: int, hi
 
 
 def sticks_from_local_edges(local_edge_index: Tensor | None, num_nodes: int) -> Tensor:
-    """Only sticks: ``objects_from_local_edges(..., hinges=False)[1]``, shape ``(S, 2)``."""
+    """Only sticks: ``objects_from_local_edges(..., hinges=False)[1]``, shape ``(S, 2)``.
+
+    Example:
+        >>> import torch
+        >>> from eghn.models.gmn import sticks_from_local_edges
+        >>> sticks_from_local_edges(torch.tensor([[0, 1, 1, 2, 3], [1, 0, 2, 1, 4]]), 5).tolist()
+        [[0, 1], [3, 4]]
+    """
     return objects_from_local_edges(local_edge_index, num_nodes, hinges=False)[1]
 
 

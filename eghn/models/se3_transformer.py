@@ -45,6 +45,19 @@ class EquivariantAttention(nn.Module):
     Shapes:
         - f: :math:`(N, \text{irreps\_in.dim})`, sh: :math:`(E, \cdot)`, scalars: :math:`(E, s)`
         - output: :math:`(N, \text{irreps\_value.dim})`
+
+    Example:
+        >>> import torch
+        >>> from e3nn import o3
+        >>> from eghn.models.se3_transformer import EquivariantAttention
+        >>> irreps_in, irreps_sh = o3.Irreps("2x0e + 1x1o"), o3.Irreps.spherical_harmonics(1)
+        >>> hidden = o3.Irreps("4x0e + 4x1o")
+        >>> att = EquivariantAttention(irreps_in, irreps_sh, hidden, hidden, scalar_dim=3, radial_hidden=8,
+        ...                            act="silu", heads=2)
+        >>> edge_index = torch.tensor([[0, 1, 2], [1, 2, 0]])
+        >>> out = att(torch.randn(3, irreps_in.dim), torch.randn(3, irreps_sh.dim), torch.randn(3, 3), edge_index)
+        >>> tuple(out.shape)  # 4 scalars and 4 vectors per node
+        (3, 16)
     """
 
     def __init__(self, irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_key: o3.Irreps,
@@ -109,6 +122,17 @@ class SE3Transformer(MemoryEstimator, nn.Module):
     Shapes:
         - graph.pos, graph.vel: :math:`(N, 3)`; graph.h: :math:`(N, c)`; graph.edge_attr: :math:`(E, d)`
         - output ``pos``: :math:`(N, 3)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.data import Graph
+        >>> from eghn.models.se3_transformer import SE3Transformer
+        >>> torch.manual_seed(0) and None
+        >>> ring = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+        >>> g = Graph(pos=torch.randn(4, 3), vel=torch.randn(4, 3), edge_index=ring)
+        >>> model = SE3Transformer(node_dim=1, hidden=4, layers=2, lmax=1, heads=2)
+        >>> tuple(model(g).pos.shape)
+        (4, 3)
     """
 
     def __init__(self, node_dim: int, edge_dim: int = 0, local_edge_dim: int = 0, hidden: int = 64,

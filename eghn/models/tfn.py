@@ -59,6 +59,17 @@ class TFN(MemoryEstimator, nn.Module):
     Shapes:
         - graph.pos, graph.vel: :math:`(N, 3)`; graph.h: :math:`(N, c)`; graph.edge_attr: :math:`(E, d)`
         - output ``pos``: :math:`(N, 3)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.data import Graph
+        >>> from eghn.models.tfn import TFN
+        >>> torch.manual_seed(0) and None
+        >>> ring = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+        >>> g = Graph(pos=torch.randn(4, 3), vel=torch.randn(4, 3), edge_index=ring)
+        >>> model = TFN(node_dim=1, hidden=4, layers=2, lmax=1)
+        >>> tuple(model(g).pos.shape)
+        (4, 3)
     """
 
     def __init__(self, node_dim: int, edge_dim: int = 0, local_edge_dim: int = 0, hidden: int = 32,

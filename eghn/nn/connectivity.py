@@ -15,6 +15,13 @@ def connectivity_loss_dense(A_high: Tensor, reduction: str = "mean") -> Tensor:
 
     ``reduction`` is ``"mean"`` or ``"sum"`` over graphs, or ``"none"`` for a ``(G,)`` tensor.
     Rows are normalised by :func:`~eghn.nn.pool_ops.row_normalize` (an empty row stays zero).
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import connectivity_loss_dense
+        >>> A = torch.tensor([[[2.0, 0.0], [0.0, 1.0]], [[1.0, 1.0], [1.0, 1.0]]])
+        >>> connectivity_loss_dense(A, reduction="none").tolist()
+        [0.0, 1.0]
     """
     rows = row_normalize(A_high)
     eye = torch.eye(A_high.shape[-1], dtype=A_high.dtype, device=A_high.device)
@@ -41,5 +48,15 @@ def connectivity_loss(S: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: 
     Shapes:
         - S: :math:`(N, K)`, edge_index: :math:`(2, E)`, batch: :math:`(N,)`
         - output: scalar (or :math:`(G,)` with ``reduction="none"``)
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import connectivity_loss
+        >>> S = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+        >>> batch = torch.zeros(4, dtype=torch.long)
+        >>> inside = torch.tensor([[0, 1, 2, 3], [1, 0, 3, 2]])  # edges within the two clusters
+        >>> across = torch.tensor([[1, 2], [2, 1]])  # one edge between them
+        >>> float(connectivity_loss(S, inside, batch, 1)), float(connectivity_loss(S, across, batch, 1))
+        (0.0, 4.0)
     """
     return connectivity_loss_dense(pool_adjacency(S, edge_index, batch, num_graphs, edge_weight), reduction)

@@ -41,6 +41,12 @@ def set_edge_recompute(mode: bool | str = "auto") -> bool | str:
     at least 2^22 elements (e.g. 65,536 edges at width 64), where memory, not the extra matrix
     products, is what limits a training step. Returns the previous mode. Training
     configurations set it with ``train.recompute_edges``.
+
+    Example:
+        >>> from eghn.nn import set_edge_recompute
+        >>> previous = set_edge_recompute(False)  # keep edge activations
+        >>> set_edge_recompute(previous)
+        False
     """
     global _EDGE_RECOMPUTE
     if mode not in (True, False, "auto") or not isinstance(mode, (bool, str)):
@@ -64,6 +70,16 @@ def pair_linear(linear: nn.Linear, h: Tensor, i: Tensor, j: Tensor, rest: Tensor
 
     Shapes:
         - h: :math:`(N, c)`, i, j: :math:`(E,)`, rest: :math:`(E, d)` -> :math:`(E, \text{out})`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.edge_mlp import pair_linear
+        >>> lin = torch.nn.Linear(2 * 4 + 1, 8)
+        >>> h, rest = torch.randn(5, 4), torch.randn(3, 1)
+        >>> i, j = torch.tensor([0, 1, 2]), torch.tensor([1, 2, 3])
+        >>> out = pair_linear(lin, h, i, j, rest)
+        >>> tuple(out.shape), torch.allclose(out, lin(torch.cat([h[i], h[j], rest], -1)), atol=1e-6)
+        ((3, 8), True)
     """
     c = h.shape[1]
     W = linear.weight
@@ -104,6 +120,17 @@ def edge_mlp(first: nn.Linear, h: Tensor, i: Tensor, j: Tensor, rest: Tensor | N
     Shapes:
         - h: :math:`(N, c)`, i, j: :math:`(E,)`, rest: :math:`(E, d)` or ``None``
         - output: :math:`(E, \cdot)` tensors
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from eghn.nn.edge_mlp import edge_mlp
+        >>> first, head = nn.Linear(2 * 4, 8), nn.Linear(8, 1)
+        >>> h = torch.randn(5, 4)
+        >>> i, j = torch.tensor([0, 1, 2]), torch.tensor([1, 2, 3])
+        >>> y, coef = edge_mlp(first, h, i, j, None, [nn.SiLU()], [head])
+        >>> tuple(y.shape), tuple(coef.shape)
+        ((3, 8), (3, 1))
     """
     if torch.is_grad_enabled() and _recompute(i.shape[0] * first.out_features):
         return checkpoint(_edge_mlp, first, h, i, j, rest, main, heads, use_reentrant=False)

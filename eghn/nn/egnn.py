@@ -61,6 +61,17 @@ class EGNNLayer(nn.Module):
         - x: :math:`(N, n)`, h: :math:`(N, \text{hidden})`, edge_index: :math:`(2, E)`,
           edge_attr: :math:`(E, \text{edge\_dim})`, vel: :math:`(N, n)`
         - output: ``(x', h', v')`` with the same shapes (``v'`` is ``None`` without velocity)
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import EGNNLayer
+        >>> torch.manual_seed(0) and None
+        >>> layer = EGNNLayer(hidden=8, velocity=True)
+        >>> x, h, v = torch.randn(4, 3), torch.randn(4, 8), torch.randn(4, 3)
+        >>> ring = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+        >>> x2, h2, v2 = layer(x, h, ring, vel=v)
+        >>> tuple(x2.shape), tuple(h2.shape), tuple(v2.shape)
+        ((4, 3), (4, 8), (4, 3))
     """
 
     def __init__(self, hidden: int, edge_dim: int = 0, *, velocity: bool = False, act: str = "silu",

@@ -27,6 +27,15 @@ class EMMPMessage(nn.Module):
         - inv: :math:`(E, 2m, 2m)`, h: :math:`(N, c)`, edge_index: :math:`(2, E)`,
           edge_attr: :math:`(E, d)`
         - output: ``H`` :math:`(E, 2m, m)`, ``msg`` :math:`(E, \text{hidden})`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import EMMPMessage
+        >>> msg = EMMPMessage(channels=2, node_dim=4, hidden=8)
+        >>> inv, h = torch.randn(3, 4, 4), torch.randn(5, 4)  # inv: (E, 2m, 2m)
+        >>> H, m = msg(inv, h, torch.tensor([[0, 1, 2], [1, 2, 3]]), None)
+        >>> tuple(H.shape), tuple(m.shape)
+        ((3, 4, 2), (3, 8))
     """
 
     def __init__(self, channels: int, node_dim: int, hidden: int, edge_dim: int = 0, act: str = "silu") -> None:
@@ -53,7 +62,15 @@ class EMMPMessage(nn.Module):
 
 
 class EMMPUpdate(nn.Module):
-    r"""Node update of Eq. 6: :math:`h'_i = h_i + \phi_h(h_i, \sum_j h_{ij})` (residual optional)."""
+    r"""Node update of Eq. 6: :math:`h'_i = h_i + \phi_h(h_i, \sum_j h_{ij})` (residual optional).
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import EMMPUpdate
+        >>> update = EMMPUpdate(node_dim=8, msg_dim=8, hidden=8)
+        >>> tuple(update(torch.randn(5, 8), torch.randn(5, 8)).shape), update.residual
+        ((5, 8), True)
+    """
 
     def __init__(self, node_dim: int, msg_dim: int, hidden: int, act: str = "silu", residual: bool = True) -> None:
         super().__init__()

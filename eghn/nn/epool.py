@@ -27,6 +27,18 @@ class PoolOutput:
         h: cluster features :math:`h^{high}`, shape ``(G K, c)`` (invariant).
         batch: graph id of each cluster, shape ``(G K,)``.
         num_graphs: ``G``.
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import PoolOutput
+        >>> from eghn.nn.pool_ops import cluster_batch, reduce_clusters
+        >>> S = torch.full((4, 2), 0.5)
+        >>> batch = torch.zeros(4, dtype=torch.long)
+        >>> x = torch.arange(4.0).view(4, 1, 1)
+        >>> out = PoolOutput(scores=S, log_scores=S.log(), Z=reduce_clusters(S, x, batch, 1),
+        ...                  h=reduce_clusters(S, torch.ones(4, 2), batch, 1), batch=cluster_batch(1, 2), num_graphs=1)
+        >>> out.Z.flatten().tolist(), out.batch.tolist()
+        ([1.5, 1.5], [0, 0])
     """
 
     scores: Tensor
@@ -81,6 +93,17 @@ class EPool(nn.Module):
           Z_in: :math:`(N, n, m)` (ignored)
         - output: :class:`PoolOutput` with scores :math:`(N, K)`, Z :math:`(G K, n, m)`,
           h :math:`(G K, c)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import EPool
+        >>> torch.manual_seed(0) and None
+        >>> pool = EPool(channels=2, node_dim=4, hidden=8, clusters=2)
+        >>> Z, h = torch.randn(6, 3, 2), torch.randn(6, 4)
+        >>> ring = torch.tensor([[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 0]])
+        >>> out = pool(Z, h, ring, torch.zeros(6, dtype=torch.long), 1)
+        >>> tuple(out.scores.shape), tuple(out.Z.shape), tuple(out.h.shape), out.batch.tolist()
+        ((6, 2), (2, 3, 2), (2, 4), [0, 0])
     """
 
     def __init__(self, channels: int, node_dim: int, hidden: int, clusters: int, edge_dim: int = 0, *,

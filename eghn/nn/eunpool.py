@@ -44,6 +44,17 @@ class EUnPool(nn.Module):
           h_high: :math:`(G K, c)`, S: :math:`(N, K)`, batch: :math:`(N,)`,
           Z_in: :math:`(N, n, m)`, Z_high_in: :math:`(G K, n, m)` (both ignored)
         - output: ``(Z_out, h_out)`` of shapes :math:`(N, n, m)` and :math:`(N, \text{hidden})`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import EUnPool
+        >>> torch.manual_seed(0) and None
+        >>> unpool = EUnPool(channels=2, node_dim=8, hidden=8)
+        >>> S = torch.softmax(torch.randn(6, 2), -1)  # 6 particles, K = 2 clusters
+        >>> Z_out, h_out = unpool(torch.randn(6, 3, 2), torch.randn(6, 8), torch.randn(2, 3, 2), torch.randn(2, 8), S,
+        ...                       torch.zeros(6, dtype=torch.long), 1)
+        >>> tuple(Z_out.shape), tuple(h_out.shape)
+        ((6, 3, 2), (6, 8))
     """
 
     def __init__(self, channels: int, node_dim: int, hidden: int, *, position_channels: Sequence[int] = (0,),

@@ -30,6 +30,15 @@ class GMNLayer(nn.Module):
         - Z: :math:`(N, n, m)`, h: :math:`(N, \text{hidden})`, edge_index: :math:`(2, E)`,
           edge_attr: :math:`(E, d)`
         - output: ``(Z', h')`` with the same shapes
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import GMNLayer
+        >>> layer = GMNLayer(channels=2, hidden=8)
+        >>> Z, h = torch.randn(4, 3, 2), torch.randn(4, 8)
+        >>> Z2, h2 = layer(Z, h, torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]]))
+        >>> tuple(Z2.shape), tuple(h2.shape)
+        ((4, 3, 2), (4, 8))
     """
 
     def __init__(self, channels: int, hidden: int, edge_dim: int = 0, *, normalize: bool = True,

@@ -16,7 +16,14 @@ __all__ = ["center", "gram", "position_mask", "safe_sqrt"]
 
 
 def position_mask(channels: int, position_channels: Sequence[int], like: Tensor) -> Tensor:
-    """Float mask of shape ``(channels,)``: 1 for position channels, 0 for the others."""
+    """Float mask of shape ``(channels,)``: 1 for position channels, 0 for the others.
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.invariants import position_mask
+        >>> position_mask(3, (0, 2), torch.zeros(1)).tolist()
+        [1.0, 0.0, 1.0]
+    """
     mask = like.new_zeros(channels)
     for c in position_channels:
         if not 0 <= c < channels:
@@ -33,6 +40,13 @@ def center(Z: Tensor, batch: Tensor, num_graphs: int, mask: Tensor) -> Tensor:
 
     Shapes:
         - Z: :math:`(N, n, m)`, batch: :math:`(N,)`, mask: :math:`(m,)` -> :math:`(N, n, m)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.invariants import center
+        >>> Z = torch.tensor([[0.0, 1.0], [2.0, 1.0]]).view(2, 1, 2)  # 2 nodes, n = 1, m = 2 channels
+        >>> center(Z, torch.zeros(2, dtype=torch.long), 1, torch.tensor([1.0, 0.0])).view(2, 2).tolist()
+        [[-1.0, 1.0], [1.0, 1.0]]
     """
     n = uniform_graph_size(batch, num_graphs)
     if n is not None:  # equal graph sizes: per-graph means by a reshape, broadcast back
@@ -46,6 +60,15 @@ def safe_sqrt(x: Tensor) -> Tensor:
 
     ``x`` is clamped to the smallest normal number of its dtype first, so the value differs
     from ``x.sqrt()`` only below that (by at most :math:`10^{-19}` in float32).
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.invariants import safe_sqrt
+        >>> x = torch.tensor([0.0, 4.0], requires_grad=True)
+        >>> y = safe_sqrt(x)
+        >>> y.sum().backward()
+        >>> y.detach().round().tolist(), bool(torch.isfinite(x.grad).all())
+        ([0.0, 2.0], True)
     """
     return x.clamp_min(torch.finfo(x.dtype).tiny).sqrt()
 
@@ -58,6 +81,14 @@ def gram(Zhat: Tensor, normalize: bool = True, eps: float = 1e-8) -> Tensor:
 
     Shapes:
         - Zhat: :math:`(E, n, k)` -> :math:`(E, k, k)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.invariants import gram
+        >>> Zhat = torch.randn(4, 3, 2)
+        >>> G = gram(Zhat)
+        >>> tuple(G.shape), round(float(torch.linalg.matrix_norm(G)[0]), 4)
+        ((4, 2, 2), 1.0)
     """
     inv = torch.bmm(Zhat.transpose(1, 2), Zhat)
     if normalize:

@@ -12,7 +12,13 @@ _ACTS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "le
 
 
 def activation(name: str) -> nn.Module:
-    """An activation module by name (``silu``, ``relu``, ``gelu``, ``tanh``, ``leaky_relu``)."""
+    """An activation module by name (``silu``, ``relu``, ``gelu``, ``tanh``, ``leaky_relu``).
+
+    Example:
+        >>> from eghn.nn.mlp import activation
+        >>> activation("tanh")
+        Tanh()
+    """
     try:
         return _ACTS[name]()
     except KeyError:
@@ -24,6 +30,13 @@ class MLP(nn.Sequential):
 
     Shapes:
         - input: :math:`(*, \\text{in\\_dim})` -> output: :math:`(*, \\text{out\\_dim})`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import MLP
+        >>> mlp = MLP(4, 16, 2, layers=3)
+        >>> len(mlp), tuple(mlp(torch.randn(5, 4)).shape)
+        (5, (5, 2))
     """
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int, layers: int = 2, act: str = "silu",

@@ -26,6 +26,15 @@ class PlainMPLayer(nn.Module):
     Shapes:
         - x, vel: :math:`(N, n)`, h: :math:`(N, \text{hidden})`, edge_index: :math:`(2, E)`
         - output: ``(x', h', v')`` with the same shapes
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import PlainMPLayer
+        >>> layer = PlainMPLayer(hidden=8)
+        >>> x, h, v = torch.randn(4, 3), torch.randn(4, 8), torch.randn(4, 3)
+        >>> x2, h2, v2 = layer(x, h, torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]]), vel=v)
+        >>> tuple(x2.shape), tuple(h2.shape), tuple(v2.shape)
+        ((4, 3), (4, 8), (4, 3))
     """
 
     def __init__(self, hidden: int, edge_dim: int = 0, *, dim: int = 3, velocity: bool = True,

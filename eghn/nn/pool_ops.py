@@ -16,7 +16,13 @@ __all__ = ["cluster_batch", "cluster_weights", "dense_to_edges", "pool_adjacency
 
 
 def cluster_batch(num_graphs: int, clusters: int, device: torch.device | None = None) -> Tensor:
-    """Graph id of every cluster node of the pooled system, shape ``(G * K,)``."""
+    """Graph id of every cluster node of the pooled system, shape ``(G * K,)``.
+
+    Example:
+        >>> from eghn.nn.pool_ops import cluster_batch
+        >>> cluster_batch(2, 3).tolist()
+        [0, 0, 0, 1, 1, 1]
+    """
     return torch.arange(num_graphs, device=device).repeat_interleave(clusters)
 
 
@@ -40,6 +46,13 @@ def cluster_weights(log_scores: Tensor, batch: Tensor, num_graphs: int) -> Tenso
 
     Shapes:
         - log_scores: :math:`(N, K)`, batch: :math:`(N,)` -> :math:`(N, K)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.pool_ops import cluster_weights
+        >>> S = torch.tensor([[0.9, 0.1], [0.3, 0.7]])
+        >>> cluster_weights(S.log(), torch.zeros(2, dtype=torch.long), 1).sum(0).tolist()  # columns sum to 1
+        [1.0, 1.0]
     """
     if not log_scores.is_floating_point():
         raise TypeError(f"log_scores must be floating point, got {log_scores.dtype}")
@@ -76,6 +89,14 @@ def reduce_clusters(S: Tensor, x: Tensor, batch: Tensor, num_graphs: int, *,
     Shapes:
         - S: :math:`(N, K)`, x: :math:`(N, *)`, batch: :math:`(N,)`, log_scores: :math:`(N, K)`
           -> :math:`(G K, *)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import reduce_clusters
+        >>> S = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+        >>> x = torch.tensor([[0.0], [2.0], [5.0]])
+        >>> reduce_clusters(S, x, torch.zeros(3, dtype=torch.long), 1).flatten().tolist()
+        [1.0, 5.0]
     """
     n_nodes, k = S.shape
     W = cluster_weights(S.log() if log_scores is None else log_scores, batch, num_graphs)
@@ -93,6 +114,13 @@ def unpool(S: Tensor, x_high: Tensor, batch: Tensor) -> Tensor:
 
     Shapes:
         - S: :math:`(N, K)`, x_high: :math:`(G K, *)`, batch: :math:`(N,)` -> :math:`(N, *)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import unpool
+        >>> S = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+        >>> unpool(S, torch.tensor([[2.0], [4.0]]), torch.zeros(2, dtype=torch.long)).flatten().tolist()
+        [2.0, 3.0]
     """
     n_nodes, k = S.shape
     high = x_high.reshape(-1, k, x_high[0].numel())  # (G, K, F)
@@ -113,6 +141,14 @@ def pool_adjacency(S: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int
     Shapes:
         - S: :math:`(N, K)`, edge_index: :math:`(2, E)`, edge_weight: :math:`(E,)`
         - output: :math:`(G, K, K)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import pool_adjacency
+        >>> S = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+        >>> path = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])  # 0 - 1 - 2
+        >>> pool_adjacency(S, path, torch.zeros(3, dtype=torch.long), 1).tolist()
+        [[[2.0, 1.0], [1.0, 0.0]]]
     """
     i, j = edge_index
     sj = gather(S, j) if edge_weight is None else gather(S, j) * edge_weight.view(-1, 1)
@@ -135,6 +171,12 @@ def row_normalize(A: Tensor, eps: float = 1e-12) -> Tensor:
 
     Shapes:
         - A: :math:`(G, K, K)` -> :math:`(G, K, K)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.pool_ops import row_normalize
+        >>> row_normalize(torch.tensor([[[1.0, 3.0], [0.0, 0.0]]])).tolist()
+        [[[0.25, 0.75], [0.0, 0.0]]]
     """
     return A / A.sum(-1, keepdim=True).clamp_min(eps)
 
@@ -148,6 +190,13 @@ def dense_to_edges(A: Tensor) -> tuple[Tensor, Tensor]:
 
     Shapes:
         - A: :math:`(G, K, K)` -> edge_index :math:`(2, G K (K-1))`, edge_attr :math:`(G K (K-1), 1)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import dense_to_edges
+        >>> edge_index, edge_attr = dense_to_edges(torch.tensor([[[2.0, 1.0], [1.0, 3.0]]]))
+        >>> edge_index.tolist(), [round(w, 4) for w in edge_attr.flatten().tolist()]
+        ([[0, 1], [1, 0]], [0.3333, 0.25])
     """
     g, k, _ = A.shape
     rows = row_normalize(A)

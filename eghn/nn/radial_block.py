@@ -26,6 +26,16 @@ def run_coordinate_layers(layers: Iterable[nn.Module], Z: Tensor, h: Tensor, edg
         - Z: :math:`(N, n, m)` with :math:`m \in \{1, 2\}`, h: :math:`(N, c)`,
           edge_index: :math:`(2, E)`, edge_attr: :math:`(E, d)`
         - output: ``(Z', h')`` of shapes :math:`(N, n, m)` and :math:`(N, c')`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import EGNNLayer
+        >>> from eghn.nn.radial_block import run_coordinate_layers
+        >>> layers = [EGNNLayer(8), EGNNLayer(8)]
+        >>> Z, h = torch.randn(4, 3, 1), torch.randn(4, 8)  # positions only (m = 1)
+        >>> Z2, h2 = run_coordinate_layers(layers, Z, h, torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]]))
+        >>> tuple(Z2.shape), tuple(h2.shape)
+        ((4, 3, 1), (4, 8))
     """
     x, v = Z[..., 0], (Z[..., 1] if Z.shape[-1] > 1 else None)
     for layer in layers:

@@ -25,6 +25,15 @@ class RadialEMMP(nn.Module):
         - Z: :math:`(N, n, m)` with :math:`m \in \{1, 2\}`, h: :math:`(N, c)`,
           edge_index: :math:`(2, E)`, batch: :math:`(N,)`, edge_attr: :math:`(E, d)`
         - output: ``(Z', h')`` of shapes :math:`(N, n, m)` and :math:`(N, c)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import EGNNLayer, RadialEMMP
+        >>> layer = RadialEMMP(EGNNLayer(8, velocity=True))
+        >>> Z, h = torch.randn(4, 3, 2), torch.randn(4, 8)  # Z = [x, v]
+        >>> Z2, h2 = layer(Z, h, torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]]))
+        >>> tuple(Z2.shape), tuple(h2.shape)
+        ((4, 3, 2), (4, 8))
     """
 
     def __init__(self, layer: nn.Module) -> None:

@@ -74,6 +74,15 @@ class EdgeGramLayer(nn.Module):
     Shapes:
         - Z: :math:`(N, n, m)`, h: :math:`(N, c)`, edge_index: :math:`(2, E)`, edge_attr: :math:`(E, d)`
         - output: ``(Z', h')`` with the same shapes
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.released import EdgeGramLayer
+        >>> layer = EdgeGramLayer(channels=3, hidden=8)
+        >>> U, h = torch.randn(4, 3, 3), torch.randn(4, 8)
+        >>> U2, h2 = layer(U, h, torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]]))
+        >>> tuple(U2.shape), tuple(h2.shape)
+        ((4, 3, 3), (4, 8))
     """
 
     def __init__(self, channels: int, hidden: int, edge_dim: int = 0, act: str = "silu") -> None:
@@ -133,6 +142,17 @@ class ReleasedPool(nn.Module):
           batch: :math:`(N,)`, edge_attr: :math:`(E, d)`, Z_in: :math:`(N, n, m)` (the block's input)
         - output: :class:`~eghn.nn.PoolOutput` with scores :math:`(N, K)`, Z :math:`(G K, n, m)`,
           h :math:`(G K, c)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.released import ReleasedPool
+        >>> torch.manual_seed(0) and None
+        >>> pool = ReleasedPool(channels=3, hidden=8, clusters=2, layers=1)
+        >>> Z_in, Z = torch.randn(6, 3, 2), torch.randn(6, 3, 2)  # the block's input and output [x, v]
+        >>> ring = torch.tensor([[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 0]])
+        >>> out = pool(Z, torch.randn(6, 8), ring, torch.zeros(6, dtype=torch.long), 1, Z_in=Z_in)
+        >>> tuple(out.scores.shape), tuple(out.Z.shape), tuple(out.h.shape)
+        ((6, 2), (2, 3, 2), (2, 8))
     """
 
     def __init__(self, channels: int, hidden: int, clusters: int, edge_dim: int = 0, *, layers: int = 3,
@@ -179,6 +199,13 @@ def reduce_released(S: Tensor, x: Tensor, batch: Tensor, num_graphs: int, eps: f
 
     Shapes:
         - S: :math:`(N, K)`, x: :math:`(N, *)`, batch: :math:`(N,)` -> :math:`(G K, *)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.released import reduce_released
+        >>> S = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # the second cluster gets no mass
+        >>> reduce_released(S, torch.tensor([[1.0], [3.0]]), torch.zeros(2, dtype=torch.long), 1).flatten().tolist()
+        [2.0, 0.0]
     """
     n_nodes, k = S.shape
     flat = x.reshape(n_nodes, -1)
@@ -193,6 +220,13 @@ def dense_to_full_edges(A: Tensor) -> tuple[Tensor, Tensor]:
 
     Shapes:
         - A: :math:`(G, K, K)` -> edge_index :math:`(2, G K^2)`, edge_attr :math:`(G K^2, 1)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.released import dense_to_full_edges
+        >>> edge_index, edge_attr = dense_to_full_edges(torch.tensor([[[2.0, 1.0], [1.0, 3.0]]]))
+        >>> edge_index.tolist(), edge_attr.flatten().tolist()
+        ([[0, 0, 1, 1], [0, 1, 0, 1]], [2.0, 1.0, 1.0, 3.0])
     """
     g, k, _ = A.shape
     kk = torch.arange(k, device=A.device)
@@ -208,6 +242,12 @@ def connectivity_loss_released(A_high: Tensor) -> Tensor:
 
     Shapes:
         - A_high: :math:`(G, K, K)` -> scalar
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.released import connectivity_loss_released
+        >>> float(connectivity_loss_released(torch.eye(3).unsqueeze(0)))
+        0.0
     """
     rows = F.normalize(A_high, p=2, dim=-1)
     eye = torch.eye(A_high.shape[-1], dtype=A_high.dtype, device=A_high.device)
@@ -227,6 +267,14 @@ class GramScalarNet(nn.Module):
     Shapes:
         - U: :math:`(N, n, \text{vectors})`, s: :math:`(N, \text{scalars})`
         - output: ``(u, s')`` of shapes :math:`(N, n)` and :math:`(N, \text{hidden})`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.released import GramScalarNet
+        >>> net = GramScalarNet(vectors=4, scalars=16, hidden=8)
+        >>> u, s = net(torch.randn(5, 3, 4), torch.randn(5, 16))
+        >>> tuple(u.shape), tuple(s.shape)
+        ((5, 3), (5, 8))
     """
 
     def __init__(self, vectors: int, scalars: int, hidden: int, act: str = "silu") -> None:
@@ -273,6 +321,18 @@ class ReleasedUnPool(nn.Module):
           :math:`(G K, n, m)`, h_high: :math:`(G K, c)`, S: :math:`(N, K)`, batch: :math:`(N,)`
           (:math:`m = 2` with velocities, else 1)
         - output: ``(Z_out, h_out)`` of shapes :math:`(N, n, m)` and :math:`(N, c)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.released import ReleasedUnPool
+        >>> torch.manual_seed(0) and None
+        >>> unpool = ReleasedUnPool(hidden=8)
+        >>> S = torch.softmax(torch.randn(6, 2), -1)
+        >>> Z_out, h_out = unpool(torch.randn(6, 3, 2), torch.randn(6, 8), torch.randn(2, 3, 2), torch.randn(2, 8), S,
+        ...                       torch.zeros(6, dtype=torch.long), 1, Z_in=torch.randn(6, 3, 2),
+        ...                       Z_high_in=torch.randn(2, 3, 2))
+        >>> tuple(Z_out.shape), tuple(h_out.shape)
+        ((6, 3, 2), (6, 8))
     """
 
     def __init__(self, hidden: int, *, velocity: bool = True, layers: int = 1, act: str = "silu") -> None:
@@ -336,6 +396,12 @@ def released_egnn_layer(hidden: int, edge_dim: int = 0, *, velocity: bool = True
 
     Shapes:
         - as :class:`~eghn.nn.EGNNLayer`
+
+    Example:
+        >>> from eghn.nn.released import released_egnn_layer
+        >>> layer = released_egnn_layer(8)
+        >>> layer.residual, layer.clamp, layer.clamp_mode, layer.velocity_update
+        (False, 100.0, 'sum', False)
     """
     return EGNNLayer(hidden, edge_dim, velocity=velocity, act=act, residual=False, clamp=100.0, clamp_mode="sum",
                      velocity_update=False, coord_bias=True)

@@ -15,6 +15,12 @@ def gather(src: Tensor, index: Tensor) -> Tensor:
 
     Shapes:
         - src: :math:`(N, *)`, index: :math:`(E,)` -> :math:`(E, *)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.scatter import gather
+        >>> gather(torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([2, 0, 2])).flatten().tolist()
+        [3.0, 1.0, 3.0]
     """
     return src.index_select(0, index)
 
@@ -40,12 +46,25 @@ def scatter_sum(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
 
     Shapes:
         - src: :math:`(E, *)`, index: :math:`(E,)` -> :math:`(\\text{dim\\_size}, *)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.scatter import scatter_sum
+        >>> scatter_sum(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0, 2, 0]), 3).tolist()
+        [4.0, 0.0, 2.0]
     """
     return _ScatterSum.apply(src, index, dim_size)
 
 
 def scatter_mean(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
-    """Mean of the rows of ``src`` per bucket (empty buckets give zeros)."""
+    """Mean of the rows of ``src`` per bucket (empty buckets give zeros).
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.scatter import scatter_mean
+        >>> scatter_mean(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0, 2, 0]), 3).tolist()
+        [2.0, 0.0, 2.0]
+    """
     total = scatter_sum(src, index, dim_size)
     count = torch.bincount(index, minlength=dim_size).clamp_min(1).to(src.dtype)
     return total / count.view(-1, *([1] * (src.dim() - 1)))
@@ -57,6 +76,12 @@ def uniform_graph_size(batch: Tensor, num_graphs: int) -> int | None:
     Batches of equally sized graphs (every motion-capture or M-complex batch) let the per-graph
     reductions run as reshapes and small batched matrix products instead of scatters; the
     result is the same.
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.scatter import uniform_graph_size
+        >>> uniform_graph_size(torch.tensor([0, 0, 1, 1]), 2), uniform_graph_size(torch.tensor([0, 1, 1]), 2)
+        (2, None)
     """
     n_nodes = batch.shape[0]
     if num_graphs < 1 or n_nodes % num_graphs:
@@ -67,7 +92,14 @@ def uniform_graph_size(batch: Tensor, num_graphs: int) -> int | None:
 
 
 def graph_mean(x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-    """Per-graph mean of node quantities: ``(N, *) -> (G, *)``."""
+    """Per-graph mean of node quantities: ``(N, *) -> (G, *)``.
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.scatter import graph_mean
+        >>> graph_mean(torch.tensor([[1.0], [3.0], [5.0]]), torch.tensor([0, 0, 1]), 2).flatten().tolist()
+        [2.0, 5.0]
+    """
     n = uniform_graph_size(batch, num_graphs)
     if n is not None:
         return x.reshape(num_graphs, n, *x.shape[1:]).mean(1)
@@ -75,7 +107,15 @@ def graph_mean(x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
 
 
 def aggregate(src: Tensor, index: Tensor, dim_size: int, how: str) -> Tensor:
-    """``"sum"`` or ``"mean"`` aggregation of messages at their receivers."""
+    """``"sum"`` or ``"mean"`` aggregation of messages at their receivers.
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.scatter import aggregate
+        >>> src, index = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0, 0, 1])
+        >>> aggregate(src, index, 2, "sum").tolist(), aggregate(src, index, 2, "mean").tolist()
+        ([3.0, 3.0], [1.5, 3.0])
+    """
     if how == "sum":
         return scatter_sum(src, index, dim_size)
     if how == "mean":

@@ -55,6 +55,19 @@ def emmp_from_egnn(layer: EGNNLayer) -> EMMP:
     Call the result with ``Z = x.unsqueeze(-1)`` (shape ``(N, n, 1)``); its output
     ``Z'[..., 0]`` equals the EGNN's ``x'`` and its ``h'`` the EGNN's ``h'``.
     Frobenius normalisation is off (the EGNN needs the raw squared distance).
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import EGNNLayer, emmp_from_egnn
+        >>> torch.manual_seed(0) and None
+        >>> egnn = EGNNLayer(8)
+        >>> emmp = emmp_from_egnn(egnn)
+        >>> x, h = torch.randn(4, 3), torch.randn(4, 8)
+        >>> ei = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+        >>> x1, h1, _ = egnn(x, h, ei)
+        >>> Z2, h2 = emmp(x.unsqueeze(-1), h, ei, torch.zeros(4, dtype=torch.long), 1)
+        >>> torch.allclose(x1, Z2[..., 0], atol=1e-5), torch.allclose(h1, h2, atol=1e-5)
+        (True, True)
     """
     if layer.velocity:
         raise ValueError("Theorem 1 is stated for the EGNN without velocity; use velocity=False")
@@ -88,6 +101,19 @@ def emmp_from_gmn(layer: GMNLayer, position_channels: Sequence[int] = (0,)) -> E
 
     Any choice of position channels gives the same result: the centring cancels in
     :math:`\hat Z_{ij}\hat H_{ij} = (Z_i - \bar Z) H - (Z_j - \bar Z) H = (Z_i - Z_j) H`.
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn import GMNLayer, emmp_from_gmn
+        >>> torch.manual_seed(0) and None
+        >>> gmn = GMNLayer(channels=2, hidden=8)
+        >>> emmp = emmp_from_gmn(gmn)
+        >>> Z, h = torch.randn(4, 3, 2), torch.randn(4, 8)
+        >>> ei = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+        >>> Z1, h1 = gmn(Z, h, ei)
+        >>> Z2, h2 = emmp(Z, h, ei, torch.zeros(4, dtype=torch.long), 1)
+        >>> torch.allclose(Z1, Z2, atol=1e-5), torch.allclose(h1, h2, atol=1e-5)
+        (True, True)
     """
     return EMMP(layer.channels, layer.hidden, layer.hidden, layer.edge_dim,
                 position_channels=position_channels, normalize=False, aggr=layer.aggr,

@@ -24,7 +24,14 @@ def random_graph(num_nodes: int, *, dim: int = 3, edge_prob: float = 0.5, node_d
                  local_edge_dim: int = 0, velocity: bool = True, target: bool = False,
                  generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64) -> Graph:
     """One random graph: Gaussian positions/velocities, an Erdos-Renyi global edge set (both
-    directions, no self-loops) and a random spanning path plus extra bonds as local edges."""
+    directions, no self-loops) and a random spanning path plus extra bonds as local edges.
+
+    Example:
+        >>> from eghn.testing.strategies import random_graph
+        >>> g = random_graph(5, node_dim=3, edge_dim=2)
+        >>> g.num_nodes, tuple(g.h.shape), g.edge_attr.shape[1], g.local_edge_index.shape[1], g.pos.dtype
+        (5, (5, 3), 2, 8, torch.float64)
+    """
     g = generator or torch.Generator().manual_seed(0)
     pos = torch.randn(num_nodes, dim, generator=g, dtype=torch.float64)
     vel = torch.randn(num_nodes, dim, generator=g, dtype=torch.float64) if velocity else None
@@ -54,7 +61,17 @@ def random_graph(num_nodes: int, *, dim: int = 3, edge_prob: float = 0.5, node_d
 def graphs(draw, *, dim: int = 3, min_nodes: int = 2, max_nodes: int = 12, min_graphs: int = 1,
            max_graphs: int = 3, node_dim: int = 2, edge_dim: int = 0, local_edge_dim: int = 0,
            velocity: bool = True, target: bool = False, dtype: torch.dtype = torch.float64) -> Graph:
-    """Batches of 1 to ``max_graphs`` random graphs of varied sizes and edge densities."""
+    """Batches of 1 to ``max_graphs`` random graphs of varied sizes and edge densities.
+
+    Example:
+        >>> from hypothesis import given, settings
+        >>> from eghn.testing.strategies import graphs
+        >>> @settings(max_examples=5, derandomize=True, database=None)
+        ... @given(graphs(dim=2, max_nodes=6, max_graphs=2))
+        ... def check(g):
+        ...     assert g.pos.shape[1] == 2 and 1 <= g.num_graphs <= 2
+        >>> check()
+    """
     sizes = draw(st.lists(st.integers(min_nodes, max_nodes), min_size=min_graphs, max_size=max_graphs))
     probs = draw(st.lists(st.floats(0.2, 1.0), min_size=len(sizes), max_size=len(sizes)))
     seed = draw(st.integers(0, 2**31 - 1))
@@ -67,12 +84,34 @@ def graphs(draw, *, dim: int = 3, min_nodes: int = 2, max_nodes: int = 12, min_g
 
 @st.composite
 def orthogonal_matrices(draw, n: int = 3, det: int | None = None, dtype: torch.dtype = torch.float64):
-    """Haar-random ``(n, n)`` orthogonal matrices (``det`` +1, -1 or either)."""
+    """Haar-random ``(n, n)`` orthogonal matrices (``det`` +1, -1 or either).
+
+    Example:
+        >>> import torch
+        >>> from hypothesis import given, settings
+        >>> from eghn.testing.strategies import orthogonal_matrices
+        >>> @settings(max_examples=5, derandomize=True, database=None)
+        ... @given(orthogonal_matrices(3, det=-1))
+        ... def check(Q):
+        ...     assert torch.allclose(Q @ Q.T, torch.eye(3, dtype=Q.dtype)) and torch.det(Q) < 0
+        >>> check()
+    """
     seed = draw(st.integers(0, 2**31 - 1))
     return random_orthogonal(n, det, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
 @st.composite
 def permutations(draw, n: int):
-    """Permutations of ``range(n)`` as int64 tensors."""
+    """Permutations of ``range(n)`` as int64 tensors.
+
+    Example:
+        >>> import torch
+        >>> from hypothesis import given, settings
+        >>> from eghn.testing.strategies import permutations
+        >>> @settings(max_examples=5, derandomize=True, database=None)
+        ... @given(permutations(4))
+        ... def check(perm):
+        ...     assert sorted(perm.tolist()) == [0, 1, 2, 3]
+        >>> check()
+    """
     return torch.tensor(draw(st.permutations(list(range(n)))), dtype=torch.long)

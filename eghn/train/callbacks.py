@@ -63,6 +63,11 @@ class TrainingDiverged(FloatingPointError):
 
     The run stops before anything non-finite is written: ``last.pt`` and ``best.pt`` keep the
     last finite state, from which the run can be resumed (e.g. with a lower ``train.lr``).
+
+    Example:
+        >>> from eghn.train.callbacks import TrainingDiverged
+        >>> issubclass(TrainingDiverged, FloatingPointError)
+        True
     """
 
 
@@ -71,7 +76,13 @@ class Callback:
 
 
 def fmt(x: float | None) -> str:
-    """A metric for the log: ``1.2345e-02``, or ``nan``."""
+    """A metric for the log: ``1.2345e-02``, or ``nan``.
+
+    Example:
+        >>> from eghn.train.callbacks import fmt
+        >>> fmt(0.012345), fmt(float("nan")), fmt(None)
+        ('1.2345e-02', 'nan', 'nan')
+    """
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4e}"
 
 
@@ -193,7 +204,18 @@ class DivergenceGuard(Callback):
 
 
 def kept_checkpoints(last_path: Path, best_path: Path) -> str:
-    """What the checkpoints on disk hold, read from the files themselves."""
+    """What the checkpoints on disk hold, read from the files themselves.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.train.callbacks import kept_checkpoints
+        >>> from eghn.train.checkpoint import save_checkpoint
+        >>> run = Path(tempfile.mkdtemp())
+        >>> save_checkpoint(run / "last.pt", {"epoch": 10, "model": {}})
+        >>> kept_checkpoints(run / "last.pt", run / "best.pt")
+        'last.pt holds epoch 10'
+    """
     kept = []
     for name, path in (("last.pt", last_path), ("best.pt", best_path)):
         if not path.is_file():

@@ -37,7 +37,20 @@ CHECKPOINT_FORMAT = 2
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is corrupt, truncated or not an eghn checkpoint."""
+    """A checkpoint file is corrupt, truncated or not an eghn checkpoint.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.train.checkpoint import CheckpointError, load_checkpoint
+        >>> path = Path(tempfile.mkdtemp()) / "last.pt"
+        >>> _ = path.write_bytes(b"not a checkpoint")
+        >>> try:
+        ...     load_checkpoint(path)
+        ... except CheckpointError as e:
+        ...     print(type(e).__name__, isinstance(e, ValueError))
+        CheckpointError True
+    """
 
 
 def _to_bytes(obj: Any) -> bytes:
@@ -47,7 +60,15 @@ def _to_bytes(obj: Any) -> bytes:
 
 
 def checkpoint_bytes(state: dict[str, Any]) -> bytes:
-    """The file contents :func:`save_checkpoint` writes for ``state`` (payload and its checksum)."""
+    """The file contents :func:`save_checkpoint` writes for ``state`` (payload and its checksum).
+
+    Example:
+        >>> import io, torch
+        >>> from eghn.train.checkpoint import checkpoint_bytes
+        >>> data = checkpoint_bytes({"epoch": 3})
+        >>> sorted(torch.load(io.BytesIO(data), weights_only=True))  # the payload and its checksum
+        ['format', 'payload', 'sha256']
+    """
     inner = _to_bytes({"format": CHECKPOINT_FORMAT, **state})
     return _to_bytes({"format": CHECKPOINT_FORMAT, "sha256": hashlib.sha256(inner).hexdigest(),
                       "payload": torch.frombuffer(bytearray(inner), dtype=torch.uint8)})
@@ -58,12 +79,32 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
     The bytes are built in memory first, so a full disk raises an ``OSError`` (``ENOSPC``)
     rather than an error from inside torch's zip writer.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from eghn.train.checkpoint import load_checkpoint, save_checkpoint
+        >>> path = Path(tempfile.mkdtemp()) / "last.pt"
+        >>> save_checkpoint(path, {"epoch": 3, "model": {"w": torch.ones(2)}})
+        >>> state = load_checkpoint(path)
+        >>> state["epoch"], state["model"]["w"].tolist()
+        (3, [1.0, 1.0])
     """
     atomic_write_bytes(path, checkpoint_bytes(state))
 
 
 def file_sha256(path: str | Path) -> str:
-    """SHA-256 of the bytes of ``path`` (hex), e.g. to tie ``result.json`` to its ``best.pt``."""
+    """SHA-256 of the bytes of ``path`` (hex), e.g. to tie ``result.json`` to its ``best.pt``.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.train.checkpoint import file_sha256
+        >>> path = Path(tempfile.mkdtemp()) / "empty"
+        >>> _ = path.write_bytes(b"")
+        >>> file_sha256(path)[:16]
+        'e3b0c44298fc1c14'
+    """
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -96,6 +137,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
     Raises :class:`CheckpointError` (a ``ValueError``) naming ``path`` when the file is corrupt
     (checksum mismatch, truncated, not a torch file) or not an eghn checkpoint.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+        >>> path = Path(tempfile.mkdtemp()) / "last.pt"
+        >>> save_checkpoint(path, {"epoch": 3, "model": {}})
+        >>> load_checkpoint(path)["epoch"]
+        3
+        >>> _ = path.write_bytes(path.read_bytes()[:-10])  # truncated
+        >>> try:
+        ...     load_checkpoint(path)
+        ... except CheckpointError:
+        ...     print("corrupt")
+        corrupt
     """
     path = Path(path)
     if not path.is_file():

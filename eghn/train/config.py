@@ -73,7 +73,16 @@ __all__ = [
 
 
 class ConfigError(ValueError):
-    """A configuration file or override is invalid (unknown key, wrong type, missing file)."""
+    """A configuration file or override is invalid (unknown key, wrong type, missing file).
+
+    Example:
+        >>> from eghn.train.config import ConfigError, apply_overrides
+        >>> try:
+        ...     apply_overrides({}, ["train.lr"])
+        ... except ConfigError as e:
+        ...     print(e)
+        override 'train.lr' must look like key=value (e.g. train.lr=1e-3)
+    """
 
 
 #: Top-level keys and their defaults.
@@ -125,7 +134,13 @@ def _config_dir():
 
 
 def list_configs() -> list[str]:
-    """Names of the configurations shipped in ``eghn/configs`` (without ``.toml``), sorted."""
+    """Names of the configurations shipped in ``eghn/configs`` (without ``.toml``), sorted.
+
+    Example:
+        >>> from eghn.train.config import list_configs
+        >>> "default" in list_configs(), any(name.startswith("table1/") for name in list_configs())
+        (True, True)
+    """
     root = Path(str(_config_dir()))
     return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.toml"))
 
@@ -148,6 +163,12 @@ def describe_configs() -> list[tuple[str, list[tuple[str, str]]]]:
     """Shipped configurations grouped by the paper's tables: ``[(heading, [(name, description)])]``.
 
     The description is the config's ``description`` key (inherited through ``extends``).
+
+    Example:
+        >>> from eghn.train.config import describe_configs
+        >>> groups = describe_configs()
+        >>> groups[0][0], all(isinstance(name, str) for _, items in groups for name, _ in items)
+        ('Quick start and base configurations', True)
     """
     groups: dict[str, list[tuple[str, str]]] = {folder: [] for folder, _ in _GROUPS}
     for name in list_configs():
@@ -181,7 +202,13 @@ def _locate(spec: str | Path, base: Path | None = None) -> Path:
 
 
 def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursive dictionary merge: tables merge key by key, other values of ``over`` win."""
+    """Recursive dictionary merge: tables merge key by key, other values of ``over`` win.
+
+    Example:
+        >>> from eghn.train.config import merge
+        >>> merge({"train": {"lr": 0.0005, "epochs": 600}, "seed": 1}, {"train": {"epochs": 10}})
+        {'train': {'lr': 0.0005, 'epochs': 10}, 'seed': 1}
+    """
     out = copy.deepcopy(dict(base))
     for k, v in over.items():
         if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
@@ -254,6 +281,11 @@ def resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
     :func:`load_config`; ``quick`` may be the boolean record of that). Returns the JSON form
     with keys ``name, seed, device, out_dir, description, protocol, paper_reference, quick,
     data, model, train``.
+
+    Example:
+        >>> cfg = resolve({"model": {"name": "egnn"}, "data": {"name": "arrays"}, "train": {"epochs": 2}})
+        >>> cfg["train"]["epochs"], cfg["train"]["lr"], cfg["seed"], cfg["quick"]
+        (2, 0.0005, 1, False)
     """
     from .settings import RunSettings
 
@@ -277,6 +309,11 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
 
     Keys of ``train`` and the top level must exist in the schema and keep their type; keys of
     ``data``/``model`` may be new (they are checked against the constructor later).
+
+    Example:
+        >>> from eghn.train.config import apply_overrides
+        >>> apply_overrides({"train": {"lr": 0.0005}}, ["train.lr=1e-3", "model.hidden=32"])
+        {'train': {'lr': 0.001}, 'model': {'hidden': 32}}
     """
     out = copy.deepcopy(dict(raw))
     for item in overrides:
@@ -384,7 +421,17 @@ def load_config(spec: str | Path, overrides: Iterable[str] = (), *, quick: bool 
 
 
 def save_config(config: Mapping[str, Any], path: str | Path) -> None:
-    """Write the resolved config as JSON (stable key order)."""
+    """Write the resolved config as JSON (stable key order).
+
+    Example:
+        >>> import json, tempfile
+        >>> from pathlib import Path
+        >>> from eghn.train.config import save_config
+        >>> path = Path(tempfile.mkdtemp()) / "config.json"
+        >>> save_config({"seed": 1, "name": "run"}, path)
+        >>> list(json.loads(path.read_text()))  # keys sorted
+        ['name', 'seed']
+    """
     from ..io import atomic_write_text
 
     atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -394,6 +441,16 @@ def check_kwargs(fn: Any, kwargs: Mapping[str, Any], what: str, owner: str = "")
     """Raise :class:`ConfigError` if ``fn`` (a class or function) cannot take these keywords.
 
     Classes or functions that accept ``**kwargs`` accept anything.
+
+    Example:
+        >>> from eghn.models import EGNN
+        >>> from eghn.train.config import ConfigError, check_kwargs
+        >>> check_kwargs(EGNN, {"hidden": 64, "layers": 4}, "model")
+        >>> try:
+        ...     check_kwargs(EGNN, {"hiden": 64}, "model")
+        ... except ConfigError as e:
+        ...     print(str(e)[:32])
+        unknown config key 'model.hiden'
     """
     target = fn.__init__ if inspect.isclass(fn) else fn
     try:
@@ -428,6 +485,16 @@ def check_values(fn: Any, kwargs: Mapping[str, Any], what: str) -> None:
 
     An option whose default in ``fn``'s signature is an int (a float) must be an int (a finite
     number); counts (:data:`POSITIVE_OPTIONS`, lists of them too) must be >= 1.
+
+    Example:
+        >>> from eghn.models import EGNN
+        >>> from eghn.train.config import ConfigError, check_values
+        >>> check_values(EGNN, {"hidden": 64}, "model")
+        >>> try:
+        ...     check_values(EGNN, {"hidden": 0}, "model")
+        ... except ConfigError as e:
+        ...     print(type(e).__name__)
+        ConfigError
     """
     target = fn.__init__ if inspect.isclass(fn) else fn
     try:

@@ -20,7 +20,14 @@ __all__ = ["DistInfo", "cleanup", "init_from_env", "shard"]
 
 @dataclass(frozen=True)
 class DistInfo:
-    """Rank, world size and local rank of this process (``rank=0, world_size=1`` when alone)."""
+    """Rank, world size and local rank of this process (``rank=0, world_size=1`` when alone).
+
+    Example:
+        >>> from eghn.train.distributed import DistInfo
+        >>> alone, second = DistInfo(), DistInfo(rank=1, world_size=2)
+        >>> (alone.enabled, alone.is_main), (second.enabled, second.is_main)
+        ((False, True), (True, False))
+    """
 
     rank: int = 0
     world_size: int = 1
@@ -40,6 +47,14 @@ def init_from_env(device_type: str = "cpu") -> DistInfo:
 
     Uses NCCL on CUDA and gloo on CPU. Without those variables (or when the group is already
     initialised by the caller) nothing is started and the current state is returned.
+
+    Example:
+        >>> import os
+        >>> from unittest import mock
+        >>> from eghn.train.distributed import init_from_env
+        >>> with mock.patch.dict(os.environ, {"WORLD_SIZE": "1"}):
+        ...     init_from_env()  # not under torchrun: nothing is started
+        DistInfo(rank=0, world_size=1, local_rank=0)
     """
     if dist.is_available() and dist.is_initialized():
         return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
@@ -65,6 +80,11 @@ def shard(indices: torch.Tensor, info: DistInfo) -> torch.Tensor:
 
 
 def cleanup() -> None:
-    """Leave the process group if one was joined."""
+    """Leave the process group if one was joined.
+
+    Example:
+        >>> from eghn.train.distributed import cleanup
+        >>> cleanup()  # no process group joined: nothing to do
+    """
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

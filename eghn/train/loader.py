@@ -54,7 +54,16 @@ def repeat_counts(values: Tensor, counts: Tensor) -> Tensor:
 
 
 def estimate_bytes(g: Graph) -> int:
-    """Bytes held by the tensors of a graph."""
+    """Bytes held by the tensors of a graph.
+
+    Example:
+        >>> import torch
+        >>> from eghn.data import Graph
+        >>> from eghn.train.loader import estimate_bytes
+        >>> g = Graph(pos=torch.zeros(10, 3), edge_index=torch.zeros(2, 20, dtype=torch.long))
+        >>> estimate_bytes(g) >= 10 * 3 * 4 + 2 * 20 * 8
+        True
+    """
     return sum(v.numel() * v.element_size() for v in dataclasses.astuple(g) if isinstance(v, Tensor))
 
 

@@ -26,7 +26,13 @@ _KEEP = 1 << 30  # blocks up to 1 GiB come from (and return to) the heap
 
 def reuse_freed_memory() -> bool:
     """Raise glibc's ``mmap`` and trim thresholds to 1 GiB for this process (see the module
-    docstring). Returns ``False``, changing nothing, where the C library is not glibc."""
+    docstring). Returns ``False``, changing nothing, where the C library is not glibc.
+
+    Example:
+        >>> from eghn.train.malloc import reuse_freed_memory
+        >>> isinstance(reuse_freed_memory(), bool)  # True on glibc
+        True
+    """
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name or "libc.so.6")

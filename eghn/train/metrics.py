@@ -18,6 +18,12 @@ def position_sse(pred: Tensor, target: Tensor) -> Tensor:
 
     Shapes:
         pred, target: ``(N, n)``; returns a scalar.
+
+    Example:
+        >>> import torch
+        >>> from eghn.train.metrics import position_sse
+        >>> float(position_sse(torch.zeros(2, 3), torch.ones(2, 3)))
+        6.0
     """
     if pred.shape != target.shape:
         raise ValueError(f"prediction shape {tuple(pred.shape)} does not match target {tuple(target.shape)}")
@@ -28,7 +34,17 @@ def position_sse(pred: Tensor, target: Tensor) -> Tensor:
 
 
 class MSEAccumulator:
-    """Accumulates a sum of squared errors and an element count in float64; ``.value()`` is the MSE."""
+    """Accumulates a sum of squared errors and an element count in float64; ``.value()`` is the MSE.
+
+    Example:
+        >>> import torch
+        >>> from eghn.train.metrics import MSEAccumulator
+        >>> acc = MSEAccumulator()
+        >>> acc.add(torch.zeros(2, 3), torch.ones(2, 3))       # squared errors 1
+        >>> acc.add(torch.zeros(1, 3), torch.full((1, 3), 2.0))  # squared errors 4
+        >>> acc.value()  # (6 * 1 + 3 * 4) / 9
+        2.0
+    """
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
         self.sse = torch.zeros((), dtype=torch.float64, device=device)
@@ -59,6 +75,13 @@ def random_rotations(num: int, dim: int, *, generator: torch.Generator | None = 
 
     Shapes:
         returns ``(num, dim, dim)``.
+
+    Example:
+        >>> import torch
+        >>> from eghn.train.metrics import random_rotations
+        >>> R = random_rotations(4, 3, generator=torch.Generator().manual_seed(0))
+        >>> tuple(R.shape), torch.allclose(torch.linalg.det(R), torch.ones(4, dtype=R.dtype))
+        ((4, 3, 3), True)
     """
     a = torch.randn(num, dim, dim, generator=generator, dtype=torch.float64)
     q, r = torch.linalg.qr(a)

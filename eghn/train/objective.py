@@ -43,6 +43,13 @@ class Objective:
         sse: :math:`\\sum_i \\lVert \\hat x_i - x_i\\rVert^2` over the batch.
         mse: ``mse_scale * sse``, the position MSE (per coordinate) of the batch.
         reg: the model's regulariser :math:`\\lambda\\,\\mathcal{L}_{conn}` (0 without one).
+
+    Example:
+        >>> import torch
+        >>> from eghn.train.objective import Objective
+        >>> obj = Objective(loss=torch.tensor(1.5), sse=torch.tensor(6.0), mse=torch.tensor(1.0), reg=torch.tensor(0.5))
+        >>> float(obj.loss - obj.mse - obj.reg)
+        0.0
     """
 
     loss: Tensor
@@ -67,6 +74,15 @@ def training_objective(out: Any, target: Tensor, *, mse_scale: float | None = No
 
     Shapes:
         - out.pos, target: :math:`(N, n)`; every field of the result is a scalar.
+
+    Example:
+        >>> import torch
+        >>> from eghn.models import ModelOutput
+        >>> from eghn.train.objective import training_objective
+        >>> out = ModelOutput(pos=torch.zeros(2, 3))  # no regulariser
+        >>> obj = training_objective(out, torch.ones(2, 3), mse_scale=1 / 6)
+        >>> float(obj.sse), round(float(obj.mse), 6), float(obj.reg)
+        (6.0, 1.0, 0.0)
     """
     sse = position_sse(out.pos, target)
     scale = 1.0 / target.numel() if mse_scale is None else mse_scale

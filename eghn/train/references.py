@@ -18,7 +18,14 @@ __all__ = ["Reference", "paper_number", "reference_mses"]
 class Reference(NamedTuple):
     """One reference MSE: ``key`` (``"linear_extrapolation"``, ``"hold_still"`` or ``"paper"``),
     a readable ``label``, the ``mse`` in the data's units, and the fitted ``t`` of a linear
-    extrapolation (None otherwise)."""
+    extrapolation (None otherwise).
+
+    Example:
+        >>> from eghn.train.references import Reference
+        >>> ref = Reference("hold_still", "hold still, x_T = x_0", 0.25)
+        >>> ref.key, ref.mse, ref.t
+        ('hold_still', 0.25, None)
+    """
 
     key: str
     label: str
@@ -27,7 +34,18 @@ class Reference(NamedTuple):
 
 
 def paper_number(ref: str) -> tuple[float, str]:
-    """``(MSE, description)`` of ``"tableN/ROW/COLUMN"`` in the paper's tables (unscaled MSE)."""
+    """``(MSE, description)`` of ``"tableN/ROW/COLUMN"`` in the paper's tables (unscaled MSE).
+
+    Example:
+        >>> from eghn.train.references import paper_number
+        >>> from eghn.train.reproduce import paper_results
+        >>> table = paper_results()["table1"]
+        >>> row = next(iter(table["rows"]))
+        >>> column = next(iter(table["rows"][row]))
+        >>> value, label = paper_number(f"table1/{row}/{column}")
+        >>> value > 0, label.endswith("(paper Table 1)")
+        (True, True)
+    """
     from .reproduce import paper_results
 
     try:
@@ -40,7 +58,13 @@ def paper_number(ref: str) -> tuple[float, str]:
 
 
 def reference_mses(config: Mapping[str, Any]) -> list[Reference]:
-    """The references of the run described by ``config`` (empty when none applies)."""
+    """The references of the run described by ``config`` (empty when none applies).
+
+    Example:
+        >>> from eghn.train.references import reference_mses
+        >>> reference_mses({"data": {"name": "arrays"}})  # no reference applies to your own arrays
+        []
+    """
     out: list[Reference] = []
     name = config["data"]["name"]
     if name in ("mcomplex", "mocap"):

@@ -78,7 +78,15 @@ _SILENT = frozenset({"train.threads", "train.progress", "device", "train.preload
 
 @dataclass
 class RunResult:
-    """Summary of a finished training run (also written to ``result.json``, without ``run_dir``)."""
+    """Summary of a finished training run (also written to ``result.json``, without ``run_dir``).
+
+    Example:
+        >>> from eghn.train.rundir import RunResult
+        >>> r = RunResult(run_dir="runs/demo", best_epoch=5, best_val=0.25, test=0.5, epochs=10, wall_s=1.0,
+        ...               stopped_early=False)
+        >>> r.to_dict()["best_val"], r.to_dict()["history"]
+        (0.25, [])
+    """
 
     run_dir: str
     best_epoch: int
@@ -101,6 +109,20 @@ class RunLog:
 
     With ``hold`` the lines are kept in memory until :meth:`write_held` (called as part of a
     run's first whole write), so a resume that fails before it leaves ``train.log`` untouched.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.train.rundir import RunLog
+        >>> path = Path(tempfile.mkdtemp()) / "train.log"
+        >>> log = RunLog(path, enabled=True, echo=print, hold=True)
+        >>> log("epoch 1: train 0.5")
+        epoch 1: train 0.5
+        >>> path.exists()  # held until the run's first whole write
+        False
+        >>> log.write_held()
+        >>> path.read_text().splitlines()
+        ['epoch 1: train 0.5']
     """
 
     def __init__(self, path: Path | None, enabled: bool, echo: Callable[[str], None] | None = None,
@@ -143,13 +165,25 @@ class RunLog:
 
 def legacy_defaults(config: dict[str, Any]) -> dict[str, Any]:
     """``config`` with the defaults of runs saved by older versions: those saved before lengths
-    were standardised were trained in the data's own units (``data.length_scale = 1``)."""
+    were standardised were trained in the data's own units (``data.length_scale = 1``).
+
+    Example:
+        >>> from eghn.train.rundir import legacy_defaults
+        >>> legacy_defaults({"data": {"name": "mocap"}})
+        {'data': {'name': 'mocap', 'length_scale': 1.0}}
+    """
     config.setdefault("data", {}).setdefault("length_scale", 1.0)
     return config
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train.lr": 5e-4, ...}``: the leaves of a nested config under dotted keys."""
+    """``{"train.lr": 5e-4, ...}``: the leaves of a nested config under dotted keys.
+
+    Example:
+        >>> from eghn.train.rundir import flatten
+        >>> flatten({"seed": 1, "train": {"lr": 0.0005, "epochs": 600}, "model": {}})
+        {'seed': 1, 'train.lr': 0.0005, 'train.epochs': 600, 'model': {}}
+    """
     out: dict[str, Any] = {}
     for key, value in config.items():
         dotted = f"{prefix}{key}"
@@ -178,6 +212,13 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[s
 
     ``data.length_scale = "auto"`` (or unset) on one side matches any number on the other: a
     run records the number ``"auto"`` resolved to.
+
+    Example:
+        >>> from eghn.train.rundir import config_differences
+        >>> old = {"train": {"lr": 0.0005, "epochs": 600}, "data": {"length_scale": "auto"}}
+        >>> new = {"train": {"lr": 0.001, "epochs": 600}, "data": {"length_scale": 2.5}, "seed": 3}
+        >>> config_differences(old, new)  # "auto" matches the number it resolved to
+        {'seed': (None, 3), 'train.lr': (0.0005, 0.001)}
     """
     a, b = flatten(old), flatten(new)
     out = {}
@@ -201,6 +242,17 @@ def check_resume_config(saved: Mapping[str, Any], given: Mapping[str, Any], *, w
     Raises:
         ConfigError: listing every key that differs and is not in :data:`RESUME_ALLOWED`
             (changing data, model or seed would continue a different experiment).
+
+    Example:
+        >>> from eghn.train.config import ConfigError
+        >>> from eghn.train.rundir import check_resume_config
+        >>> check_resume_config({"train": {"epochs": 100}}, {"train": {"epochs": 200}})  # a run may be extended
+        {'train.epochs': [100, 200]}
+        >>> try:
+        ...     check_resume_config({"seed": 1}, {"seed": 2})
+        ... except ConfigError as e:
+        ...     print(str(e)[:60])
+        cannot resume: the config differs from the run's (seed: 1 in
     """
     diff = config_differences(saved, given)
     refused = {k: v for k, v in diff.items() if k not in RESUME_ALLOWED}
@@ -217,6 +269,17 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
 
     Raises:
         ValueError: naming the file when it is unreadable.
+
+    Example:
+        >>> import json, tempfile
+        >>> from pathlib import Path
+        >>> from eghn.train.rundir import read_result
+        >>> run = Path(tempfile.mkdtemp())
+        >>> read_result(run) is None
+        True
+        >>> _ = (run / "result.json").write_text(json.dumps({"best_epoch": 5, "best_val": 0.25}))
+        >>> read_result(run)["best_epoch"]
+        5
     """
     path = Path(run_dir) / "result.json"
     if not path.is_file():
@@ -231,7 +294,16 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
 
 
 def result_mismatch(result: Mapping[str, Any], last: Mapping[str, Any]) -> str:
-    """How ``result.json`` disagrees with ``last.pt`` (``""`` when it describes that state)."""
+    """How ``result.json`` disagrees with ``last.pt`` (``""`` when it describes that state).
+
+    Example:
+        >>> from eghn.train.rundir import result_mismatch
+        >>> last = {"epoch": 10, "best": {"epoch": 5, "val": 0.25}}
+        >>> result_mismatch({"epochs": 10, "best_epoch": 5, "best_val": 0.25}, last)
+        ''
+        >>> result_mismatch({"epochs": 8, "best_epoch": 5, "best_val": 0.25}, last)
+        'epochs 8 against 10'
+    """
     best = last.get("best", {})
     checks = (("epochs", result.get("epochs"), last.get("epoch")),
               ("best_epoch", result.get("best_epoch"), best.get("epoch")),
@@ -245,7 +317,20 @@ def load_weights(model: nn.Module, weights: Mapping[str, Any], path: str | Path,
                  config: Mapping[str, Any]) -> None:
     """``model.load_state_dict(weights)``, or a :class:`ConfigError` that lists the missing,
     unexpected and misshapen keys and the model config keys that differ between ``saved_config``
-    (the file's) and ``config`` (the model's)."""
+    (the file's) and ``config`` (the model's).
+
+    Example:
+        >>> from torch import nn
+        >>> from eghn.train.config import ConfigError
+        >>> from eghn.train.rundir import load_weights
+        >>> weights = nn.Linear(4, 8).state_dict()
+        >>> load_weights(nn.Linear(4, 8), weights, "best.pt", {}, {})  # fits: nothing to say
+        >>> try:
+        ...     load_weights(nn.Linear(4, 16), weights, "best.pt", {"model": {"hidden": 8}}, {"model": {"hidden": 16}})
+        ... except ConfigError as e:
+        ...     print(str(e).split("; ")[-1])
+        the config keys that differ: model.hidden
+    """
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
@@ -282,7 +367,18 @@ def best_state(best_model: Mapping[str, Any] | None, best: Mapping[str, float],
 
 
 def best_problem(best_path: Path, state: Mapping[str, Any]) -> str:
-    """How ``best.pt`` fails to be the best evaluation that ``last.pt`` names (``""``: it is)."""
+    """How ``best.pt`` fails to be the best evaluation that ``last.pt`` names (``""``: it is).
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.train.rundir import best_problem
+        >>> best = Path(tempfile.mkdtemp()) / "best.pt"
+        >>> best_problem(best, {"best": {"epoch": 0}})  # no evaluation yet: nothing to hold
+        ''
+        >>> best_problem(best, {"best": {"epoch": 5}}).endswith("best.pt is missing")
+        True
+    """
     epoch = int(state["best"]["epoch"])
     if epoch == 0:
         return ""
@@ -299,7 +395,18 @@ def best_problem(best_path: Path, state: Mapping[str, Any]) -> str:
 
 def best_repair(best_path: Path, state: Mapping[str, Any], log: RunLog) -> dict[Path, bytes]:
     """``{best_path: bytes}`` rebuilt from ``last.pt``'s copy of the best weights when ``best.pt``
-    does not hold them (``{}`` when it does); an error when it cannot be rebuilt."""
+    does not hold them (``{}`` when it does); an error when it cannot be rebuilt.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.train.rundir import RunLog, best_repair
+        >>> best = Path(tempfile.mkdtemp()) / "best.pt"
+        >>> state = {"best": {"epoch": 5, "val": 0.25}, "best_model": {}, "config": {}}
+        >>> repair = best_repair(best, state, RunLog(None, enabled=False))
+        >>> list(repair) == [best], isinstance(repair[best], bytes)
+        (True, True)
+    """
     problem = best_problem(best_path, state)
     if not problem:
         return {}
@@ -320,6 +427,22 @@ def finished_run(run_dir: Path, state: Mapping[str, Any], tcfg: TrainSettings, l
     extending the run) and training goes on. A finished run is extended when ``train.epochs``
     now exceeds its last epoch and (after an early stop) ``train.patience`` its evaluations
     without improvement.
+
+    Example:
+        >>> import json, tempfile
+        >>> from pathlib import Path
+        >>> from eghn.train.rundir import RunLog, finished_run
+        >>> run = Path(tempfile.mkdtemp())
+        >>> _ = (run / "config.json").write_text("{}")
+        >>> _ = (run / "result.json").write_text(json.dumps({"epochs": 10, "best_epoch": 0, "best_val": 1.0,
+        ...                                                  "test": 1.0, "wall_s": 1.0, "stopped_early": False}))
+        >>> state = {"epoch": 10, "best": {"epoch": 0, "val": 1.0}, "evals_since_best": 0}
+        >>> config = {"train": {"epochs": 10, "patience": 5}}
+        >>> finished_run(run, state, config, RunLog(None, enabled=False)).epochs  # nothing left to train
+        10
+        >>> config = {"train": {"epochs": 20, "patience": 5}}
+        >>> finished_run(run, state, config, RunLog(None, enabled=False)) is None  # raising train.epochs extends it
+        True
     """
     result = read_result(run_dir)
     if result is None:
@@ -357,7 +480,20 @@ def finished_run(run_dir: Path, state: Mapping[str, Any], tcfg: TrainSettings, l
 
 
 def finished_without_checkpoint(run_dir: Path, log: RunLog) -> RunResult | None:
-    """A finished run without ``last.pt`` (``train.checkpoint = false``): its ``result.json``."""
+    """A finished run without ``last.pt`` (``train.checkpoint = false``): its ``result.json``.
+
+    Example:
+        >>> import json, tempfile
+        >>> from pathlib import Path
+        >>> from eghn.train.rundir import RunLog, finished_without_checkpoint
+        >>> run = Path(tempfile.mkdtemp())
+        >>> finished_without_checkpoint(run, RunLog(None, enabled=False)) is None
+        True
+        >>> _ = (run / "result.json").write_text(json.dumps({"epochs": 10, "best_epoch": 10, "best_val": 0.5,
+        ...                                                  "test": 0.6, "wall_s": 1.0, "stopped_early": False}))
+        >>> finished_without_checkpoint(run, RunLog(None, enabled=False)).test
+        0.6
+    """
     result = read_result(run_dir)
     if result is None:
         return None
@@ -375,7 +511,19 @@ def result_of(data: Mapping[str, Any], run_dir: Path) -> RunResult:
 
 def write_result(result: RunResult, run_dir: Path, extra: Mapping[Path, bytes | None], log: RunLog) -> None:
     """``result.json`` (with the SHA-256 of the ``best.pt`` it describes; no path), together with
-    any file still waiting for its first write."""
+    any file still waiting for its first write.
+
+    Example:
+        >>> import json, tempfile
+        >>> from pathlib import Path
+        >>> from eghn.train.rundir import RunLog, RunResult, write_result
+        >>> run = Path(tempfile.mkdtemp())
+        >>> result = RunResult(run_dir=str(run), best_epoch=5, best_val=0.25, test=0.5, epochs=10, wall_s=1.0,
+        ...                    stopped_early=False)
+        >>> write_result(result, run, {run / "config.json": b"{}"}, RunLog(None, enabled=False))
+        >>> sorted(p.name for p in run.iterdir()), "run_dir" in json.loads((run / "result.json").read_text())
+        (['config.json', 'result.json'], False)
+    """
     best = run_dir / "best.pt"
     data = result.to_dict()
     del data["run_dir"]  # a copied run directory describes itself
