@@ -75,5 +75,5 @@ def test_a_run_whose_metrics_disagree_with_its_result_is_refused(tmp_path, colle
     rows = [(5, 1.0, 0.5, 0.5, 0.4, 0.41), (10, 2.0, 0.4, 0.4, 0.3, 0.32)]
     history = [{"epoch": 5, "val_mse": 0.4, "test_mse": 0.41}, {"epoch": 10, "val_mse": 0.25, "test_mse": 0.32}]
     result = {"best_epoch": 10, "best_val": 0.25, "test": 0.32, "stopped_early": True, "history": history}
-    with pytest.raises(SystemExit, match="metrics.csv does not hold the evaluations of result.json"):
+    with pytest.raises(SystemExit, match=r"metrics\.csv does not hold the evaluations of result\.json"):
         collect.summarise(_run(tmp_path, rows, result=result), [])

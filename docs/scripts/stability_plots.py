@@ -18,7 +18,11 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-RESULTS = Path(__file__).resolve().parents[1] / "results" / "stability"
+try:
+    _HERE = Path(__file__).resolve().parent
+except NameError:  # the plot directive runs the script in its own folder, without __file__
+    _HERE = Path.cwd()
+RESULTS = _HERE.parent / "results" / "stability"
 __all__ = ["battery", "cascade", "growth", "load", "occupancy"]
 
 

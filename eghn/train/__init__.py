@@ -12,7 +12,8 @@
 
 from .config import ConfigError, list_configs, load_config
 from .loader import GraphBank
-from .loop import RunResult, evaluate_model, train
+from .loop import evaluate_model, train
+from .rundir import RunResult
 from .trained import TrainedRun, load_run
 
 __all__ = ["ConfigError", "GraphBank", "RunResult", "TrainedRun", "evaluate_model", "list_configs", "load_config",

@@ -2,17 +2,19 @@
 
 A callback implements any of these hooks (all optional), each called with the trainer first:
 
-==========================  ===============================================================
-``on_fit_start()``          before the first epoch of this session
-``on_batch(obj, out, g, ...)``  after the objective of a batch (``out``: the model's output, ``g``
-                            the batch, then the epoch and a description), before backward
-``on_nonfinite_output``     the model refused to return a NaN/inf output (``g, e, w``)
-``on_train_epoch_end(e)``   after the last batch of epoch ``e``
-``on_validation(e, val)``   after the validation MSE, before it is believed
-``on_evaluation(row, imp)`` after a row of ``metrics.csv`` (``imp``: a new best)
-``on_epoch_end(e)``         after epoch ``e`` (and its evaluation)
-``on_fit_end()``            when training ends, normally or not
-==========================  ===============================================================
+================================  ===============================================================
+``on_fit_start()``                before the first epoch of this session
+``on_batch(obj, out, g, e, w)``   after the objective ``obj`` of a batch ``g`` (``out``: the
+                                  model's output), before its backward pass
+``on_nonfinite_output(g, e, w)``  the model refused to return a NaN/inf output
+``on_train_epoch_end(e)``         after the last batch of epoch ``e``
+``on_validation(e, val)``         after the validation MSE, before it is believed
+``on_evaluation(row, imp)``       after a row of ``metrics.csv`` (``imp``: a new best)
+``on_epoch_end(e)``               after epoch ``e`` (and its evaluation)
+``on_fit_end()``                  when training ends, normally or not
+================================  ===============================================================
+
+(``e``: the epoch, ``w``: where in the epoch, e.g. ``"batch 3 of 5"``.)
 
 and, when it has state that a resumed run needs, ``state_dict()`` (a dictionary merged into
 ``last.pt``) and ``load_state_dict(state)``.

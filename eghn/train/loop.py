@@ -73,7 +73,6 @@ from .stability import CSV_FIELDS as STABILITY_FIELDS
 from .trainer import Trainer, TrainerParts, evaluate_model, lr_at
 
 __all__ = [
-    "RunResult",
     "TrainingDiverged",
     "build_datasets",
     "build_model",

@@ -240,7 +240,7 @@ def check_resume_config(saved: Mapping[str, Any], given: Mapping[str, Any], *, w
     """The allowed changes ``{key: [old, new]}`` between a checkpoint's config and the one given.
 
     Raises:
-        ConfigError: listing every key that differs and is not in :data:`RESUME_ALLOWED`
+        eghn.train.config.ConfigError: listing every key that differs and is not in :data:`RESUME_ALLOWED`
             (changing data, model or seed would continue a different experiment).
 
     Example:
@@ -421,7 +421,7 @@ def best_repair(best_path: Path, state: Mapping[str, Any], log: RunLog) -> dict[
 
 
 def finished_run(run_dir: Path, state: Mapping[str, Any], tcfg: TrainSettings, log: RunLog) -> RunResult | None:
-    """The result of a finished run that ``config`` does not extend (``None``: train on).
+    """The result of a finished run that the settings ``tcfg`` do not extend (``None``: train on).
 
     ``result.json`` must describe ``last.pt``; when it does not it is stale (a kill while
     extending the run) and training goes on. A finished run is extended when ``train.epochs``
@@ -432,16 +432,16 @@ def finished_run(run_dir: Path, state: Mapping[str, Any], tcfg: TrainSettings, l
         >>> import json, tempfile
         >>> from pathlib import Path
         >>> from eghn.train.rundir import RunLog, finished_run
+        >>> from eghn.train.settings import TrainSettings
         >>> run = Path(tempfile.mkdtemp())
         >>> _ = (run / "config.json").write_text("{}")
         >>> _ = (run / "result.json").write_text(json.dumps({"epochs": 10, "best_epoch": 0, "best_val": 1.0,
         ...                                                  "test": 1.0, "wall_s": 1.0, "stopped_early": False}))
         >>> state = {"epoch": 10, "best": {"epoch": 0, "val": 1.0}, "evals_since_best": 0}
-        >>> config = {"train": {"epochs": 10, "patience": 5}}
-        >>> finished_run(run, state, config, RunLog(None, enabled=False)).epochs  # nothing left to train
+        >>> finished_run(run, state, TrainSettings(epochs=10, patience=5), RunLog(None, enabled=False)).epochs
         10
-        >>> config = {"train": {"epochs": 20, "patience": 5}}
-        >>> finished_run(run, state, config, RunLog(None, enabled=False)) is None  # raising train.epochs extends it
+        >>> finished_run(run, state, TrainSettings(epochs=20, patience=5), RunLog(None, enabled=False)) is None
+
         True
     """
     result = read_result(run_dir)
