@@ -441,6 +441,7 @@ def finished_run(run_dir: Path, state: Mapping[str, Any], tcfg: TrainSettings, l
         >>> finished_run(run, state, TrainSettings(epochs=10, patience=5), RunLog(None, enabled=False)).epochs
         10
         >>> finished_run(run, state, TrainSettings(epochs=20, patience=5), RunLog(None, enabled=False)) is None
+        True
 
         True
     """
