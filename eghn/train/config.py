@@ -114,6 +114,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "max_batches": 0,           # limit batches per epoch (0 = all; for smoke tests)
     "ddp_find_unused": True,    # DDP: allow parameters that get no gradient (e.g. a last h-update)
     "drop_last": False,         # skip the last, smaller training batch (the released code); kept if the only one
+    "compile": "off",           # torch.compile the training forward pass: "off", "on" or "auto" (where measured faster)
 }
 
 _SECTIONS = ("data", "model", "train", "quick")
@@ -253,6 +254,7 @@ _CHOICES = {
     "train.preload": ("auto", "device", "cpu", "lazy"),
     "train.recompute_edges": ("auto", "always", "never"),
     "train.cpu_malloc": ("reuse", "default"),
+    "train.compile": ("off", "on", "auto"),
 }
 
 
