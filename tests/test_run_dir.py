@@ -206,6 +206,15 @@ def test_config_differences_and_the_allowed_set():
     assert not any(k.startswith(("data.", "model.")) for k in RESUME_ALLOWED)
 
 
+def test_a_run_saved_before_a_train_key_existed_resumes(tmp_path):
+    run = _interrupted(tmp_path)
+    state = load_checkpoint(run / "last.pt")
+    del state["config"]["train"]["compile"], state["config"]["paper_reference"]  # as an older eghn wrote it
+    state["config"] = json.dumps(state["config"])
+    save_checkpoint(run / "last.pt", state)
+    assert train(toy_config(tmp_path), run, resume=True, echo=_quiet).epochs == 6
+
+
 def test_resume_refuses_an_edited_config_json_listing_the_keys(tmp_path, capsys):
     run = tmp_path / "run"
     assert _cli(["train", _toml(tmp_path, epochs=6), "--run-dir", run], capsys)[0] == 0

@@ -13,7 +13,10 @@
 * ``compile``: ``benchmarks/compile.py``;
 * ``epoch-share``: ``benchmarks/epoch_share.py``;
 * ``profile``: ``benchmarks/profile_step.py``;
-* ``models``: ``benchmarks/bench_models.py --out``; ``simulator``: ``benchmarks/bench_mcomplex.py --out``.
+* ``models``: ``benchmarks/bench_models.py --out``; ``simulator``: ``benchmarks/bench_mcomplex.py --out``;
+* ``gpu-suite`` (no source): one row per part of ``benchmarks/gpu_suite.py`` from
+  ``benchmarks/results/gpu/PART.json``; a part without a file, or whose file comes from a
+  ``--smoke`` run, shows as "not yet measured on a GPU", never with numbers.
 
 Every number is a rendered result (see ``eghn_results``), so ``docs/check_site.py`` can tell it
 from a hand-typed one. Inline values use the ``:result:`` role with the source
@@ -266,10 +269,99 @@ def _profile(name: str, data: dict[str, Any]) -> list[nodes.Node]:
     return [_table(header, rows, [18, 10, 26, 10, 8, 8])]
 
 
+#: the parts of benchmarks/gpu_suite.py and what each measures
+GPU_PARTS = {
+    "pytest_gpu": "the GPU-marked tests (tox -e gpu's pytest)",
+    "side_by_side": "step time beside the authors' code: mocap, M-complex (10,10), AdK",
+    "scale": "forward + backward at 10^4, 10^5 and 10^6 nodes: time and peak memory",
+    "time_to_accuracy": "motion capture, Run: time and epoch to the paper's validation number (3-minute cut)",
+    "gallery_mcomplex": "the full M-complex training tutorial (EGHN_GALLERY=full)",
+}
+NOT_MEASURED = "not yet measured on a GPU"
+
+
+def _gpu_result(part: str, data: dict[str, Any]) -> nodes.Node:
+    """A short account of one measured part, every number a rendered result."""
+    name = f"gpu/{part}"
+    c = _Cell(name, "", data)
+    out = nodes.inline()
+    if data.get("status") != "ok":
+        out += nodes.Text(f"{data.get('status')}: {data.get('error') or data.get('reason') or ''}")
+        return out
+
+    def add(*items: nodes.Node | str) -> None:
+        for item in items:
+            out.append(nodes.Text(item) if isinstance(item, str) else item)
+
+    if part == "pytest_gpu":
+        add(c("tests.passed"), " passed, ", c("tests.failed"), " failed, ", c("tests.skipped"), " skipped")
+    elif part == "scale":
+        for k, r in enumerate(data["runs"]):
+            add("; " if k else "", c(f"runs.{k}.nodes", ":,"), " nodes: ")
+            if r.get("status") == "ok":
+                add(c(f"runs.{k}.ms_forward_backward", ":.0f", " ms"))
+                if "peak_mb" in r:
+                    add(", ", c(f"runs.{k}.peak_mb", ":.0f", " MB peak"))
+            else:
+                add(str(r.get("status")))
+    elif part == "side_by_side":
+        for k, t in enumerate(data["timing"]):
+            add("; " if k else "", _workload(t["workload"]), ": ")
+            if t.get("status") == "ok":
+                add("authors / released ", c(f"timing.{k}.models.released.ratio", ":.2f", "x"),
+                    ", authors / default ", c(f"timing.{k}.models.default.ratio", ":.2f", "x"))
+            else:
+                add(str(t.get("status")))
+    elif part == "time_to_accuracy":
+        for k, (which, r) in enumerate(data["runs"].items()):
+            add("; " if k else "", f"{which}: ")
+            if r.get("status") != "ok":
+                add(str(r.get("status")))
+            elif r["reached"]:
+                add("epoch ", c(f"runs.{which}.epoch_reached"), ", ", c(f"runs.{which}.wall_s_reached", ":.0f", " s"))
+            else:
+                add("not reached in ", c(f"runs.{which}.cut_s", ":.0f", " s"), " (best ",
+                    c(f"runs.{which}.best_val", ":.3g"), ")")
+    elif part == "gallery_mcomplex":
+        add("finished in ", c("wall_s", ":.0f", " s"))
+    return out
+
+
+def gpu_suite_rows(results: Any) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """``(part, description, data or None)`` per part; ``None`` where nothing was measured on a
+    GPU: no file in ``results`` (a folder), or the file of a ``--smoke`` run."""
+    import json
+    from pathlib import Path
+
+    rows = []
+    for part, what in GPU_PARTS.items():
+        path = Path(results) / f"{part}.json"
+        data = json.loads(path.read_text()) if path.is_file() else None
+        if data is not None and (data.get("smoke", True) or str(data.get("device", "cpu")) == "cpu"):
+            data = None
+        rows.append((part, what, data))
+    return rows
+
+
+def _gpu_suite(name: str, data: dict[str, Any]) -> list[nodes.Node]:
+    from eghn_results import _DOCS
+
+    rows = []
+    for part, what, rec in gpu_suite_rows(_DOCS.parent / "benchmarks" / "results" / "gpu"):
+        if rec is None:
+            rows.append([nodes.literal(part, part), what, NOT_MEASURED, ""])
+            continue
+        c = _Cell(f"gpu/{part}", "", rec)
+        where = nodes.inline("", "", c("device"), nodes.Text(", PyTorch "), c("torch"), nodes.Text(", commit "),
+                             c("commit"), nodes.Text(", "), c("date"))
+        rows.append([nodes.literal(part, part), what, _gpu_result(part, rec), where])
+    return [_table(["part", "what", "result", "measured on"], rows, [14, 30, 36, 20])]
+
+
 _KINDS = {"provenance": _provenance, "side-by-side": _side_by_side, "flops": _flops, "memory": _memory,
           "fast-paths": _fast_paths, "malloc": _malloc, "scale": _scale, "compile": _compile,
           "epoch-share": _epoch_share, "models": _models, "simulator": _simulator,
-          "profile": _profile}
+          "profile": _profile, "gpu-suite": _gpu_suite}
 
 
 class BenchDirective(SphinxDirective):
@@ -285,7 +377,7 @@ class BenchDirective(SphinxDirective):
                            location=self.get_location())
             return []
         try:
-            data = load_source(f"bench/{name}")
+            data = load_source(f"bench/{name}") if kind != "gpu-suite" else {}
             return _KINDS[kind](name, data)
         except Exception as exc:
             logger.warning("cannot render %s from benchmarks/results/%s.json: %s", kind, name, exc,

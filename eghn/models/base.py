@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ..data.graph import Graph
@@ -40,7 +41,9 @@ def check_input(graph: Graph, *, need_vel: bool = False, node_dim: int | None = 
                 edge_dim: int | None = None, dim: int | None = None, model: nn.Module | None = None) -> Graph:
     """Validate a graph at a model's public entry point; raise ``ValueError`` with a clear message.
 
-    With ``model``, the graph's floating dtype must be that of the model's parameters.
+    With ``model``, the graph's floating dtype must be that of the model's parameters. Inside a
+    region traced by ``torch.compile`` nothing is checked (the checks read tensor values, which
+    breaks the graph): :class:`eghn.train.compiled.CompiledForward` checks before it enters it.
 
     Example:
         >>> import torch
@@ -54,6 +57,8 @@ def check_input(graph: Graph, *, need_vel: bool = False, node_dim: int | None = 
             ...
         ValueError: this model needs velocities: Graph.vel is None
     """
+    if torch.compiler.is_compiling():
+        return graph
     if not isinstance(graph, Graph):
         raise TypeError(f"expected an eghn.data.Graph, got {type(graph).__name__}")
     graph.validate()

@@ -316,6 +316,22 @@ class EGHN(nn.Module):
         kw.update(kwargs)
         return cls(node_dim, edge_dim, local_edge_dim, clusters=[clusters], **kw)
 
+    def validate_input(self, graph: Graph) -> Graph:
+        """The checks of :meth:`forward` on its input (``ValueError`` with a clear message)."""
+        g = check_input(graph, need_vel=self.velocity, node_dim=self.node_dim, edge_dim=self.edge_dim, model=self)
+        if self.local_edge_dim and g.local_edge_attr is None:
+            raise ValueError(f"this model expects {self.local_edge_dim} local edge features, got none")
+        sizes = g.nodes_per_graph()
+        if int(sizes.min()) < self.clusters[0]:
+            raise ValueError(f"EGHN with K = {self.clusters[0]} clusters needs at least {self.clusters[0]} "
+                             f"nodes in every graph; the smallest graph has {int(sizes.min())}")
+        return g
+
+    def check_output(self, graph: Graph, pos: Tensor) -> None:
+        """``FloatingPointError`` (with the likely cause) if the predicted positions are not finite."""
+        if not bool(torch.isfinite(pos).all()):
+            raise FloatingPointError(_nonfinite_message(graph, self))
+
     def forward(self, graph: Graph) -> ModelOutput:
         """Predict every particle's position from ``graph``.
 
@@ -329,13 +345,8 @@ class EGHN(nn.Module):
             and ``aux`` with the score matrices of every level, ``connectivity_loss`` and
             ``reg_loss`` (see the class docstring).
         """
-        g = check_input(graph, need_vel=self.velocity, node_dim=self.node_dim, edge_dim=self.edge_dim, model=self)
-        if self.local_edge_dim and g.local_edge_attr is None:
-            raise ValueError(f"this model expects {self.local_edge_dim} local edge features, got none")
-        sizes = g.nodes_per_graph()
-        if int(sizes.min()) < self.clusters[0]:
-            raise ValueError(f"EGHN with K = {self.clusters[0]} clusters needs at least {self.clusters[0]} "
-                             f"nodes in every graph; the smallest graph has {int(sizes.min())}")
+        # under torch.compile the checks run before the compiled region (eghn.train.compiled)
+        g = graph if torch.compiler.is_compiling() else self.validate_input(graph)
         G = g.num_graphs
         Z = torch.stack([g.pos, g.vel], -1) if self.velocity else g.pos.unsqueeze(-1)
         h = g.h
@@ -373,7 +384,7 @@ class EGHN(nn.Module):
             Z, h = self.unpools[lv](Z_low, h_low, Z, h, scores[lv], batch_low, G, Z_in=Z_in, Z_high_in=Z_high_in)
         conn_loss = torch.stack(conn).sum()
         pos = Z[..., 0]
-        if not bool(torch.isfinite(pos).all()):
-            raise FloatingPointError(_nonfinite_message(g, self))
+        if not torch.compiler.is_compiling():
+            self.check_output(g, pos)
         return ModelOutput(pos=pos, aux={"scores": scores, "connectivity_loss": conn_loss,
                                                 "reg_loss": self.lam * conn_loss})

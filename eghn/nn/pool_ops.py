@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .scatter import gather, scatter_sum, uniform_graph_size
+from .scatter import bucket_sizes, gather, scatter_sum, uniform_graph_size
 
 __all__ = ["cluster_batch", "cluster_weights", "dense_to_edges", "pool_adjacency", "reduce_clusters", "row_normalize",
            "unpool"]
@@ -72,7 +72,7 @@ def cluster_weights(log_scores: Tensor, batch: Tensor, num_graphs: int) -> Tenso
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
     e = torch.exp(log_scores - gather(top, batch))
     total = gather(scatter_sum(e, batch, num_graphs), batch)
-    size = gather(torch.bincount(batch, minlength=num_graphs).to(log_scores.dtype), batch).unsqueeze(-1)
+    size = gather(bucket_sizes(batch, num_graphs, log_scores).to(log_scores.dtype), batch).unsqueeze(-1)
     return torch.where(total > 0, e / torch.where(total > 0, total, torch.ones_like(total)), 1.0 / size)
 
 
@@ -181,6 +181,16 @@ def row_normalize(A: Tensor, eps: float = 1e-12) -> Tensor:
     return A / A.sum(-1, keepdim=True).clamp_min(eps)
 
 
+def _off_diagonal(k: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Rows and columns of the off-diagonal entries of a ``k x k`` matrix in row-major order (as
+    ``torch.nonzero(~torch.eye(k))``, whose data-dependent size breaks a ``torch.compile`` graph)."""
+    if not torch.compiler.is_compiling():
+        return torch.nonzero(~torch.eye(k, dtype=torch.bool, device=device), as_tuple=True)
+    j = torch.arange(k - 1, device=device).repeat(k)
+    kk = torch.arange(k, device=device).repeat_interleave(k - 1)
+    return kk, j + (j >= kk).long()
+
+
 def dense_to_edges(A: Tensor) -> tuple[Tensor, Tensor]:
     r"""Turn per-graph dense cluster adjacencies into a weighted edge list between clusters.
 
@@ -200,8 +210,7 @@ def dense_to_edges(A: Tensor) -> tuple[Tensor, Tensor]:
     """
     g, k, _ = A.shape
     rows = row_normalize(A)
-    off = ~torch.eye(k, dtype=torch.bool, device=A.device)
-    kk, ll = torch.nonzero(off, as_tuple=True)
+    kk, ll = _off_diagonal(k, A.device)
     base = (torch.arange(g, device=A.device) * k).view(-1, 1)
     edge_index = torch.stack([(base + kk).flatten(), (base + ll).flatten()])
     return edge_index, rows[:, kk, ll].reshape(-1, 1)

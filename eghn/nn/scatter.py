@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["aggregate", "gather", "graph_mean", "scatter_mean", "scatter_sum", "uniform_graph_size"]
+__all__ = ["aggregate", "bucket_sizes", "gather", "graph_mean", "scatter_mean", "scatter_sum", "uniform_graph_size"]
 
 
 def gather(src: Tensor, index: Tensor) -> Tensor:
@@ -66,8 +66,17 @@ def scatter_mean(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
         [2.0, 0.0, 2.0]
     """
     total = scatter_sum(src, index, dim_size)
-    count = torch.bincount(index, minlength=dim_size).clamp_min(1).to(src.dtype)
+    count = bucket_sizes(index, dim_size, src).clamp_min(1).to(src.dtype)
     return total / count.view(-1, *([1] * (src.dim() - 1)))
+
+
+def bucket_sizes(index: Tensor, dim_size: int, like: Tensor) -> Tensor:
+    """How many entries of ``index`` fall in each of ``dim_size`` buckets: ``torch.bincount``
+    (integers), or inside a region traced by ``torch.compile`` a sum of ones in ``like``'s dtype
+    (the same counts; ``bincount``'s data-dependent output size breaks the graph)."""
+    if torch.compiler.is_compiling():
+        return like.new_zeros(dim_size).index_add_(0, index, like.new_ones(index.shape[0]))
+    return torch.bincount(index, minlength=dim_size)
 
 
 def uniform_graph_size(batch: Tensor, num_graphs: int) -> int | None:
@@ -75,7 +84,8 @@ def uniform_graph_size(batch: Tensor, num_graphs: int) -> int | None:
 
     Batches of equally sized graphs (every motion-capture or M-complex batch) let the per-graph
     reductions run as reshapes and small batched matrix products instead of scatters; the
-    result is the same.
+    result is the same. Inside a region traced by ``torch.compile`` the answer would depend on
+    the values of ``batch`` (a graph break): there it is ``None``, the scatter path.
 
     Example:
         >>> import torch
@@ -83,6 +93,8 @@ def uniform_graph_size(batch: Tensor, num_graphs: int) -> int | None:
         >>> uniform_graph_size(torch.tensor([0, 0, 1, 1]), 2), uniform_graph_size(torch.tensor([0, 1, 1]), 2)
         (2, None)
     """
+    if torch.compiler.is_compiling():
+        return None
     n_nodes = batch.shape[0]
     if num_graphs < 1 or n_nodes % num_graphs:
         return None

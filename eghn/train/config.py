@@ -123,6 +123,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "max_batches": 0,           # limit batches per epoch (0 = all; for smoke tests)
     "ddp_find_unused": True,    # DDP: allow parameters that get no gradient (e.g. a last h-update)
     "drop_last": False,         # skip the last, smaller training batch (the released code); kept if the only one
+    "compile": "off",           # torch.compile the training forward pass: "off", "on" or "auto" (where measured faster)
 }
 
 _SECTIONS = ("data", "model", "train", "quick")

@@ -39,7 +39,7 @@ from torch import nn
 
 from ..io import WriteGroup, append_text, read_json_object
 from .checkpoint import CheckpointError, checkpoint_bytes, file_sha256, load_checkpoint
-from .config import ConfigError
+from .config import TOP_DEFAULTS, TRAIN_DEFAULTS, ConfigError
 from .settings import TrainSettings
 
 __all__ = [
@@ -211,7 +211,8 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[s
     """``{dotted key: (old, new)}`` for every leaf that differs (a missing side is ``None``).
 
     ``data.length_scale = "auto"`` (or unset) on one side matches any number on the other: a
-    run records the number ``"auto"`` resolved to.
+    run records the number ``"auto"`` resolved to. A ``[train]`` or top-level key missing on one
+    side (a config saved before the key existed) counts as its default.
 
     Example:
         >>> from eghn.train.rundir import config_differences
@@ -221,9 +222,11 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[s
         {'seed': (None, 3), 'train.lr': (0.0005, 0.001)}
     """
     a, b = flatten(old), flatten(new)
+    defaults = {f"train.{k}": v for k, v in TRAIN_DEFAULTS.items()} | dict(TOP_DEFAULTS)
     out = {}
     for key in sorted(set(a) | set(b)):
-        x, y = a.get(key, _MISSING), b.get(key, _MISSING)
+        # a key added to the schema after the run was saved is its default there
+        x, y = a.get(key, defaults.get(key, _MISSING)), b.get(key, defaults.get(key, _MISSING))
         if key == "data.length_scale" and ("auto" in (x, y) or None in (x, y) or _MISSING in (x, y)):
             continue
         if x is _MISSING or y is _MISSING or not _same(x, y):

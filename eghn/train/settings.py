@@ -40,6 +40,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "preload": ("auto", "device", "cpu", "lazy"),
     "recompute_edges": ("auto", "always", "never"),
     "cpu_malloc": ("reuse", "default"),
+    "compile": ("off", "on", "auto"),
 }
 #: counts that must be >= 1
 _AT_LEAST_ONE = ("epochs", "batch_size", "eval_every", "patience")
@@ -78,6 +79,7 @@ class TrainSettings:
     max_batches: int = TRAIN_DEFAULTS["max_batches"]
     ddp_find_unused: bool = TRAIN_DEFAULTS["ddp_find_unused"]
     drop_last: bool = TRAIN_DEFAULTS["drop_last"]
+    compile: str = TRAIN_DEFAULTS["compile"]
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # types (an int is accepted for a float, as a float)

@@ -155,6 +155,21 @@ class Trainer:
         self.check_now = parts.device.type == "cpu" and not parts.info.enabled
         self._window = _Window(parts.device)
         self._t0 = time.perf_counter()
+        self._compile_logged = False
+        self.forward = self._training_forward()
+
+    def _training_forward(self) -> Callable[[Any], Any]:
+        """The model, or under ``train.compile`` its :class:`~eghn.train.compiled.CompiledForward`."""
+        from .compiled import CompiledForward, resolve_compile
+
+        setting = self.tcfg.get("compile", "off")
+        name = type(self.model).__name__.lower()
+        on, why = resolve_compile(setting, self.parts.device, name)
+        if on and self.parts.ddp_model is not None:
+            on, why = False, "not under DDP: compile off"
+        if setting != "off" or on:
+            self.log(f"compile: {'on' if on else 'off'} ({why})")
+        return CompiledForward(self.model) if on else self.model
 
     # ------------------------------------------------------------------------ the loop
     def fit(self) -> None:
@@ -210,12 +225,13 @@ class Trainer:
         global_nodes = bank.num_nodes(gidx)
         with autocast(self.parts.device, self.parts.amp_dtype):
             try:
-                out = (self.parts.ddp_model or self.model)(g)
+                out = (self.parts.ddp_model or self.forward)(g)
             except FloatingPointError:  # a model that refuses to return NaN/inf (EGHN)
                 self._call("on_nonfinite_output", g, epoch, where)
                 raise
             obj = training_objective(out, g.target, mse_scale=info.world_size / (global_nodes * g.dim),
                                      reg_scale=info.world_size * lidx.numel() / gidx.numel())
+        self._log_compile_time()
         self._call("on_batch", obj, out, g, epoch, where)
         self.scaler.scale(obj.loss).backward()
         if self.tcfg.clip_grad > 0:
@@ -230,6 +246,14 @@ class Trainer:
         w.count += g.num_nodes * g.dim
         w.seen += gidx.numel()
         return obj
+
+    def _log_compile_time(self) -> None:
+        """Once: the first compiled step's time (tracing and compiling; part of the wall time)."""
+        secs = getattr(self.forward, "compile_s", None)
+        if secs is not None and not self._compile_logged:
+            self._compile_logged = True
+            self.log(f"compile: first compiled forward pass took {secs:.1f} s (compiling included; counted in the "
+                     "run's wall time)")
 
     def evaluate(self, epoch: int) -> dict[str, float]:
         """Validation (and test) MSE, the best evaluation so far, and a row of ``metrics.csv``."""
