@@ -326,6 +326,44 @@ def paper_vs_eghn(cells: Sequence[Cell], scale: float | None = None, *, title: s
     return fig
 
 
+def _curve_panel(ax: Any, column: str, cells: Sequence[Cell], folder: Path, scale: float, k: int, *,
+                 many: bool) -> int:
+    """One panel of :func:`learning_curves`: the paper's lines and the runs' curves of ``column``;
+    returns the next colour index."""
+    levels: list[float] = []
+    annotated = 0
+    for cell in cells:
+        if isinstance(cell.paper, (int, float)):
+            ax.axhline(cell.paper, color="0.45", ls="--", lw=1)
+            ax.annotate(f"paper {cell.row}", (0.99, cell.paper), xycoords=("axes fraction", "data"),
+                        ha="right", va="bottom" if annotated % 2 == 0 else "top", fontsize=7, color="0.35")
+            annotated += 1
+            levels.append(float(cell.paper))
+        for group in cell.groups:
+            label = _describe(cell, group, with_cell=False) + ("" if group.finished else " (cut short)")
+            for j, (_, key, _) in enumerate(group.runs):
+                path = folder / "run_files" / key / "metrics.csv"
+                if not path.is_file():
+                    continue
+                rows = [r for r in read_metrics(path) if math.isfinite(r.get("val_mse", math.nan))]
+                if not rows:
+                    continue
+                curve = [r["val_mse"] / scale for r in rows]
+                levels.append(min(curve))
+                ax.plot([r["epoch"] for r in rows], curve, lw=1, color=f"C{k % 10}", ls="-" if k < 10 else "--",
+                        alpha=1.0 if j == 0 else 0.5,
+                        label=(f"{column} · " if many else "") + label if j == 0 else None)
+            k += 1
+    ax.set_yscale("log")
+    if levels:  # spikes (a diverging run) would hide the differences that matter: clip them
+        ax.set_ylim(0.8 * min(levels), 4 * max(levels))
+    ax.set_xlabel("epoch", fontsize=9)
+    ax.set_ylabel("validation " + unit_label(scale).removeprefix("test "), fontsize=9)
+    ax.set_title(column, fontsize=9)
+    ax.grid(which="both", alpha=0.3)
+    return k
+
+
 def learning_curves(cells: Sequence[Cell], scale: float | None = None, directory: str | Path | None = None, *,
                     title: str = ""):
     """Validation MSE against the epoch of every collected run of a table, one panel per column.
@@ -368,38 +406,8 @@ def learning_curves(cells: Sequence[Cell], scale: float | None = None, directory
     axes = fig.subplots(1, max(len(columns), 1), squeeze=False)[0]
     k = 0
     for ax, column in zip(axes, columns, strict=False):
-        levels: list[float] = []
-        annotated = 0
-        for cell in (c for c in cells if c.column == column and c.groups):
-            if isinstance(cell.paper, (int, float)):
-                ax.axhline(cell.paper, color="0.45", ls="--", lw=1)
-                ax.annotate(f"paper {cell.row}", (0.99, cell.paper), xycoords=("axes fraction", "data"),
-                            ha="right", va="bottom" if annotated % 2 == 0 else "top", fontsize=7,
-                            color="0.35")
-                annotated += 1
-                levels.append(float(cell.paper))
-            for group in cell.groups:
-                label = _describe(cell, group, with_cell=False) + ("" if group.finished else " (cut short)")
-                for j, (_, key, _) in enumerate(group.runs):
-                    path = folder / "run_files" / key / "metrics.csv" if folder is not None else None
-                    if path is None or not path.is_file():
-                        continue
-                    rows = [r for r in read_metrics(path) if math.isfinite(r.get("val_mse", math.nan))]
-                    if not rows:
-                        continue
-                    curve = [r["val_mse"] / scale for r in rows]
-                    levels.append(min(curve))
-                    ax.plot([r["epoch"] for r in rows], curve, lw=1, color=f"C{k % 10}",
-                            ls="-" if k < 10 else "--", alpha=1.0 if j == 0 else 0.5,
-                            label=(f"{column} · " if len(columns) > 1 else "") + label if j == 0 else None)
-                k += 1
-        ax.set_yscale("log")
-        if levels:  # spikes (a diverging run) would hide the differences that matter: clip them
-            ax.set_ylim(0.8 * min(levels), 4 * max(levels))
-        ax.set_xlabel("epoch", fontsize=9)
-        ax.set_ylabel("validation " + unit_label(scale).removeprefix("test "), fontsize=9)
-        ax.set_title(column, fontsize=9)
-        ax.grid(which="both", alpha=0.3)
+        k = _curve_panel(ax, column, [c for c in cells if c.column == column and c.groups], folder, scale, k,
+                         many=len(columns) > 1)
     handles = [h for ax in axes for h in ax.get_lines() if not h.get_label().startswith("_")]
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncols=1, fontsize=7, frameon=False)

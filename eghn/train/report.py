@@ -177,27 +177,11 @@ def _label(cell) -> str:
     return text + (" (rotated)" if cell.transform and "rotation" not in cell.column else "")
 
 
-def plot_results(table: str, results: Sequence[CellResult], out: Path, *, quick: bool):
-    """Validation curves of every run (left) and the measured test MSE (right).
-
-    In the paper's units. With ``quick`` the right panel shows the measured values alone, as a
-    pipeline check: a quick run is never drawn beside the paper's numbers. Otherwise it is a
-    dot plot of the published value (grey diamond) and the measured mean (± one standard
-    deviation over the seeds). Axes are logarithmic where the values span a decade or more.
-    Needs matplotlib; returns the figure.
-    """
-    import matplotlib.pyplot as plt
-    import numpy as np
+def _curves_panel(ax0: Any, table: str, results: Sequence[CellResult], out: Path, quick: bool, scale: float,
+                  label_unit: str) -> None:
+    """The left panel of :func:`plot_results`: the validation curve of every run."""
     from matplotlib.ticker import MaxNLocator
 
-    paper = paper_results()[table]
-    scale = float(paper["scale"])
-    exponent = round(math.log10(scale)) if scale != 1 else 0
-    unit = "Å²" if table == "table3" else (f"in units of 10$^{{{exponent}}}$" if scale != 1 else "")
-    label_unit = f" ({unit})" if unit else ""
-    n = len(results)
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9.5, max(4.0, 0.45 * n + 2.2)), layout="constrained",
-                                   gridspec_kw={"width_ratios": [1, 1.1]})
     seen = set()
     curves: list[float] = []
     for k, r in enumerate(results):
@@ -219,6 +203,29 @@ def plot_results(table: str, results: Sequence[CellResult], out: Path, *, quick:
     ax0.grid(alpha=0.3)
     if ax0.get_lines():
         ax0.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=1, frameon=False)
+
+
+def plot_results(table: str, results: Sequence[CellResult], out: Path, *, quick: bool):
+    """Validation curves of every run (left) and the measured test MSE (right).
+
+    In the paper's units. With ``quick`` the right panel shows the measured values alone, as a
+    pipeline check: a quick run is never drawn beside the paper's numbers. Otherwise it is a
+    dot plot of the published value (grey diamond) and the measured mean (± one standard
+    deviation over the seeds). Axes are logarithmic where the values span a decade or more.
+    Needs matplotlib; returns the figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    paper = paper_results()[table]
+    scale = float(paper["scale"])
+    exponent = round(math.log10(scale)) if scale != 1 else 0
+    unit = "Å²" if table == "table3" else (f"in units of 10$^{{{exponent}}}$" if scale != 1 else "")
+    label_unit = f" ({unit})" if unit else ""
+    n = len(results)
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9.5, max(4.0, 0.45 * n + 2.2)), layout="constrained",
+                                   gridspec_kw={"width_ratios": [1, 1.1]})
+    _curves_panel(ax0, table, results, out, quick, scale, label_unit)
     measured = [r.mean / scale if r.values else np.nan for r in results]
     spread = [r.std / scale if len(r.values) > 1 else 0.0 for r in results]
     published = [paper["rows"].get(r.cell.row, {}).get(r.cell.column) for r in results]
