@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _citation():
-    spec = importlib.util.spec_from_file_location("eghn_citation", ROOT / "docs" / "_ext" / "eghn_citation.py")
+    spec = importlib.util.spec_from_file_location("citation_cff", ROOT / "docs" / "_ext" / "citation_cff.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
