@@ -30,7 +30,16 @@ __all__ = ["UsageError", "build_parser", "main"]
 
 
 class UsageError(Exception):
-    """The command line is wrong (exit status 2)."""
+    """The command line is wrong (exit status 2).
+
+    Example:
+        >>> from eghn.cli import UsageError
+        >>> try:
+        ...     raise UsageError("--translate needs a positive scale")
+        ... except UsageError as err:
+        ...     print(f"eghn: error: {err}")
+        eghn: error: --translate needs a positive scale
+    """
 
 
 class Terminated(KeyboardInterrupt):
@@ -209,7 +218,14 @@ def _add_data(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``eghn`` argument parser."""
+    """The ``eghn`` argument parser.
+
+    Example:
+        >>> from eghn.cli import build_parser
+        >>> args = build_parser().parse_args(["train", "mocap/run_eghn", "--set", "train.lr=1e-3", "--quick"])
+        >>> args.command, args.config, args.overrides, args.quick
+        ('train', 'mocap/run_eghn', ['train.lr=1e-3'], True)
+    """
     from . import __version__
 
     parser = argparse.ArgumentParser(
@@ -458,6 +474,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Every error ends in one ``eghn: error: ...`` line on stderr (exit status 2 for a wrong
     command line or config, 1 for a failure while running); ``--debug`` shows the traceback.
+
+    Example:
+        >>> import contextlib, io
+        >>> from eghn.cli import main
+        >>> listing = io.StringIO()
+        >>> with contextlib.redirect_stdout(listing):
+        ...     status = main(["train", "--list"])
+        >>> status, listing.getvalue().splitlines()[0]
+        (0, 'Quick start and base configurations:')
+        >>> main(["train", "no_such_config"])  # one "eghn: error: ..." line on stderr
+        2
+        >>> try:
+        ...     main(["--version"])  # doctest: +ELLIPSIS
+        ... except SystemExit as done:  # argparse prints the version and exits
+        ...     print("exit status", done.code)
+        eghn ...
+        exit status 0
     """
     parser = build_parser()
     args = parser.parse_args(argv)

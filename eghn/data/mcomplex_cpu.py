@@ -235,6 +235,16 @@ def run_paper(x0: np.ndarray, v0: np.ndarray, charge: np.ndarray, complex_id: np
         x0, v0: ``(N, 3)``; charge, complex_id: ``(N,)``; node_ptr: ``(B + 1,)``.
         Returns positions and velocities ``(N, F, 3)`` with ``F = ceil(n_steps / sample_every)``
         and the final velocities ``(N, 3)``.
+
+    Example (the first call compiles the numba kernel, so it is skipped when the docs are
+    tested): two opposite charges in one complex, 4 steps, a frame every 2:
+        >>> import numpy as np
+        >>> from eghn.data.mcomplex_cpu import run_paper
+        >>> x0, charge = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]), np.array([1.0, -1.0])
+        >>> x, v, v_end = run_paper(x0, np.zeros((2, 3)), charge, np.zeros(2, dtype=np.int64), np.array([0, 2]),
+        ...                         1, 1e-3, 4, 2, None)  # doctest: +SKIP
+        >>> x.shape, v.shape, v_end.shape, bool(np.allclose(x[:, 0], x0))  # doctest: +SKIP
+        ((2, 2, 3), (2, 2, 3), (2, 3), True)
     """
     n = x0.shape[0]
     n_frames = -(-n_steps // sample_every)
@@ -249,6 +259,11 @@ def run_paper(x0: np.ndarray, v0: np.ndarray, charge: np.ndarray, complex_id: np
 
 
 def warm_up() -> None:
-    """Compile (or load from numba's cache) the kernel now, e.g. before starting threads."""
+    """Compile (or load from numba's cache) the kernel now, e.g. before starting threads.
+
+    Example (compiles the numba kernel, so it is skipped when the docs are tested):
+        >>> from eghn.data.mcomplex_cpu import warm_up
+        >>> warm_up()  # doctest: +SKIP
+    """
     run_paper(np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]), np.zeros((2, 3)), np.array([1.0, -1.0]),
               np.zeros(2, dtype=np.int64), np.array([0, 2]), 1, 1e-3, 1, 1, None)

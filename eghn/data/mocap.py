@@ -272,6 +272,17 @@ def download(subject: str = "walk", dest: str | os.PathLike | None = None, *,
 
     Raises:
         ChecksumError: a fetched file does not match its checksum (it is deleted).
+
+    Example (needs the network, so the download is skipped when the docs are tested):
+        >>> import tempfile
+        >>> from eghn.data.mocap import download
+        >>> raw = download("walk", tempfile.mkdtemp(), progress=False)  # doctest: +SKIP
+        >>> raw.name, len(list(raw.glob("*.amc")))  # doctest: +SKIP
+        ('cmu35_walk', 23)
+        >>> download("run", tempfile.mkdtemp())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: no checksums are shipped for subject 'run' ...; pass allow_unverified=True ...
     """
     spec = _subject(subject)
     if not spec.sha256 and not allow_unverified:
@@ -352,6 +363,18 @@ def preprocess(raw_dir: str | os.PathLike, subject: str = "walk", out: str | os.
         FileNotFoundError: raw files missing (all are named).
         ChecksumError: a raw file differs from the shipped checksum.
         ValueError: the skeleton is not the 31-node CMU layout.
+
+    Example (needs the downloaded raw files of :func:`download`, so it is skipped when the docs
+    are tested):
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> from eghn.data.mocap import download, preprocess
+        >>> raw = download("walk", progress=False)  # doctest: +SKIP
+        >>> npz = preprocess(raw, "walk", out=Path(tempfile.mkdtemp()) / "cmu35_walk.npz")  # doctest: +SKIP
+        >>> with np.load(npz) as f:  # doctest: +SKIP
+        ...     print(len(f["trial_names"]), f["trial_00"].shape[1:], f["edges"].shape)
+        23 (31, 3) (30, 2)
     """
     spec = _subject(subject)
     raw_dir = Path(raw_dir)
@@ -542,6 +565,14 @@ class MocapDataset:
 
     Attributes:
         samples: ``(trial_id, start_frame)`` of every sample, shape ``(S, 2)``.
+
+    Example (needs the downloaded data, see :func:`download`, so it is skipped when the docs
+    are tested):
+        >>> from eghn.data.mocap import MocapDataset
+        >>> ds = MocapDataset("train", subject="run")  # doctest: +SKIP
+        >>> g = ds[0]  # doctest: +SKIP
+        >>> len(ds), tuple(g.pos.shape), tuple(g.edge_index.shape), tuple(g.h.shape)  # doctest: +SKIP
+        (200, (31, 3), (2, 130), (31, 1))
     """
 
     node_dim = 1

@@ -73,7 +73,14 @@ def scatter_mean(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
 def bucket_sizes(index: Tensor, dim_size: int, like: Tensor) -> Tensor:
     """How many entries of ``index`` fall in each of ``dim_size`` buckets: ``torch.bincount``
     (integers), or inside a region traced by ``torch.compile`` a sum of ones in ``like``'s dtype
-    (the same counts; ``bincount``'s data-dependent output size breaks the graph)."""
+    (the same counts; ``bincount``'s data-dependent output size breaks the graph).
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.scatter import bucket_sizes
+        >>> bucket_sizes(torch.tensor([0, 2, 2, 0, 2]), 4, torch.zeros(1)).tolist()
+        [2, 0, 3, 0]
+    """
     if torch.compiler.is_compiling():
         return like.new_zeros(dim_size).index_add_(0, index, like.new_ones(index.shape[0]))
     return torch.bincount(index, minlength=dim_size)

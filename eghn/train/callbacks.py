@@ -74,7 +74,21 @@ class TrainingDiverged(FloatingPointError):
 
 
 class Callback:
-    """Base class: every hook does nothing (subclasses override what they need)."""
+    """Base class: every hook does nothing (subclasses override what they need).
+
+    Example:
+        >>> from eghn.train.callbacks import Callback
+        >>> class CountEpochs(Callback):
+        ...     def __init__(self):
+        ...         self.epochs = 0
+        ...     def on_epoch_end(self, trainer, epoch):
+        ...         self.epochs += 1
+        >>> counter = CountEpochs()
+        >>> for epoch in (1, 2, 3):
+        ...     counter.on_epoch_end(None, epoch)
+        >>> counter.epochs
+        3
+    """
 
 
 def fmt(x: float | None) -> str:
@@ -89,7 +103,19 @@ def fmt(x: float | None) -> str:
 
 
 class EarlyStopping(Callback):
-    """Stops training after ``patience`` evaluations without a better validation MSE."""
+    """Stops training after ``patience`` evaluations without a better validation MSE.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from eghn.train.callbacks import EarlyStopping
+        >>> trainer = SimpleNamespace(stop=False)
+        >>> stopper = EarlyStopping(patience=1, log=print)
+        >>> stopper.on_evaluation(trainer, {}, False)
+        >>> stopper.on_epoch_end(trainer, 10)
+        early stop at epoch 10: no validation improvement in 1 evaluations
+        >>> trainer.stop
+        True
+    """
 
     def __init__(self, patience: int, log: Callable[[str], None]) -> None:
         self.patience, self.log, self.evals_since_best = int(patience), log, 0
@@ -114,7 +140,18 @@ class Stability(Callback):
     """Spikes (a jump of more than 3x over the running best of the train loss or the validation
     MSE) and pooling collapse (a level with fewer occupied clusters than K, or saturated scores),
     logged when they happen, added to every row of ``metrics.csv`` and counted for
-    ``result.json`` (:class:`eghn.train.stability.StabilityMonitor`)."""
+    ``result.json`` (:class:`eghn.train.stability.StabilityMonitor`).
+
+    Example:
+        >>> from eghn.train.callbacks import Stability
+        >>> watch = Stability(log=print)
+        >>> for epoch, loss in ((1, 1.0), (2, 0.2), (3, 0.9)):
+        ...     row = {"epoch": epoch, "train_loss": loss, "val_mse": 0.5}
+        ...     watch.on_evaluation(None, row, False)
+        stability: spike in the train loss at epoch 3: 0.9 is 4.5x its running best 0.2
+        >>> row["spikes"], watch.state_dict()["stability"]["train"]["count"]
+        (1, 1)
+    """
 
     def __init__(self, log: Callable[[str], None]) -> None:
         from .stability import StabilityMonitor
@@ -136,7 +173,18 @@ class Stability(Callback):
 
 
 class StopAfter(Callback):
-    """Test hook: raises :class:`Interrupted` after epoch ``epoch``, as if the process were killed."""
+    """Test hook: raises :class:`Interrupted` after epoch ``epoch``, as if the process were killed.
+
+    Example:
+        >>> from eghn.train.callbacks import StopAfter
+        >>> hook = StopAfter(2)
+        >>> hook.on_epoch_end(None, 1)
+        >>> try:
+        ...     hook.on_epoch_end(None, 2)
+        ... except StopAfter.Interrupted as err:
+        ...     print(err)
+        stopped after epoch 2 (test hook)
+    """
 
     class Interrupted(Exception):
         """Raised by :class:`StopAfter`."""
@@ -151,7 +199,22 @@ class StopAfter(Callback):
 
 class DivergenceGuard(Callback):
     """Stops a run whose loss, weights or validation MSE is NaN or infinite, naming the first
-    non-finite tensor (:mod:`eghn.train.diagnose`) and what the checkpoints on disk hold."""
+    non-finite tensor (:mod:`eghn.train.diagnose`) and what the checkpoints on disk hold.
+
+    Example:
+        >>> import tempfile
+        >>> from types import SimpleNamespace
+        >>> import torch
+        >>> from eghn.train.callbacks import DivergenceGuard, TrainingDiverged
+        >>> guard = DivergenceGuard(tempfile.mkdtemp(), log=lambda msg: None)
+        >>> trainer = SimpleNamespace(check_now=True)  # on a CPU every loss is checked at once
+        >>> guard.on_batch(trainer, SimpleNamespace(loss=torch.tensor(0.5)), None, None, 1, "batch 1 of 2")
+        >>> try:
+        ...     guard.on_batch(trainer, SimpleNamespace(loss=torch.tensor(float("nan"))), None, None, 1, "batch 2 of 2")
+        ... except TrainingDiverged as err:
+        ...     print(str(err).split(" (")[0])
+        training diverged: the training loss is nan
+    """
 
     def __init__(self, run_dir: Path, log: Callable[[str], None], checkpoints: bool = True) -> None:
         self.run_dir, self.log, self.checkpoints = Path(run_dir), log, checkpoints
@@ -230,7 +293,27 @@ def kept_checkpoints(last_path: Path, best_path: Path) -> str:
 
 
 class LogLine(Callback):
-    """One line per evaluation: losses, MSEs, the best epoch, throughput, wall time, time left."""
+    """One line per evaluation: losses, MSEs, the best epoch, throughput, wall time, time left.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from eghn.train.callbacks import LogLine
+        >>> trainer = SimpleNamespace(epoch=0, tcfg=SimpleNamespace(epochs=5), best={"epoch": 5, "val": 0.02})
+        >>> lines = []
+        >>> line = LogLine(log=lines.append)
+        >>> line.on_fit_start(trainer)
+        >>> row = {"epoch": 5, "train_loss": 0.03, "val_mse": 0.02, "test_mse": 0.025,
+        ...        "samples_per_s": 1234.5, "wall_s": 2.0}
+        >>> line.on_evaluation(trainer, row, True)  # the last epoch: no time left to show
+        >>> print(*lines[0].split(" | "), sep="\\n")
+        epoch    5/5
+        train loss 3.0000e-02
+        val MSE 2.0000e-02
+        test MSE 2.5000e-02
+        best epoch 5 (val 2.0000e-02)
+        1,234 samples/s
+        2.0 s
+    """
 
     def __init__(self, log: Callable[[str], None]) -> None:
         self.log = log
@@ -260,7 +343,17 @@ def _eta(elapsed: float, done: int, left: int) -> str:
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over the epochs, drawn only on a terminal (never between log lines in a file)."""
+    """A tqdm bar over the epochs, drawn only on a terminal (never between log lines in a file).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from eghn.train.callbacks import ProgressBar
+        >>> bar = ProgressBar("demo", enabled=False)  # e.g. train.progress = false
+        >>> bar.on_fit_start(SimpleNamespace(epoch=0, tcfg=SimpleNamespace(epochs=3)))
+        >>> bar.on_epoch_end(None, 1)
+        >>> bar.bar is None
+        True
+    """
 
     def __init__(self, desc: str, enabled: bool) -> None:
         self.desc, self.enabled, self.bar = desc, enabled, None
@@ -291,7 +384,21 @@ class ProgressBar(Callback):
 
 
 class TensorBoard(Callback):
-    """Scalars of every evaluation in ``<run_dir>/tensorboard`` (needs the tensorboard package)."""
+    """Scalars of every evaluation in ``<run_dir>/tensorboard`` (needs the tensorboard package).
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.train.callbacks import TensorBoard
+        >>> run = Path(tempfile.mkdtemp())
+        >>> board = TensorBoard(run, log=lambda msg: None)  # without tensorboard: a note, no writer
+        >>> row = {"epoch": 1, "train_loss": 0.5, "train_mse": 0.5, "val_mse": 0.4, "test_mse": 0.4,
+        ...        "samples_per_s": 100.0}
+        >>> board.on_evaluation(None, row, True)
+        >>> board.on_fit_end(None)
+        >>> (run / "tensorboard").is_dir() == (board.writer is not None)
+        True
+    """
 
     KEYS = ("train_loss", "train_mse", "val_mse", "test_mse", "samples_per_s")
 
@@ -320,6 +427,22 @@ class RunWriter(Callback):
 
     ``pending`` holds files that the first write also rewrites (``None``: removes), e.g. a
     ``config.json`` or ``best.pt`` rebuilt on resume; ``resumes`` the record of every resume.
+
+    Example (without checkpoints: ``metrics.csv`` and the pending files):
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from types import SimpleNamespace
+        >>> from eghn.train.callbacks import RunWriter
+        >>> from eghn.train.rundir import RunLog
+        >>> run = Path(tempfile.mkdtemp())
+        >>> writer = RunWriter(run, {}, RunLog(None, enabled=False), checkpoints=False,
+        ...                    pending={run / "config.json": b"{}"})
+        >>> trainer = SimpleNamespace(history=[{"epoch": 1, "val_mse": 0.5}])
+        >>> writer.on_evaluation(trainer, trainer.history[-1], True)
+        >>> sorted(p.name for p in run.iterdir()), writer.pending
+        (['config.json', 'metrics.csv'], {})
+        >>> (run / "metrics.csv").read_text().splitlines()[1].split(",")[:5]
+        ['1', '', '', '', '0.5']
     """
 
     def __init__(self, run_dir: Path, config: Mapping[str, Any], log: Any, *, checkpoints: bool,

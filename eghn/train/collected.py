@@ -60,6 +60,13 @@ class Group:
     Attributes:
         runs: ``(source, key, run)`` triples, one per seed: the result file's name, the run's
             key in it (also its folder under ``run_files/``) and its record.
+
+    Example:
+        >>> from eghn.train.collected import Group
+        >>> group = Group([("f", "r1", {"seed": 1, "test_mse": 0.08}),
+        ...                ("f", "r2", {"seed": 2, "test_mse": 0.10, "finished": False})])
+        >>> group.values, round(group.mean, 4), group.seeds, group.finished
+        ([0.08, 0.1], 0.09, [1, 2], False)
     """
 
     runs: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
@@ -104,6 +111,14 @@ class Cell:
         row, column: the cell's row (model) and column (data) in ``eghn/results/paper.json``.
         paper: the published value in the table's units (a number, or a string such as "OOM").
         groups: eghn's runs of the cell, one :class:`Group` per setting.
+
+    Example:
+        >>> from eghn.train.collected import Cell, Group
+        >>> cut_short = Group([("f", "r1", {"model": "EGHN", "test_mse": 0.05, "finished": False})])
+        >>> finished = Group([("f", "r2", {"model": "EGHN (K=8)", "test_mse": 0.09})])
+        >>> cell = Cell("table9", "EGHN", "A", 9.0, [cut_short, finished])
+        >>> cell.best() is finished, cell.variant(finished)  # a finished group comes first
+        (True, 'K=8')
     """
 
     table: str
@@ -158,6 +173,14 @@ def collect(paper: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
     Returns:
         table -> its published cells in the table's order (rows, then columns); cells without a
         run have no groups. See the module's example.
+
+    Example:
+        >>> from eghn.train.collected import collect
+        >>> paper = {"table9": {"columns": ["A", "B"], "rows": {"EGNN": {"A": 2.0, "B": 3.0}, "EGHN": {"A": 1.0}}}}
+        >>> runs = {"r1": {"data": "A", "model": "EGNN, 600-epoch cap", "test_mse": 0.02, "command": "x"}}
+        >>> cells = collect(paper, {"mine": {"runs": runs}}, tables=["table9"])["table9"]
+        >>> [(c.row, c.column, len(c.groups)) for c in cells]
+        [('EGNN', 'A', 1), ('EGNN', 'B', 0), ('EGHN', 'A', 0)]
     """
     cells: dict[str, list[Cell]] = {}
     index: dict[tuple[str, str, str], Cell] = {}
@@ -191,7 +214,14 @@ def collect(paper: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
 
 def results_dir() -> Path | None:
     """``docs/results`` of the source checkout this package is imported from, if there is one
-    (an installed wheel has no collected runs)."""
+    (an installed wheel has no collected runs).
+
+    Example:
+        >>> from eghn.train.collected import results_dir
+        >>> folder = results_dir()
+        >>> folder is None or (folder.name, folder.parent.name) == ("results", "docs")
+        True
+    """
     path = Path(__file__).resolve().parents[2] / "docs" / "results"
     return path if path.is_dir() else None
 
@@ -206,6 +236,17 @@ def read_collected(directory: str | Path | None = None,
 
     Raises:
         FileNotFoundError: no such folder, or a result file is missing.
+
+    Example:
+        >>> import json, tempfile
+        >>> from pathlib import Path
+        >>> from eghn.train.collected import read_collected
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> run = {"data": "single (3,3)", "model": "EGHN", "test_mse": 0.03, "seed": 1, "command": "x"}
+        >>> _ = (folder / "mine.json").write_text(json.dumps({"runs": {"r1": run}}))
+        >>> cells = read_collected(folder, sources=["mine"])["table1"]
+        >>> [(c.row, c.column) for c in cells if c.groups]
+        [('EGHN', 'single (3,3)')]
     """
     from .reproduce import paper_results
 

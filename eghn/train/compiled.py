@@ -29,7 +29,18 @@ AUTO_TABLE = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "c
 
 
 def auto_decision(device: torch.device, model_name: str, table: Path | None = None) -> tuple[bool, str]:
-    """``(compile?, why)`` for ``train.compile = "auto"``."""
+    """``(compile?, why)`` for ``train.compile = "auto"``.
+
+    Example:
+        >>> import json, tempfile
+        >>> from pathlib import Path
+        >>> import torch
+        >>> from eghn.train.compiled import auto_decision
+        >>> table = Path(tempfile.mkdtemp()) / "compile_auto.json"
+        >>> _ = table.write_text(json.dumps({"faster": [{"device": "cuda", "model": "eghn"}]}))
+        >>> auto_decision(torch.device("cuda"), "eghn", table)[0], auto_decision(torch.device("cpu"), "eghn", table)[0]
+        (True, False)
+    """
     path = AUTO_TABLE if table is None else table
     try:
         rows = json.loads(path.read_text()).get("faster", [])
@@ -43,7 +54,14 @@ def auto_decision(device: torch.device, model_name: str, table: Path | None = No
 
 
 def resolve_compile(setting: str, device: torch.device, model_name: str) -> tuple[bool, str]:
-    """``(compile?, why)`` for a ``train.compile`` setting."""
+    """``(compile?, why)`` for a ``train.compile`` setting.
+
+    Example:
+        >>> import torch
+        >>> from eghn.train.compiled import resolve_compile
+        >>> resolve_compile("on", torch.device("cpu"), "egnn"), resolve_compile("off", torch.device("cpu"), "egnn")
+        ((True, 'train.compile = on'), (False, 'train.compile = off'))
+    """
     if setting == "on":
         return True, "train.compile = on"
     if setting == "auto":
@@ -56,6 +74,14 @@ class CompiledForward:
 
     Attributes:
         compile_s: seconds of the first call (tracing and compiling included), ``None`` before it.
+
+    Example (skipped when the docs are tested: loading the compiler takes seconds, and the
+    first call compiles):
+        >>> import torch
+        >>> from eghn.train.compiled import CompiledForward
+        >>> fwd = CompiledForward(torch.nn.Linear(3, 3))  # doctest: +SKIP
+        >>> fwd.compile_s is None  # doctest: +SKIP
+        True
     """
 
     def __init__(self, model: nn.Module, **compile_kwargs: Any) -> None:

@@ -74,6 +74,14 @@ class Diagnosis:
         largest_module, largest: the largest finite absolute activation before ``module``.
         scale_advice: what is wrong with the input's coordinate scale, ``""`` when nothing
             (:func:`eghn.data.units.scale_advice`).
+
+    Example:
+        >>> from eghn.train.diagnose import Diagnosis
+        >>> d = Diagnosis(module="pools.0.emmps.1", level=1, parameter="", largest_module="embed", largest=1e6)
+        >>> d.where()
+        'the output of pools.0.emmps.1 (level 1)'
+        >>> d.message().startswith("first non-finite tensor: the output of pools.0.emmps.1 (level 1); largest")
+        True
     """
 
     module: str
@@ -111,6 +119,18 @@ def first_nonfinite(model: nn.Module, g: Any) -> Diagnosis:
 
     Exceptions of the forward pass (e.g. EGHN's own ``FloatingPointError`` on a NaN output)
     are caught: the hooks have recorded what happened before.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from eghn.data import Graph
+        >>> from eghn.train.diagnose import first_nonfinite
+        >>> model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
+        >>> with torch.no_grad():
+        ...     _ = model[1].weight.fill_(float("nan"))
+        >>> d = first_nonfinite(model, torch.ones(2, 3))
+        >>> d.parameter, d.module, d.level
+        ('1.weight', '1', None)
     """
     bad_param = next((n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())), "")
     first: list[str] = []

@@ -36,6 +36,15 @@ class EquivarianceReport:
         extent: largest distance of a particle from its graph's centroid, in the data's units.
         dtype: dtype of the check.
         nonfinite: ``{check: message}`` for checks whose output held NaN or inf.
+
+    Example:
+        >>> from eghn.train.equivariance import EquivarianceReport
+        >>> report = EquivarianceReport(errors={"rotation": 1e-15, "translation": 3e-14}, graphs=10,
+        ...                             translation_scale=1000.0, extent=2.0, dtype="float64")
+        >>> report.worst, report.passed(), report.passed(tolerance=1e-14)
+        (3e-14, True, False)
+        >>> report.summary().split(" (")[0]
+        'rotation 1.00e-15, translation 3.00e-14'
     """
 
     errors: dict[str, float]
@@ -72,6 +81,23 @@ def model_equivariance_error(model: nn.Module, dataset: Any, *, max_graphs: int 
     (e.g. motion capture, whose node feature is the height). Translations have a standard
     deviation of ``max(min_translation, extent_factor * extent)`` in the dataset's units, where
     ``extent`` is the largest distance of a particle from its graph's centroid.
+
+    Example (a fresh EGNN, in float64, on four systems of a ``.npz`` file):
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> import torch
+        >>> from eghn.data import PointCloudDataset
+        >>> from eghn.train.equivariance import model_equivariance_error
+        >>> from eghn.train.loop import build_model
+        >>> path = Path(tempfile.mkdtemp()) / "toy.npz"
+        >>> pos = np.random.default_rng(0).normal(size=(4, 5, 3))
+        >>> np.savez(path, pos=pos, vel=0.1 * pos, target=pos)
+        >>> ds = PointCloudDataset(path, "test", split_sizes=[2, 0, 2])
+        >>> model = build_model({"model": {"name": "egnn", "hidden": 8, "layers": 1}}, ds).double()
+        >>> report = model_equivariance_error(model, ds)
+        >>> sorted(report.errors), report.graphs, report.passed()
+        (['permutation', 'reflection', 'rotation', 'translation'], 2, True)
     """
     n = min(len(dataset), int(max_graphs))
     if n < 1:
@@ -109,7 +135,25 @@ def trained_equivariance_error(config: Mapping[str, Any], state_dict: Mapping[st
                                max_graphs: int = 1000, batch_size: int = 100,
                                dtype: torch.dtype = torch.float64) -> EquivarianceReport:
     """:func:`model_equivariance_error` of the model a run's ``config`` describes, with the
-    weights ``state_dict``, on ``split`` of the run's (standardised) data, in ``dtype``."""
+    weights ``state_dict``, on ``split`` of the run's (standardised) data, in ``dtype``.
+
+    Example (the weights of a fresh model stand in for a run's ``best.pt``):
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> from eghn.train.config import resolve
+        >>> from eghn.train.equivariance import trained_equivariance_error
+        >>> from eghn.train.loop import build_datasets, build_model
+        >>> path = Path(tempfile.mkdtemp()) / "toy.npz"
+        >>> pos = np.random.default_rng(0).normal(size=(4, 5, 3))
+        >>> np.savez(path, pos=pos, vel=0.1 * pos, target=pos)
+        >>> config = resolve({"data": {"name": "arrays", "path": str(path), "split_sizes": [2, 0, 2]},
+        ...                   "model": {"name": "egnn", "hidden": 8, "layers": 1}})
+        >>> weights = build_model(config, build_datasets(config, ("train",))["train"]).state_dict()
+        >>> report = trained_equivariance_error(config, weights)
+        >>> report.graphs, report.dtype, report.passed()
+        (2, 'float64', True)
+    """
     from .loop import build_datasets, build_model
 
     ds = build_datasets(config, splits=(split,))[split]

@@ -96,6 +96,23 @@ class GraphBank:
     Shapes:
         ``batch(idx)`` for ``idx`` of shape ``(B,)`` returns a Graph with ``num_graphs = B``
         whose nodes are those of the selected graphs in the order of ``idx``.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> tmp = Path(tempfile.mkdtemp())
+        >>> pos = np.random.default_rng(0).normal(size=(12, 4, 3))  # 12 systems of 4 particles
+        >>> np.savez(tmp / "toy.npz", pos=pos, vel=0.1 * pos, target=1.1 * pos)
+        >>> import torch
+        >>> from eghn.data import PointCloudDataset
+        >>> from eghn.train.loader import GraphBank
+        >>> bank = GraphBank(PointCloudDataset(tmp / "toy.npz", "train", split_sizes=[8, 2, 2]))
+        >>> bank.mode, bank.size, bank.node_count.tolist()
+        ('device', 8, [4, 4, 4, 4, 4, 4, 4, 4])
+        >>> g = bank.batch(torch.tensor([3, 0]))
+        >>> g.num_graphs, g.num_nodes, torch.equal(g.pos[:4], bank.dataset[3].pos)
+        (2, 8, True)
     """
 
     def __init__(self, dataset, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,

@@ -96,7 +96,17 @@ _CSV_FIELDS = ["epoch", "wall_s", "train_loss", "train_mse", "val_mse", "test_ms
 
 # ---------------------------------------------------------------------------- building blocks
 def select_device(spec: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` as given."""
+    """``"auto"`` -> CUDA when available else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` as given.
+
+    Example:
+        >>> from eghn.train.loop import select_device
+        >>> select_device("cpu")
+        device(type='cpu')
+        >>> select_device("gpu")
+        Traceback (most recent call last):
+        ...
+        eghn.train.config.ConfigError: unknown device 'gpu'; use auto, cpu, cuda or cuda:N
+    """
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -130,6 +140,19 @@ def build_datasets(config: Mapping[str, Any], splits=_SPLITS, *, raw: bool = Fal
     Options under ``[data.train]``, ``[data.val]`` or ``[data.test]`` apply to that split only.
     Unless ``raw``, every split is standardised by the length scale ``data.length_scale``
     (:class:`~eghn.data.units.LengthScaled`; see :func:`resolve_length_scale`).
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> tmp = Path(tempfile.mkdtemp())
+        >>> pos = np.random.default_rng(0).normal(size=(12, 4, 3))  # 12 systems of 4 particles
+        >>> np.savez(tmp / "toy.npz", pos=pos, vel=0.1 * pos, target=1.1 * pos)
+        >>> from eghn.train.loop import build_datasets
+        >>> data = {"name": "arrays", "path": str(tmp / "toy.npz"), "split_sizes": [8, 2, 2], "length_scale": 2.0}
+        >>> splits = build_datasets({"data": data})
+        >>> {s: len(ds) for s, ds in splits.items()}, splits["train"].length_scale
+        ({'train': 8, 'val': 2, 'test': 2}, 2.0)
     """
     name = config["data"]["name"]
     cls = get_dataset_class(name)
@@ -151,7 +174,17 @@ def build_datasets(config: Mapping[str, Any], splits=_SPLITS, *, raw: bool = Fal
 def resolve_length_scale(spec: Any, train_dataset: Any = None) -> float:
     """The number behind ``data.length_scale``: ``"auto"`` (default) is the RMS extent of the
     training systems (:func:`eghn.data.units.length_scale`); a positive number is used as given
-    (``1`` turns standardisation off)."""
+    (``1`` turns standardisation off).
+
+    Example:
+        >>> from eghn.train.loop import resolve_length_scale
+        >>> resolve_length_scale(2.5), resolve_length_scale(1)
+        (2.5, 1.0)
+        >>> resolve_length_scale("auto")
+        Traceback (most recent call last):
+        ...
+        ValueError: data.length_scale = 'auto' needs the training split
+    """
     if spec == "auto":
         if train_dataset is None:
             raise ValueError("data.length_scale = 'auto' needs the training split")
@@ -175,7 +208,17 @@ def _import_models() -> None:
 
 
 def validate_config(config: Mapping[str, Any]) -> None:
-    """Check the ``[data]`` and ``[model]`` options against their classes before any work starts."""
+    """Check the ``[data]`` and ``[model]`` options against their classes before any work starts.
+
+    Example:
+        >>> from eghn.train.loop import validate_config
+        >>> data = {"name": "arrays", "path": "my_system.npz"}
+        >>> validate_config({"data": data, "model": {"name": "egnn", "hidden": 8}})
+        >>> validate_config({"data": data, "model": {"name": "egnn", "hiden": 8}})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        eghn.train.config.ConfigError: unknown config key 'model.hiden' ...; did you mean model.hidden?
+    """
     name = config["data"]["name"]
     cls = get_dataset_class(name)
     for s in _SPLITS:
@@ -193,7 +236,19 @@ def validate_config(config: Mapping[str, Any]) -> None:
 
 
 def check_datasets(config: Mapping[str, Any], banks: Mapping[str, GraphBank]) -> None:
-    """Checks of the config against the loaded splits (EGHN's clusters vs. the smallest system)."""
+    """Checks of the config against the loaded splits (EGHN's clusters vs. the smallest system).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> import torch
+        >>> from eghn.train.loop import check_datasets
+        >>> banks = {"train": SimpleNamespace(mode="device", node_count=torch.tensor([6, 5, 7]))}
+        >>> check_datasets({"model": {"name": "eghn", "clusters": [5]}}, banks)
+        >>> check_datasets({"model": {"name": "eghn", "clusters": [6]}}, banks)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        eghn.train.config.ConfigError: config key 'model.clusters' = [6] asks for 6 clusters ...; use at most 5
+    """
     clusters = config["model"].get("clusters")
     ks = clusters if isinstance(clusters, list) else [clusters]
     if not ks or not all(isinstance(k, int) and not isinstance(k, bool) for k in ks):
@@ -209,7 +264,16 @@ def check_datasets(config: Mapping[str, Any], banks: Mapping[str, GraphBank]) ->
 
 
 def build_model(config: Mapping[str, Any], dataset) -> nn.Module:
-    """Build ``config["model"]`` for the feature sizes of ``dataset``."""
+    """Build ``config["model"]`` for the feature sizes of ``dataset``.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from eghn.train.loop import build_model
+        >>> features = SimpleNamespace(node_dim=2, edge_dim=1)  # what a dataset reports
+        >>> model = build_model({"model": {"name": "egnn", "hidden": 8, "layers": 1}}, features)
+        >>> type(model).__name__, model.node_dim, model.edge_dim
+        ('EGNN', 2, 1)
+    """
     _import_models()
     name = config["model"]["name"]
     opts = {k: v for k, v in config["model"].items() if k != "name"}
@@ -219,7 +283,15 @@ def build_model(config: Mapping[str, Any], dataset) -> nn.Module:
 
 
 def make_run_dir(config: Mapping[str, Any]) -> Path:
-    """A fresh directory ``<out_dir>/<name>-<YYYYmmdd-HHMMSS>[-k]``."""
+    """A fresh directory ``<out_dir>/<name>-<YYYYmmdd-HHMMSS>[-k]``.
+
+    Example:
+        >>> import tempfile
+        >>> from eghn.train.loop import make_run_dir
+        >>> path = make_run_dir({"out_dir": tempfile.mkdtemp(), "name": "demo"})
+        >>> path.name.startswith("demo-"), path.exists()  # named, not created
+        (True, False)
+    """
     base = Path(config["out_dir"])
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     path = base / f"{config['name']}-{stamp}"
@@ -270,6 +342,25 @@ def train(config: Mapping[str, Any], run_dir: str | Path | None = None, *, resum
     a missing or corrupt ``best.pt`` is rebuilt from ``last.pt``. Nothing is written before
     the first evaluation, and each evaluation writes ``metrics.csv``, ``best.pt`` and
     ``last.pt`` together or not at all (:class:`eghn.io.WriteGroup`).
+
+    Example (two epochs of a small EGNN on a system given as arrays):
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import numpy as np
+        >>> tmp = Path(tempfile.mkdtemp())
+        >>> pos = np.random.default_rng(0).normal(size=(12, 4, 3))  # 12 systems of 4 particles
+        >>> np.savez(tmp / "toy.npz", pos=pos, vel=0.1 * pos, target=1.1 * pos)
+        >>> from eghn.train import train
+        >>> from eghn.train.config import resolve
+        >>> config = resolve({"name": "toy", "device": "cpu",
+        ...                   "data": {"name": "arrays", "path": str(tmp / "toy.npz"), "split_sizes": [8, 2, 2]},
+        ...                   "model": {"name": "egnn", "hidden": 8, "layers": 1},
+        ...                   "train": {"epochs": 2, "batch_size": 4, "eval_every": 1, "progress": False}})
+        >>> result = train(config, tmp / "run", echo=lambda msg: None)
+        >>> result.epochs, len(result.history), result.best_epoch in (1, 2)
+        (2, 2, True)
+        >>> sorted(p.name for p in (tmp / "run").iterdir())
+        ['.lock', 'best.pt', 'config.json', 'last.pt', 'learning_curve.png', 'metrics.csv', 'result.json', 'train.log']
     """
     settings = RunSettings.from_config(config)  # checked once; frozen from here on
     mode = {"auto": "auto", "always": True, "never": False}[settings.train.recompute_edges]
@@ -532,7 +623,14 @@ def _write_plot(run_dir: Path, config: Mapping[str, Any], history: list[dict[str
 
 
 def csv_text(rows: list[dict[str, float]]) -> str:
-    """The whole metrics table (``metrics.csv``) as text."""
+    """The whole metrics table (``metrics.csv``) as text.
+
+    Example:
+        >>> from eghn.train.loop import csv_text
+        >>> header, row = csv_text([{"epoch": 5, "val_mse": 0.25}]).splitlines()
+        >>> header.split(",")[:5], row.split(",")[:5]
+        (['epoch', 'wall_s', 'train_loss', 'train_mse', 'val_mse'], ['5', '', '', '', '0.25'])
+    """
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=_CSV_FIELDS)
     w.writeheader()
@@ -557,6 +655,18 @@ def transformed_batch(g: Graph, rotate: bool, translate: float, generator: torch
 
     With ``axis`` the rotations fix that coordinate axis and the translations leave it alone
     (data whose features single out a direction, e.g. the height in motion capture).
+
+    Example:
+        >>> import torch
+        >>> from eghn.data import Graph
+        >>> from eghn.train.loop import transformed_batch
+        >>> g = Graph(pos=torch.randn(4, 3), edge_index=torch.tensor([[0, 1], [1, 0]]), target=torch.randn(4, 3))
+        >>> moved = transformed_batch(g, True, 1.0, torch.Generator().manual_seed(0))
+        >>> torch.allclose(torch.cdist(moved.pos, moved.target), torch.cdist(g.pos, g.target), atol=1e-5)
+        True
+        >>> flat = transformed_batch(g, True, 1.0, torch.Generator().manual_seed(0), axis=2)
+        >>> torch.allclose(flat.pos[:, 2], g.pos[:, 2])  # the axis is left alone
+        True
     """
     q = random_rotations(g.num_graphs, g.dim, generator=generator) if rotate else None
     if q is not None and axis is not None:

@@ -33,6 +33,18 @@ class GalleryRun:
     kept under ``EGHN_REPRODUCE_DIR`` (default: the cache) for reuse. Otherwise *fast*: the cells
     ``fast_only`` with the configs' ``[quick]`` tables and ``fast_overrides``, one seed, one
     thread, in a temporary directory that :meth:`finish` removes.
+
+    Example (built directly; :meth:`from_env` reads ``EGHN_GALLERY``):
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.train.report import GalleryRun
+        >>> out = Path(tempfile.mkdtemp())
+        >>> run = GalleryRun("table2", False, ("mocap/run_eghn",), 1, [], out, "FAST mode")
+        >>> lines = run.show_collected(out)  # doctest: +ELLIPSIS
+        no collected runs here (...)
+        >>> run.finish()
+        >>> out.exists()
+        False
     """
 
     table: str
@@ -164,7 +176,21 @@ class ResultTable:
 def run_histories(out: Path, table: str, result: CellResult, quick: bool,
                   protocol: str = "released") -> Iterator[list[dict[str, Any]]]:
     """Evaluation histories of every seed of one cell, read from the runs' ``result.json``
-    (the folder layout of :func:`~eghn.train.reproduce.reproduce`)."""
+    (the folder layout of :func:`~eghn.train.reproduce.reproduce`).
+
+    Example:
+        >>> import json, tempfile
+        >>> from pathlib import Path
+        >>> from eghn.train.report import run_histories
+        >>> from eghn.train.reproduce import Cell, CellResult
+        >>> out = Path(tempfile.mkdtemp())
+        >>> seed1 = out / "table2-released-quick" / "mocap__run_eghn" / "seed1"
+        >>> seed1.mkdir(parents=True)
+        >>> _ = (seed1 / "result.json").write_text(json.dumps({"history": [{"epoch": 5, "val_mse": 0.5}]}))
+        >>> result = CellResult(Cell("EGHN", "Run (Subject 9)", "mocap/run_eghn"), values=[0.5])
+        >>> list(run_histories(out, "table2", result, quick=True))
+        [[{'epoch': 5, 'val_mse': 0.5}]]
+    """
     base = Path(out) / (f"{table}-{protocol}-quick" if quick else f"{table}-{protocol}") / result.cell.config.replace(
         "/", "__")
     for path in sorted(base.glob("seed*/result.json")):
@@ -213,6 +239,19 @@ def plot_results(table: str, results: Sequence[CellResult], out: Path, *, quick:
     dot plot of the published value (grey diamond) and the measured mean (± one standard
     deviation over the seeds). Axes are logarithmic where the values span a decade or more.
     Needs matplotlib; returns the figure.
+
+    Example:
+        >>> import tempfile
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> from eghn.train.report import plot_results
+        >>> from eghn.train.reproduce import Cell, CellResult
+        >>> results = [CellResult(Cell("EGHN", "Run (Subject 9)", "mocap/run_eghn"), values=[0.005, 0.007])]
+        >>> fig = plot_results("table2", results, tempfile.mkdtemp(), quick=True)
+        >>> [ax.get_title() for ax in fig.axes]
+        ['training curves (quick run)', 'pipeline check: not comparable to the paper']
+        >>> plt.close(fig)
     """
     import matplotlib.pyplot as plt
     import numpy as np

@@ -54,6 +54,12 @@ class Cell:
 
     ``transform`` (``{"rotate": bool, "translate": float}``) evaluates the trained model of
     ``config`` again under random test-time transformations instead of reading its test MSE.
+
+    Example:
+        >>> from eghn.train.reproduce import Cell
+        >>> cell = Cell("EGHN", "Run (Subject 9)", "mocap/run_eghn", transform={"rotate": True, "translate": 0.0})
+        >>> cell.config, cell.transform["rotate"]
+        ('mocap/run_eghn', True)
     """
 
     row: str
@@ -64,12 +70,30 @@ class Cell:
 
 @dataclass(frozen=True)
 class TableSpec:
+    """The cells of one paper table (:data:`TABLES`).
+
+    Example:
+        >>> from eghn.train.reproduce import TABLES
+        >>> spec = TABLES["table1"]
+        >>> spec.key, len(spec.cells), spec.cells[0].config
+        ('table1', 16, 'table1/egnn_single_3x3')
+    """
+
     key: str
     cells: tuple[Cell, ...]
 
 
 @dataclass
 class CellResult:
+    """The test MSE of every seed of one :class:`Cell` (``status``: ``"ok"`` or why it has none).
+
+    Example:
+        >>> from eghn.train.reproduce import Cell, CellResult
+        >>> r = CellResult(Cell("EGHN", "Run (Subject 9)", "mocap/run_eghn"), values=[0.5, 0.7])
+        >>> round(r.mean, 6), round(r.std, 6)  # the standard deviation with ddof = 0
+        (0.6, 0.1)
+    """
+
     cell: Cell
     values: list[float] = field(default_factory=list)
     status: str = "ok"
@@ -154,7 +178,14 @@ TABLES: dict[str, TableSpec] = {
 
 
 def paper_results() -> dict[str, Any]:
-    """The published numbers of Tables 1-4 (``eghn/results/paper.json``)."""
+    """The published numbers of Tables 1-4 (``eghn/results/paper.json``).
+
+    Example:
+        >>> from eghn.train.reproduce import paper_results
+        >>> t1 = paper_results()["table1"]
+        >>> t1["scale"], t1["columns"][0], t1["rows"]["EGHN"]["single (3,3)"] > 0
+        (0.01, 'single (3,3)', True)
+    """
     return json.loads((resources.files("eghn") / "results" / "paper.json").read_text())
 
 
@@ -297,6 +328,15 @@ def reproduce(
     ``<table>.md``/``.csv``.
 
     Returns the per-cell results (values: test MSE per seed).
+
+    Example (the call trains models for minutes, so it is skipped when the docs are tested;
+    its arguments are checked before anything is trained):
+        >>> from eghn.train.reproduce import reproduce
+        >>> results = reproduce("table2", seeds=1, quick=True, only=["mocap/run_eghn"])  # doctest: +SKIP
+        >>> reproduce("table9")
+        Traceback (most recent call last):
+        ...
+        KeyError: "unknown table 'table9'; choose one of table1, table2, table3, table4"
     """
     cells = _cells(table, seeds, only, overrides, protocol)
     out = Path(out)
@@ -453,7 +493,17 @@ def write_table(
     table: str, results: Sequence[CellResult], folder: Path, *, quick: bool, seeds: int, wall_s: float,
     protocol: str = "released",
 ) -> tuple[Path, Path]:
-    """Write ``<folder>/<table>.md`` (paper vs. measured) and ``<table>.csv`` (one line per cell)."""
+    """Write ``<folder>/<table>.md`` (paper vs. measured) and ``<table>.csv`` (one line per cell).
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from eghn.train.reproduce import Cell, CellResult, write_table
+        >>> results = [CellResult(Cell("EGHN", "Run (Subject 9)", "mocap/run_eghn"), values=[0.5])]
+        >>> md, csv_path = write_table("table2", results, Path(tempfile.mkdtemp()), quick=True, seeds=1, wall_s=60)
+        >>> md.name, csv_path.name, md.read_text().startswith("# ")
+        ('table2.md', 'table2.csv', True)
+    """
     paper = paper_results().get(table, {})
     scale = float(paper.get("scale", 1.0))
     unit = " in the paper's units" if scale == 1.0 else f" in units of {scale:.0e}"

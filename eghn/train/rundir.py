@@ -218,8 +218,8 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[s
         >>> from eghn.train.rundir import config_differences
         >>> old = {"train": {"lr": 0.0005, "epochs": 600}, "data": {"length_scale": "auto"}}
         >>> new = {"train": {"lr": 0.001, "epochs": 600}, "data": {"length_scale": 2.5}, "seed": 3}
-        >>> config_differences(old, new)  # "auto" matches the number it resolved to
-        {'seed': (None, 3), 'train.lr': (0.0005, 0.001)}
+        >>> config_differences(old, new)  # "auto" matches the number it resolved to; no seed: the default 1
+        {'seed': (1, 3), 'train.lr': (0.0005, 0.001)}
     """
     a, b = flatten(old), flatten(new)
     defaults = {f"train.{k}": v for k, v in TRAIN_DEFAULTS.items()} | dict(TOP_DEFAULTS)

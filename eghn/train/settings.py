@@ -55,6 +55,16 @@ class TrainSettings:
 
     Read as attributes (``settings.lr``) or, for code written against the table, as a
     read-only mapping (``settings["lr"]``).
+
+    Example:
+        >>> from eghn.train.settings import TrainSettings
+        >>> s = TrainSettings.from_table({"epochs": 5, "lr_schedule": "cosine"})
+        >>> s.epochs, s["lr_schedule"], s.get("no_such_key", "-"), s.as_dict()["batch_size"]
+        (5, 'cosine', '-', 100)
+        >>> TrainSettings.from_table({"epoch": 5})
+        Traceback (most recent call last):
+        ...
+        eghn.train.config.ConfigError: unknown config key 'train.epoch'; did you mean train.epochs?
     """
 
     epochs: int = TRAIN_DEFAULTS["epochs"]
@@ -135,7 +145,16 @@ def _thawed(value: Any) -> Any:
 class RunSettings:
     """A whole resolved config: the top-level keys, the ``[data]`` and ``[model]`` tables
     (read-only; checked against their classes when the run is built), the ``[train]`` settings
-    and the length scale (``"auto"`` until the training split has resolved it)."""
+    and the length scale (``"auto"`` until the training split has resolved it).
+
+    Example:
+        >>> from eghn.train.settings import RunSettings
+        >>> s = RunSettings.from_config({"data": {"name": "arrays"}, "model": {"name": "egnn"}, "train": {"epochs": 3}})
+        >>> s.train.epochs, s.seed, s.length_scale
+        (3, 1, 'auto')
+        >>> s.with_length_scale(2.5).to_dict()["data"]
+        {'name': 'arrays', 'length_scale': 2.5}
+    """
 
     data: Mapping[str, Any]
     model: Mapping[str, Any]

@@ -124,6 +124,18 @@ class CollapseDetector:
         min_mass: score mass of an occupied cluster.
         saturated: largest score of a saturated row.
         margin: a level collapses when its mean occupancy is below ``K - margin``.
+
+    Example:
+        >>> import torch
+        >>> from eghn.train.stability import CollapseDetector
+        >>> det = CollapseDetector()
+        >>> everyone_in_one = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])  # K = 2, one graph
+        >>> det.observe([everyone_in_one], 1, torch.zeros(3, dtype=torch.long))
+        >>> det.check(), det.count, det.last[0]["occupancy"], det.last[0]["saturation"]
+        ([0], 1, 1.0, 1.0)
+        >>> det.observe([everyone_in_one], 1, torch.zeros(3, dtype=torch.long))
+        >>> det.check(), det.count  # still collapsed: not counted again
+        ([], 1)
     """
 
     def __init__(self, min_mass: float = 0.5, saturated: float = 0.999, margin: float = 0.5) -> None:
