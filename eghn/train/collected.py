@@ -43,8 +43,8 @@ __all__ = ["STATUS_SOURCES", "TABLES", "Cell", "Group", "collect", "learning_cur
 
 #: result files of full-length runs of the paper's tables (the short ablations of
 #: ``fidelity_ablation`` are not reproductions of a cell)
-STATUS_SOURCES = ["paper_protocol_runs", "released_runs", "released_walk_runs", "released_baselines",
-                  "table1_runs"]
+STATUS_SOURCES = ["paper_protocol_runs", "released_runs", "released_walk_runs", "released_seed_runs",
+                  "released_baselines", "table1_runs"]
 #: the paper's tables in the order shown, with a short name
 TABLES = {"table1": "T1", "table2": "T2", "table3": "T3", "table4": "T4"}
 #: ``--set`` keys of a command that do not change what a run measures
@@ -157,7 +157,15 @@ def overrides(command: str) -> list[str]:
 
 
 def _setting(command: str) -> str:
-    return re.sub(r"--seed\s+\d+", "", command).strip()
+    """A command without what does not change the measurement: the seed, ``--no-progress``, a
+    CPU device and the number of threads (the protocol stays: it is part of the setting).
+
+    >>> _setting("eghn train a --seed 2 --no-progress --set train.threads=1") == _setting(
+    ...     "eghn train a --seed 1 --device cpu --set train.threads=1")
+    True
+    """
+    text = re.sub(r"--seed\s+\d+|--no-progress|--device\s+cpu\b|--set\s+'?train\.threads=\S+", "", command)
+    return " ".join(text.split())
 
 
 def collect(paper: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
