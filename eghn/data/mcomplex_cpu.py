@@ -236,8 +236,10 @@ def run_paper(x0: np.ndarray, v0: np.ndarray, charge: np.ndarray, complex_id: np
         Returns positions and velocities ``(N, F, 3)`` with ``F = ceil(n_steps / sample_every)``
         and the final velocities ``(N, 3)``.
 
-    Example (the first call compiles the numba kernel, so it is skipped when the docs are
-    tested): two opposite charges in one complex, 4 steps, a frame every 2:
+    Example:
+        Two opposite charges in one complex, 4 steps, a frame every 2. The first call compiles
+        the numba kernel, so the run is skipped when the docs are tested.
+
         >>> import numpy as np
         >>> from eghn.data.mcomplex_cpu import run_paper
         >>> x0, charge = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]), np.array([1.0, -1.0])
@@ -261,7 +263,9 @@ def run_paper(x0: np.ndarray, v0: np.ndarray, charge: np.ndarray, complex_id: np
 def warm_up() -> None:
     """Compile (or load from numba's cache) the kernel now, e.g. before starting threads.
 
-    Example (compiles the numba kernel, so it is skipped when the docs are tested):
+    Example:
+        Compiles the numba kernel, so it is skipped when the docs are tested.
+
         >>> from eghn.data.mcomplex_cpu import warm_up
         >>> warm_up()  # doctest: +SKIP
     """

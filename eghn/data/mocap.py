@@ -273,7 +273,9 @@ def download(subject: str = "walk", dest: str | os.PathLike | None = None, *,
     Raises:
         ChecksumError: a fetched file does not match its checksum (it is deleted).
 
-    Example (needs the network, so the download is skipped when the docs are tested):
+    Example:
+        Needs the network, so the download is skipped when the docs are tested.
+
         >>> import tempfile
         >>> from eghn.data.mocap import download
         >>> raw = download("walk", tempfile.mkdtemp(), progress=False)  # doctest: +SKIP
@@ -364,8 +366,9 @@ def preprocess(raw_dir: str | os.PathLike, subject: str = "walk", out: str | os.
         ChecksumError: a raw file differs from the shipped checksum.
         ValueError: the skeleton is not the 31-node CMU layout.
 
-    Example (needs the downloaded raw files of :func:`download`, so it is skipped when the docs
-    are tested):
+    Example:
+        Needs the downloaded raw files of :func:`download`, so it is skipped when the docs are tested.
+
         >>> import tempfile
         >>> from pathlib import Path
         >>> import numpy as np
@@ -566,8 +569,9 @@ class MocapDataset:
     Attributes:
         samples: ``(trial_id, start_frame)`` of every sample, shape ``(S, 2)``.
 
-    Example (needs the downloaded data, see :func:`download`, so it is skipped when the docs
-    are tested):
+    Example:
+        Needs the downloaded data, see :func:`download`, so it is skipped when the docs are tested.
+
         >>> from eghn.data.mocap import MocapDataset
         >>> ds = MocapDataset("train", subject="run")  # doctest: +SKIP
         >>> g = ds[0]  # doctest: +SKIP

@@ -137,8 +137,9 @@ def fetch_adk_equilibrium(data_home: PathLike | None = None) -> tuple[str, str]:
     Uses ``MDAnalysisData.datasets.fetch_adk_equilibrium`` (needs internet on first use).
     Returns ``(topology, trajectory)`` paths.
 
-    Example (needs the network and the MDAnalysisData package, so it is skipped when the docs
-    are tested):
+    Example:
+        Needs the network and the MDAnalysisData package, so it is skipped when the docs are tested.
+
         >>> from eghn.data.protein import fetch_adk_equilibrium
         >>> topology, trajectory = fetch_adk_equilibrium()  # doctest: +SKIP
     """

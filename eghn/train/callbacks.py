@@ -428,7 +428,9 @@ class RunWriter(Callback):
     ``pending`` holds files that the first write also rewrites (``None``: removes), e.g. a
     ``config.json`` or ``best.pt`` rebuilt on resume; ``resumes`` the record of every resume.
 
-    Example (without checkpoints: ``metrics.csv`` and the pending files):
+    Example:
+        Without checkpoints: ``metrics.csv`` and the pending files.
+
         >>> import tempfile
         >>> from pathlib import Path
         >>> from types import SimpleNamespace

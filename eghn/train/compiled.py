@@ -75,8 +75,9 @@ class CompiledForward:
     Attributes:
         compile_s: seconds of the first call (tracing and compiling included), ``None`` before it.
 
-    Example (skipped when the docs are tested: loading the compiler takes seconds, and the
-    first call compiles):
+    Example:
+        Skipped when the docs are tested: loading the compiler takes seconds, and the first call compiles.
+
         >>> import torch
         >>> from eghn.train.compiled import CompiledForward
         >>> fwd = CompiledForward(torch.nn.Linear(3, 3))  # doctest: +SKIP

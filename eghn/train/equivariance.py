@@ -82,7 +82,9 @@ def model_equivariance_error(model: nn.Module, dataset: Any, *, max_graphs: int 
     deviation of ``max(min_translation, extent_factor * extent)`` in the dataset's units, where
     ``extent`` is the largest distance of a particle from its graph's centroid.
 
-    Example (a fresh EGNN, in float64, on four systems of a ``.npz`` file):
+    Example:
+        A fresh EGNN, in float64, on four systems of a ``.npz`` file.
+
         >>> import tempfile
         >>> from pathlib import Path
         >>> import numpy as np
@@ -137,7 +139,9 @@ def trained_equivariance_error(config: Mapping[str, Any], state_dict: Mapping[st
     """:func:`model_equivariance_error` of the model a run's ``config`` describes, with the
     weights ``state_dict``, on ``split`` of the run's (standardised) data, in ``dtype``.
 
-    Example (the weights of a fresh model stand in for a run's ``best.pt``):
+    Example:
+        The weights of a fresh model stand in for a run's ``best.pt``.
+
         >>> import tempfile
         >>> from pathlib import Path
         >>> import numpy as np

@@ -343,7 +343,9 @@ def train(config: Mapping[str, Any], run_dir: str | Path | None = None, *, resum
     the first evaluation, and each evaluation writes ``metrics.csv``, ``best.pt`` and
     ``last.pt`` together or not at all (:class:`eghn.io.WriteGroup`).
 
-    Example (two epochs of a small EGNN on a system given as arrays):
+    Example:
+        Two epochs of a small EGNN on a system given as arrays.
+
         >>> import tempfile
         >>> from pathlib import Path
         >>> import numpy as np

@@ -34,7 +34,9 @@ class GalleryRun:
     ``fast_only`` with the configs' ``[quick]`` tables and ``fast_overrides``, one seed, one
     thread, in a temporary directory that :meth:`finish` removes.
 
-    Example (built directly; :meth:`from_env` reads ``EGHN_GALLERY``):
+    Example:
+        Built directly; :meth:`from_env` reads ``EGHN_GALLERY``.
+
         >>> import tempfile
         >>> from pathlib import Path
         >>> from eghn.train.report import GalleryRun

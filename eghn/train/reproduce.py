@@ -329,8 +329,10 @@ def reproduce(
 
     Returns the per-cell results (values: test MSE per seed).
 
-    Example (the call trains models for minutes, so it is skipped when the docs are tested;
-    its arguments are checked before anything is trained):
+    Example:
+        The call trains models for minutes, so it is skipped when the docs are tested; its arguments are
+        checked before anything is trained.
+
         >>> from eghn.train.reproduce import reproduce
         >>> results = reproduce("table2", seeds=1, quick=True, only=["mocap/run_eghn"])  # doctest: +SKIP
         >>> reproduce("table9")

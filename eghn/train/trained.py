@@ -34,7 +34,9 @@ class TrainedRun:
         powers: the dataset's power of length of every feature column.
         checkpoint: the file the weights were read from.
 
-    Example (a model that predicts no motion, for a run trained with :math:`L = 2`):
+    Example:
+        A model that predicts no motion, for a run trained with :math:`L = 2`.
+
         >>> import torch
         >>> from eghn.data import Graph
         >>> from eghn.models import ModelOutput
@@ -76,7 +78,9 @@ def read_run(target: str | Path, *, checkpoint: str = "best") -> tuple[dict[str,
     run's ``config.json``; a run saved before lengths were standardised gets
     ``length_scale = 1`` (it was trained in the data's own units).
 
-    Example (two epochs of a small EGNN, then its best checkpoint):
+    Example:
+        Two epochs of a small EGNN, then its best checkpoint.
+
         >>> import tempfile
         >>> from pathlib import Path
         >>> import numpy as np
@@ -160,7 +164,9 @@ def load_run(target: str | Path, *, device: str | torch.device = "cpu", dtype: t
         dtype: model dtype (default: the run's training dtype).
         checkpoint: ``"best"`` or ``"last"``, for a run directory.
 
-    Example (two epochs of a small EGNN, then a prediction in the data's units):
+    Example:
+        Two epochs of a small EGNN, then a prediction in the data's units.
+
         >>> import tempfile
         >>> from pathlib import Path
         >>> import numpy as np

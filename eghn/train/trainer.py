@@ -77,7 +77,9 @@ def evaluate_model(model: nn.Module, bank: GraphBank, batch_size: int, *, info: 
     scale :math:`L`), ``translate`` is in the data's own units and the MSE is returned in
     them too (times :math:`L^2`).
 
-    Example (a model that predicts no motion, on targets one unit away in every coordinate):
+    Example:
+        A model that predicts no motion, on targets one unit away in every coordinate.
+
         >>> import tempfile
         >>> from pathlib import Path
         >>> import numpy as np
@@ -187,7 +189,9 @@ class Trainer:
         history: one row per evaluation (the columns of ``metrics.csv``).
         stop: set by a callback (early stopping) to end :meth:`fit` after the current epoch.
 
-    Example (three epochs of a small EGNN, evaluated after each):
+    Example:
+        Three epochs of a small EGNN, evaluated after each.
+
         >>> import tempfile
         >>> from pathlib import Path
         >>> import numpy as np
