@@ -144,10 +144,9 @@ def build_datasets(config: Mapping[str, Any], splits=_SPLITS, *, raw: bool = Fal
     Example:
         >>> import tempfile
         >>> from pathlib import Path
-        >>> import numpy as np
         >>> tmp = Path(tempfile.mkdtemp())
-        >>> pos = np.random.default_rng(0).normal(size=(12, 4, 3))  # 12 systems of 4 particles
-        >>> np.savez(tmp / "toy.npz", pos=pos, vel=0.1 * pos, target=1.1 * pos)
+        >>> from eghn.data.arrays import write_example
+        >>> _ = write_example(tmp / "toy.npz")  # 12 systems of 4 particles
         >>> from eghn.train.loop import build_datasets
         >>> data = {"name": "arrays", "path": str(tmp / "toy.npz"), "split_sizes": [8, 2, 2], "length_scale": 2.0}
         >>> splits = build_datasets({"data": data})
@@ -348,10 +347,9 @@ def train(config: Mapping[str, Any], run_dir: str | Path | None = None, *, resum
 
         >>> import tempfile
         >>> from pathlib import Path
-        >>> import numpy as np
         >>> tmp = Path(tempfile.mkdtemp())
-        >>> pos = np.random.default_rng(0).normal(size=(12, 4, 3))  # 12 systems of 4 particles
-        >>> np.savez(tmp / "toy.npz", pos=pos, vel=0.1 * pos, target=1.1 * pos)
+        >>> from eghn.data.arrays import write_example
+        >>> _ = write_example(tmp / "toy.npz")  # 12 systems of 4 particles
         >>> from eghn.train import train
         >>> from eghn.train.config import resolve
         >>> config = resolve({"name": "toy", "device": "cpu",

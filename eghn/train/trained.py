@@ -83,10 +83,9 @@ def read_run(target: str | Path, *, checkpoint: str = "best") -> tuple[dict[str,
 
         >>> import tempfile
         >>> from pathlib import Path
-        >>> import numpy as np
         >>> tmp = Path(tempfile.mkdtemp())
-        >>> pos = np.random.default_rng(0).normal(size=(12, 4, 3))  # 12 systems of 4 particles
-        >>> np.savez(tmp / "toy.npz", pos=pos, vel=0.1 * pos, target=1.1 * pos)
+        >>> from eghn.data.arrays import write_example
+        >>> _ = write_example(tmp / "toy.npz")  # 12 systems of 4 particles
         >>> from eghn.train import train
         >>> from eghn.train.config import resolve
         >>> config = resolve({"name": "toy", "device": "cpu",
@@ -169,10 +168,9 @@ def load_run(target: str | Path, *, device: str | torch.device = "cpu", dtype: t
 
         >>> import tempfile
         >>> from pathlib import Path
-        >>> import numpy as np
         >>> tmp = Path(tempfile.mkdtemp())
-        >>> pos = np.random.default_rng(0).normal(size=(12, 4, 3))  # 12 systems of 4 particles
-        >>> np.savez(tmp / "toy.npz", pos=pos, vel=0.1 * pos, target=1.1 * pos)
+        >>> from eghn.data.arrays import write_example
+        >>> _ = write_example(tmp / "toy.npz")  # 12 systems of 4 particles
         >>> from eghn.train import train
         >>> from eghn.train.config import resolve
         >>> config = resolve({"name": "toy", "device": "cpu",

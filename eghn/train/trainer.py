@@ -134,10 +134,9 @@ class TrainerParts:
     Example:
         >>> import tempfile
         >>> from pathlib import Path
-        >>> import numpy as np
         >>> tmp = Path(tempfile.mkdtemp())
-        >>> pos = np.random.default_rng(0).normal(size=(12, 4, 3))  # 12 systems of 4 particles
-        >>> np.savez(tmp / "toy.npz", pos=pos, vel=0.1 * pos, target=1.1 * pos)
+        >>> from eghn.data.arrays import write_example
+        >>> _ = write_example(tmp / "toy.npz")  # 12 systems of 4 particles
         >>> import torch
         >>> from eghn.data import PointCloudDataset
         >>> from eghn.train.distributed import DistInfo
@@ -194,10 +193,9 @@ class Trainer:
 
         >>> import tempfile
         >>> from pathlib import Path
-        >>> import numpy as np
         >>> tmp = Path(tempfile.mkdtemp())
-        >>> pos = np.random.default_rng(0).normal(size=(12, 4, 3))  # 12 systems of 4 particles
-        >>> np.savez(tmp / "toy.npz", pos=pos, vel=0.1 * pos, target=1.1 * pos)
+        >>> from eghn.data.arrays import write_example
+        >>> _ = write_example(tmp / "toy.npz")  # 12 systems of 4 particles
         >>> import torch
         >>> from eghn.data import PointCloudDataset
         >>> from eghn.train.distributed import DistInfo
