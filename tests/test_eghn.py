@@ -151,3 +151,17 @@ def test_fresh_model_starts_near_the_identity():
     pred = model(g).pos
     spread = (g.pos - g.pos.mean(0)).norm(dim=-1).mean()
     assert (pred - g.pos).norm(dim=-1).mean() < 1e-2 * spread
+
+
+@pytest.mark.parametrize("emmp", ["egnn", "mpnn"])
+def test_weights_saved_with_the_old_ablation_layer_names_load(emmp):
+    """E-Pool's ablation layers were ``pools.L.emmps.K.layer.*`` before they became one-layer blocks."""
+    from eghn.models import EGHN
+
+    torch.manual_seed(0)
+    model = EGHN(node_dim=1, hidden=8, clusters=[3, 2], layers=1, emmp=emmp)
+    old = {k.replace(".emmps.0.0.", ".emmps.0.layer."): v.clone() for k, v in model.state_dict().items()}
+    assert any(".emmps.0.layer." in k for k in old)
+    fresh = EGHN(node_dim=1, hidden=8, clusters=[3, 2], layers=1, emmp=emmp)
+    fresh.load_state_dict(old)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True))

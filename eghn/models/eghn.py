@@ -3,6 +3,7 @@ r"""EGHN: the equivariant graph U-Net of paper Section 3.4."""
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Sequence
 from functools import partial
 
@@ -18,7 +19,6 @@ from ..nn.eunpool import EUnPool
 from ..nn.plain_mp import PlainMPLayer
 from ..nn.pool_ops import dense_to_edges, pool_adjacency
 from ..nn.radial_block import RadialBlock
-from ..nn.radial_emmp import RadialEMMP
 from ..nn.released import (
     ReleasedPool,
     ReleasedUnPool,
@@ -50,6 +50,18 @@ def _nonfinite_message(g: Graph, model: nn.Module) -> str:
     return (f"EGHN produced non-finite positions (NaN/inf) in {dtype} from finite weights and inputs at "
             "unit scale: an activation overflowed (eghn.train.diagnose.first_nonfinite names the first "
             "non-finite module)")
+
+
+_OLD_POOL_LAYER = re.compile(r"(pools\.\d+\.emmps\.\d+\.)layer\.")
+
+
+def _rename_old_keys(state_dict, prefix, *_args) -> None:
+    """Weights saved before E-Pool's ablation layers became one-layer blocks (``...emmps.K.layer.*``,
+    eghn 0.1.0) load under their new names (``...emmps.K.0.*``)."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        new = prefix + _OLD_POOL_LAYER.sub(r"\g<1>0.", key[len(prefix):])
+        if new != key:
+            state_dict[new] = state_dict.pop(key)
 
 
 @register("eghn")
@@ -189,6 +201,7 @@ class EGHN(nn.Module):
                  batch_max_features: Sequence[int] = (), mass_floor: float | None = None,
                  coord_message: str = "paper", pool_message: str = "paper") -> None:
         super().__init__()
+        self._register_load_state_dict_pre_hook(_rename_old_keys)
         forms = dict(egnn_form=egnn_form, pool_form=pool_form, cluster_graph=cluster_graph,
                      unpool_form=unpool_form, conn_loss=conn_loss)
         for key, val in forms.items():
@@ -262,7 +275,7 @@ class EGHN(nn.Module):
                                     mass_floor=mass_floor)
         else:
             def pool(lv: int) -> nn.Module:
-                inner = None if emmp == "matrix" else [RadialEMMP(layer(int_dims[lv])) for _ in range(pool_layers)]
+                inner = None if emmp == "matrix" else [RadialBlock([layer(int_dims[lv])]) for _ in range(pool_layers)]
                 return EPool(m, hidden, hidden, clusters[lv], int_dims[lv], layers=pool_layers, normalize=normalize,
                              act=act, message_layers=inner, message_form=pool_message)
         if unpool_form == "released":

@@ -12,7 +12,6 @@ from .mlp import MLP
 from .plain_mp import PlainMPLayer
 from .pool_ops import dense_to_edges, pool_adjacency, reduce_clusters, unpool
 from .radial_block import RadialBlock
-from .radial_emmp import RadialEMMP
 from .theorem1 import emmp_from_egnn, emmp_from_gmn
 
 __all__ = [
@@ -27,7 +26,6 @@ __all__ = [
     "PlainMPLayer",
     "PoolOutput",
     "RadialBlock",
-    "RadialEMMP",
     "connectivity_loss",
     "connectivity_loss_dense",
     "dense_to_edges",

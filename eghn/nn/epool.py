@@ -81,7 +81,7 @@ class EPool(nn.Module):
             (:class:`~eghn.nn.EMMP`, ``message_form``; ``"bounded"`` is a stabiliser).
         message_layers: replacements for the internal EMMPs (ablations); each is called as
             ``layer(Z, h, edge_index, batch, num_graphs, edge_attr) -> (Z', h')`` and must
-            output ``hidden`` features (e.g. :class:`~eghn.nn.RadialEMMP`).
+            output ``hidden`` features (e.g. a one-layer :class:`~eghn.nn.RadialBlock`).
 
     The call convention, ``(Z, h, edge_index, batch, num_graphs, edge_attr)``, is that of
     :class:`~eghn.nn.EMMP` and :class:`~eghn.nn.RadialBlock`; the keyword ``Z_in`` (the input of
