@@ -42,7 +42,7 @@ import torch
 
 from ..io import WriteGroup
 from .checkpoint import CheckpointError, checkpoint_bytes, load_checkpoint
-from .rundir import best_state
+from .rundir import best_state, csv_text
 
 __all__ = [
     "Callback",
@@ -454,8 +454,6 @@ class RunWriter(Callback):
         self.resumes: list[dict[str, Any]] = []
 
     def on_evaluation(self, trainer: Any, row: Mapping[str, Any], improved: bool) -> None:
-        from .loop import csv_text
-
         best_path, last_path = self.run_dir / "best.pt", self.run_dir / "last.pt"
         with WriteGroup() as group:
             group.add(self.run_dir / "metrics.csv", csv_text(trainer.history))

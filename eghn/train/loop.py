@@ -22,8 +22,6 @@ The path of one config value, e.g. ``train.lr``: ``--set train.lr=1e-3`` ->
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -35,7 +33,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.graph import Graph
 from ..data.registry import build_dataset, get_dataset_class
 from ..data.units import LengthScaled, length_scale
 from ..io import DirLock, atomic_write_text
@@ -57,19 +54,18 @@ from .config import ConfigError, check_kwargs, check_values, save_config
 from .distributed import DistInfo
 from .loader import GraphBank
 from .malloc import reuse_freed_memory
-from .metrics import random_rotations
 from .rundir import (
     RunLog,
     RunResult,
     best_repair,
     check_resume_config,
+    csv_text,
     finished_run,
     finished_without_checkpoint,
     load_weights,
     write_result,
 )
 from .settings import RunSettings
-from .stability import CSV_FIELDS as STABILITY_FIELDS
 from .trainer import Trainer, TrainerParts, evaluate_model, lr_at
 
 __all__ = [
@@ -77,7 +73,6 @@ __all__ = [
     "build_datasets",
     "build_model",
     "check_datasets",
-    "csv_text",
     "evaluate_model",
     "lr_at",
     "make_run_dir",
@@ -85,14 +80,10 @@ __all__ = [
     "select_device",
     "split_options",
     "train",
-    "transformed_batch",
     "validate_config",
 ]
 
 _SPLITS = ("train", "val", "test")
-_CSV_FIELDS = ["epoch", "wall_s", "train_loss", "train_mse", "val_mse", "test_mse", "best_epoch",
-               "best_val", "samples_per_s", "step_share", *STABILITY_FIELDS]
-
 
 # ---------------------------------------------------------------------------- building blocks
 def select_device(spec: str = "auto") -> torch.device:
@@ -622,22 +613,6 @@ def _write_plot(run_dir: Path, config: Mapping[str, Any], history: list[dict[str
         log(f"learning curve: {path}")
 
 
-def csv_text(rows: list[dict[str, float]]) -> str:
-    """The whole metrics table (``metrics.csv``) as text.
-
-    Example:
-        >>> from eghn.train.loop import csv_text
-        >>> header, row = csv_text([{"epoch": 5, "val_mse": 0.25}]).splitlines()
-        >>> header.split(",")[:5], row.split(",")[:5]
-        (['epoch', 'wall_s', 'train_loss', 'train_mse', 'val_mse'], ['5', '', '', '', '0.25'])
-    """
-    buf = io.StringIO(newline="")
-    w = csv.DictWriter(buf, fieldnames=_CSV_FIELDS)
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
-
-
 def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:
     """Write the whole metrics table atomically (so it always matches ``last.pt``'s history)."""
     atomic_write_text(path, csv_text(rows))
@@ -647,34 +622,3 @@ def _version() -> str:
     from .. import __version__
 
     return __version__
-
-
-def transformed_batch(g: Graph, rotate: bool, translate: float, generator: torch.Generator,
-                      axis: int | None = None) -> Graph:
-    """``g`` with a random rotation and/or translation per graph (see :func:`evaluate_model`).
-
-    With ``axis`` the rotations fix that coordinate axis and the translations leave it alone
-    (data whose features single out a direction, e.g. the height in motion capture).
-
-    Example:
-        >>> import torch
-        >>> from eghn.data import Graph
-        >>> from eghn.train.loop import transformed_batch
-        >>> g = Graph(pos=torch.randn(4, 3), edge_index=torch.tensor([[0, 1], [1, 0]]), target=torch.randn(4, 3))
-        >>> moved = transformed_batch(g, True, 1.0, torch.Generator().manual_seed(0))
-        >>> torch.allclose(torch.cdist(moved.pos, moved.target), torch.cdist(g.pos, g.target), atol=1e-5)
-        True
-        >>> flat = transformed_batch(g, True, 1.0, torch.Generator().manual_seed(0), axis=2)
-        >>> torch.allclose(flat.pos[:, 2], g.pos[:, 2])  # the axis is left alone
-        True
-    """
-    q = random_rotations(g.num_graphs, g.dim, generator=generator) if rotate else None
-    if q is not None and axis is not None:
-        others = [k for k in range(g.dim) if k != axis]
-        sub = random_rotations(g.num_graphs, g.dim - 1, generator=generator)
-        q = torch.eye(g.dim, dtype=torch.float64).repeat(g.num_graphs, 1, 1)
-        q[:, torch.tensor(others)[:, None], torch.tensor(others)[None, :]] = sub
-    t = torch.randn(g.num_graphs, g.dim, generator=generator, dtype=torch.float64) * translate if translate else None
-    if t is not None and axis is not None:
-        t[:, axis] = 0
-    return g.transform(None if q is None else q.to(g.pos), None if t is None else t.to(g.pos))

@@ -10,7 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["MSEAccumulator", "position_sse", "random_rotations"]
+from ..data.graph import Graph
+
+__all__ = ["MSEAccumulator", "position_sse", "random_rotations", "transformed_batch"]
 
 
 def position_sse(pred: Tensor, target: Tensor) -> Tensor:
@@ -89,3 +91,34 @@ def random_rotations(num: int, dim: int, *, generator: torch.Generator | None = 
     neg = torch.linalg.det(q) < 0
     q[neg, :, 0] = -q[neg, :, 0]
     return q.to(dtype)
+
+
+def transformed_batch(g: Graph, rotate: bool, translate: float, generator: torch.Generator,
+                      axis: int | None = None) -> Graph:
+    """``g`` with a random rotation and/or translation per graph (see :func:`eghn.train.trainer.evaluate_model`).
+
+    With ``axis`` the rotations fix that coordinate axis and the translations leave it alone
+    (data whose features single out a direction, e.g. the height in motion capture).
+
+    Example:
+        >>> import torch
+        >>> from eghn.data import Graph
+        >>> from eghn.train.metrics import transformed_batch
+        >>> g = Graph(pos=torch.randn(4, 3), edge_index=torch.tensor([[0, 1], [1, 0]]), target=torch.randn(4, 3))
+        >>> moved = transformed_batch(g, True, 1.0, torch.Generator().manual_seed(0))
+        >>> torch.allclose(torch.cdist(moved.pos, moved.target), torch.cdist(g.pos, g.target), atol=1e-5)
+        True
+        >>> flat = transformed_batch(g, True, 1.0, torch.Generator().manual_seed(0), axis=2)
+        >>> torch.allclose(flat.pos[:, 2], g.pos[:, 2])  # the axis is left alone
+        True
+    """
+    q = random_rotations(g.num_graphs, g.dim, generator=generator) if rotate else None
+    if q is not None and axis is not None:
+        others = [k for k in range(g.dim) if k != axis]
+        sub = random_rotations(g.num_graphs, g.dim - 1, generator=generator)
+        q = torch.eye(g.dim, dtype=torch.float64).repeat(g.num_graphs, 1, 1)
+        q[:, torch.tensor(others)[:, None], torch.tensor(others)[None, :]] = sub
+    t = torch.randn(g.num_graphs, g.dim, generator=generator, dtype=torch.float64) * translate if translate else None
+    if t is not None and axis is not None:
+        t[:, axis] = 0
+    return g.transform(None if q is None else q.to(g.pos), None if t is None else t.to(g.pos))

@@ -25,7 +25,9 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import math
 import re
@@ -41,8 +43,10 @@ from ..io import WriteGroup, append_text, read_json_object
 from .checkpoint import CheckpointError, checkpoint_bytes, file_sha256, load_checkpoint
 from .config import TOP_DEFAULTS, TRAIN_DEFAULTS, ConfigError
 from .settings import TrainSettings
+from .stability import CSV_FIELDS as STABILITY_FIELDS
 
 __all__ = [
+    "METRICS_FIELDS",
     "RESUME_ALLOWED",
     "RunLog",
     "RunResult",
@@ -50,6 +54,7 @@ __all__ = [
     "best_repair",
     "check_resume_config",
     "config_differences",
+    "csv_text",
     "finished_run",
     "finished_without_checkpoint",
     "flatten",
@@ -74,6 +79,27 @@ RESUME_ALLOWED: frozenset[str] = frozenset({
 #: Allowed changes that are not worth a line in the log (how the run is executed, not what).
 _SILENT = frozenset({"train.threads", "train.progress", "device", "train.preload", "train.preload_max_gb",
                      "train.recompute_edges", "train.cpu_malloc", "out_dir"})
+
+
+#: the columns of ``metrics.csv``: one row per evaluation
+METRICS_FIELDS = ["epoch", "wall_s", "train_loss", "train_mse", "val_mse", "test_mse", "best_epoch",
+                  "best_val", "samples_per_s", "step_share", *STABILITY_FIELDS]
+
+
+def csv_text(rows: list[dict[str, float]]) -> str:
+    """The whole metrics table (``metrics.csv``) as text.
+
+    Example:
+        >>> from eghn.train.rundir import csv_text
+        >>> header, row = csv_text([{"epoch": 5, "val_mse": 0.25}]).splitlines()
+        >>> header.split(",")[:5], row.split(",")[:5]
+        (['epoch', 'wall_s', 'train_loss', 'train_mse', 'val_mse'], ['5', '', '', '', '0.25'])
+    """
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=METRICS_FIELDS)
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
 
 
 @dataclass

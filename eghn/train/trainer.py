@@ -28,7 +28,7 @@ from torch import nn
 
 from .distributed import DistInfo, shard
 from .loader import GraphBank
-from .metrics import MSEAccumulator
+from .metrics import MSEAccumulator, transformed_batch
 from .objective import Objective, training_objective
 from .settings import TrainSettings
 
@@ -102,8 +102,6 @@ def evaluate_model(model: nn.Module, bank: GraphBank, batch_size: int, *, info: 
         >>> round(moved, 4)  # inputs and targets move together
         1.0
     """
-    from .loop import transformed_batch
-
     info = info if info is not None else DistInfo()
     unit = float(getattr(bank.dataset, "length_scale", 1.0))
     translate = translate / unit
