@@ -79,8 +79,10 @@ def result_role(name, rawtext, text, lineno, inliner, options=None, content=None
     return [result_node(value, spec)], []
 
 
-def _table(header: list[str], rows: list[list[nodes.Node | str]], widths: list[int]) -> nodes.table:
-    table = nodes.table(classes=["eghn-measured"])
+def _table(header: list[str], rows: list[list[nodes.Node | str]], widths: list[int],
+           classes: tuple[str, ...] = ("eghn-measured",)) -> nodes.table:
+    """A table node: ``header`` then ``rows`` (text or nodes), columns in the ratio ``widths``."""
+    table = nodes.table(classes=list(classes))
     group = nodes.tgroup(cols=len(header))
     table += group
     for w in widths:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from docutils import nodes
-from eghn_results import load_source, result_node
+from eghn_results import _table, load_source, result_node
 from sphinx import addnodes
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
@@ -137,24 +137,7 @@ class StatusTable(SphinxDirective):
 
 
 def _status_table(header: list[str], rows: list[list[nodes.Node | str]]) -> nodes.table:
-    table = nodes.table(classes=["eghn-status-table"])
-    group = nodes.tgroup(cols=len(header))
-    table += group
-    for w in (30, 8, 12, 34, 6, 18):
-        group += nodes.colspec(colwidth=w)
-    thead, tbody = nodes.thead(), nodes.tbody()
-    group += thead
-    group += tbody
-    for cells, into in [(header, thead), *((r, tbody) for r in rows)]:
-        row = nodes.row()
-        for cell in cells:
-            entry = nodes.entry()
-            para = nodes.paragraph()
-            para += cell if isinstance(cell, nodes.Node) else nodes.Text(cell)
-            entry += para
-            row += entry
-        into += row
-    return table
+    return _table(header, rows, [30, 8, 12, 34, 6, 18], classes=("eghn-status-table",))
 
 
 def setup(app):
