@@ -59,6 +59,9 @@ VARIANTS: dict[str, tuple[str | None, list[str]]] = {
     "paper_messages": (None, ["model.coord_message=paper", "model.pool_message=paper"]),
     "bounded_egnn": (None, ["model.coord_message=bounded", "model.pool_message=paper"]),
     "bounded_pool": (None, ["model.coord_message=paper", "model.pool_message=bounded"]),
+    "input_velocity": (None, ["model.velocity_update=false"]),
+    "bounded_egnn_input_velocity": (None, ["model.coord_message=bounded", "model.pool_message=paper",
+                                           "model.velocity_update=false"]),
     "eghn_protocol": ("eghn", []),
     "released": ("released", []),
 }

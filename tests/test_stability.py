@@ -11,8 +11,11 @@ import torch
 from _train_toy import ToyDataset, toy_config  # noqa: F401  (registers the "_toy" dataset and model)
 
 import eghn.train.loop as loop
+from eghn.data import collate
 from eghn.models import EGHN
 from eghn.nn import EMMP, EGNNLayer
+from eghn.testing import TOLERANCES, equivariance_error, randomize_parameters
+from eghn.testing.strategies import random_graph
 from eghn.train import train
 from eghn.train.stability import CollapseDetector, SpikeDetector, StabilityMonitor, cluster_occupancy
 
@@ -133,6 +136,37 @@ def test_bounded_matrix_messages_are_capped_and_equivariant(dtype):
         EMMP(2, 8, 8, message_form="clamped")
     with pytest.raises(ValueError, match="pool_message"):
         EGHN.released(2, 0, 0, clusters=3, pool_message="bounded")
+
+
+def test_input_velocity_gates_the_block_input_and_keeps_the_model_equivariant():
+    torch.manual_seed(0)
+    x, h, v = torch.randn(5, 3), torch.randn(5, 8), torch.randn(5, 3)
+    ii, jj = torch.meshgrid(torch.arange(5), torch.arange(5), indexing="ij")
+    ei = torch.stack([ii[ii != jj], jj[ii != jj]])
+    layer = EGNNLayer(8, velocity=True, velocity_update=False)
+    with torch.no_grad():
+        layer.phi_v[-1].bias.fill_(5.0)  # a large gate
+    x2, _, v2 = layer(x, h, ei, None, v)
+    assert v2 is v  # the next layer gates the same input velocity: no product of gates
+    compounding = EGNNLayer(8, velocity=True)
+    compounding.load_state_dict(layer.state_dict())
+    _, _, v3 = compounding(x, h, ei, None, v)
+    assert torch.allclose(v3, x2 - x)  # the paper form hands its step on as the velocity
+    for dtype in DTYPES:
+        model = EGHN(2, 2, 1, hidden=16, clusters=[4, 2], enc_layers=2, pool_layers=1, dec_layers=2,
+                     coord_message="bounded", pool_message="bounded", velocity_update=False)
+        model = randomize_parameters(model, gain=0.5, seed=1).to(dtype)
+        gen = torch.Generator().manual_seed(3)
+        g = collate([random_graph(n, dim=3, node_dim=2, edge_dim=2, local_edge_dim=1, generator=gen)
+                     for n in (7, 9)]).to(dtype=dtype)
+        errs = equivariance_error(model, g)
+        assert max(errs.values()) < TOLERANCES[dtype], errs
+    with pytest.raises(ValueError, match="velocity_update"):
+        EGHN.released(2, 0, 0, clusters=3, velocity_update=False)
+    with pytest.raises(ValueError, match="velocity_update"):
+        EGHN(2, clusters=[3], velocity=False, velocity_update=False)
+    with pytest.raises(ValueError, match="velocity_update"):
+        EGHN(2, clusters=[3], velocity_update="no")
 
 
 # ---------------------------------------------------------------------------- through the trainer

@@ -166,6 +166,11 @@ class EGHN(nn.Module):
             stabiliser, not the paper's equation: it caps the move of a particle by one message,
             which in the paper's form grows with :math:`H` without limit and is where the
             divergence of deep hierarchies starts (the Training stability page).
+        velocity_update: ``True`` (default, the EGNN-vel equations): every EGNN layer returns
+            its step :math:`v'_i = \phi_v(h_i) v_i + \Delta_i` as the next layer's velocity.
+            ``False`` (a stabiliser, not the paper's equation, and what the EGNN and EGHN codes
+            do): every layer of a block gates the block's input velocity, so the unbounded gate
+            :math:`\phi_v` is not multiplied from layer to layer (the Training stability page).
         mass_floor: with ``pool_form="released"``, ``None`` (default) normalises the cluster
             weights in log space like E-Pool (:func:`~eghn.nn.pool_ops.cluster_weights`: affine
             for any scores); a number divides by :math:`\max(\sum_i s_{ik}, \text{mass\_floor})`
@@ -199,7 +204,8 @@ class EGHN(nn.Module):
                  pool_form: str = "paper", cluster_graph: str = "paper", unpool_form: str = "paper",
                  conn_loss: str = "paper", unpool_layers: int = 1,
                  batch_max_features: Sequence[int] = (), mass_floor: float | None = None,
-                 coord_message: str = "paper", pool_message: str = "paper") -> None:
+                 coord_message: str = "paper", pool_message: str = "paper",
+                 velocity_update: bool = True) -> None:
         super().__init__()
         self._register_load_state_dict_pre_hook(_rename_old_keys)
         forms = dict(egnn_form=egnn_form, pool_form=pool_form, cluster_graph=cluster_graph,
@@ -215,6 +221,10 @@ class EGHN(nn.Module):
             raise ValueError(f"coord_message must be 'paper' or 'bounded', got {coord_message!r}")
         if coord_message != "paper" and (egnn_form == "released" or emmp == "mpnn"):
             raise ValueError("coord_message='bounded' applies to the paper-form EGNN layers only")
+        if not isinstance(velocity_update, bool):
+            raise ValueError(f"velocity_update must be true or false, got {velocity_update!r}")
+        if not velocity_update and (egnn_form == "released" or emmp == "mpnn" or not velocity):
+            raise ValueError("velocity_update=False applies to the paper-form EGNN layers with velocities only")
         if pool_message not in ("paper", "bounded"):
             raise ValueError(f"pool_message must be 'paper' or 'bounded', got {pool_message!r}")
         if pool_message != "paper" and (pool_form == "released" or emmp != "matrix"):
@@ -244,6 +254,7 @@ class EGHN(nn.Module):
         self.egnn_form, self.pool_form, self.cluster_graph = egnn_form, pool_form, cluster_graph
         self.unpool_form, self.conn_loss = unpool_form, conn_loss
         self.coord_message, self.pool_message = coord_message, pool_message
+        self.velocity_update = velocity_update
         if mass_floor is not None and not mass_floor > 0:
             raise ValueError(f"mass_floor must be None or positive, got {mass_floor!r}")
         self.mass_floor = mass_floor
@@ -268,7 +279,8 @@ class EGHN(nn.Module):
         elif egnn_form == "released":
             layer = partial(released_egnn_layer, hidden, velocity=velocity, act=act)
         else:
-            layer = partial(EGNNLayer, hidden, velocity=velocity, act=act, coord_message=coord_message)
+            layer = partial(EGNNLayer, hidden, velocity=velocity, act=act, coord_message=coord_message,
+                            velocity_update=velocity_update)
         if pool_form == "released":  # vectors [x - mean x, x' - x(, v)]
             def pool(lv: int) -> nn.Module:
                 return ReleasedPool(m + 1, hidden, clusters[lv], int_dims[lv], layers=pool_layers, act=act,
