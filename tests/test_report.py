@@ -89,3 +89,25 @@ def test_show_collected_reads_the_result_files(tmp_path, capsys):
         lines = GalleryRun("table1", False, (), 1, [], Path(tmp_path), "FAST").show_collected()
         assert lines[0].startswith("test MSE ×10⁻²") and all("paper" in line for line in lines[1:])
         assert any("; finished" in line for line in lines[1:])
+
+
+def test_status_cells_carry_the_papers_std_and_a_verdict_per_protocol():
+    from eghn.train.collected import WITHIN_SHARE, collect
+    from eghn.train.reproduce import paper_results
+
+    paper = paper_results()
+    runs = {f"{p}_s{s}": {"data": "Run (Subject 9)", "model": "EGHN", "protocol": p, "seed": s,
+                          "test_mse": v, "command": f"eghn train mocap/run_eghn --set protocol={p} --seed {s}"}
+            for p, s, v in (("released", 1, 0.30), ("released", 2, 0.26), ("eghn", 1, 0.20))}
+    cell = next(c for c in collect(paper, {"demo": {"runs": runs}}, tables=["table2"])["table2"]
+                if c.row == "EGHN" and c.column == "Run (Subject 9)")
+    assert cell.paper_std == paper["table2"]["std"]["EGHN"]["Run (Subject 9)"]
+    assert cell.protocols() == ["released", "eghn"]
+    released, ours = cell.best("released"), cell.best("eghn")
+    assert len(released.runs) == 2 and len(ours.runs) == 1
+    scale = paper["table2"]["scale"]
+    assert cell.verdict(ours.mean / scale) == "reached"
+    assert cell.verdict(released.mean / scale) == "missed"
+    edge = cell.paper * (1 + WITHIN_SHARE)  # 5 % is wider than this cell's std
+    assert cell.verdict(edge) == "within" and cell.verdict(edge * 1.001) == "missed"
+    assert cell.best("paper") is None

@@ -21,7 +21,7 @@ from sphinx import addnodes
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
-from eghn.train.collected import STATUS_SOURCES, TABLES, Cell, Group, collect, overrides
+from eghn.train.collected import STATUS_SOURCES, TABLES, WITHIN_SHARE, Cell, Group, collect, overrides
 
 __all__ = ["STATUS_SOURCES", "Cell", "Group", "collect", "setup"]
 
@@ -51,6 +51,37 @@ class StatusTable(SphinxDirective):
         ref += nodes.inline(text, text)
         return ref
 
+    def _row(self, cell: Cell, best: Group, short: str, scale: float, decimals: int) -> list[nodes.Node | str]:
+        """One line: the cell, the paper's value (± where given), eghn's best group of one
+        protocol (mean ± std over seeds), its setting, seeds and verdict."""
+        table = cell.table
+        run = best.first
+        src = f"{best.runs[0][0]}:runs.{best.runs[0][1]}"
+        value = nodes.inline()
+        value += result_node(format(best.mean / scale, f".{decimals}f"), src + ".test_mse")
+        if len(best.runs) > 1:
+            value += nodes.Text(" ± ")
+            value += result_node(format(best.std / scale, f".{decimals}f"), src + ".test_mse (std)")
+        paper = nodes.inline()
+        paper += result_node(str(cell.paper), f"paper:{table}.rows.{cell.row}.{cell.column}")
+        if cell.paper_std is not None:
+            paper += nodes.Text(" ± ")
+            paper += result_node(str(cell.paper_std), f"paper:{table}.std.{cell.row}.{cell.column}")
+        variant = cell.variant(best)
+        keys = overrides(run.get("command", ""))
+        protocol = run.get("protocol", "?") + (" + " + _join(keys) if keys else "")
+        status = "finished" if best.finished else "cut short"
+        verdict = cell.verdict(best.mean / scale)
+        if verdict:
+            ratio = nodes.inline()
+            ratio += nodes.Text(f"{verdict} ({status}, ")
+            ratio += result_node(format(best.mean / scale / cell.paper, ".2f"), src + ".test_mse / paper")
+            ratio += nodes.Text("x paper)")
+        else:
+            ratio = status
+        return [f"{short} {cell.column} · {cell.row}", paper, value,
+                protocol + (f"; {variant}" if variant else ""), str(len(best.runs)), ratio]
+
     def run(self) -> list[nodes.Node]:
         try:
             paper = load_source("paper")
@@ -71,34 +102,13 @@ class StatusTable(SphinxDirective):
                 if (table, cell.row) in SAME_AS:
                     same.add(cell.row)
                     continue
-                best = cell.best()
-                if best is None:
+                if not cell.groups:
                     missing.setdefault(cell.row, []).append(cell.column)
                     continue
-                run = best.first
-                src = f"{best.runs[0][0]}:runs.{best.runs[0][1]}"
-                value = nodes.inline()
-                value += result_node(format(best.mean / scale, f".{decimals}f"), src + ".test_mse")
-                if len(best.runs) > 1:
-                    std = best.std / scale
-                    value += nodes.Text(" ± ")
-                    value += result_node(format(std, f".{decimals}f"), src + ".test_mse (std)")
-                variant = cell.variant(best)
-                keys = overrides(run.get("command", ""))
-                protocol = run.get("protocol", "?") + (" + " + _join(keys) if keys else "")
-                modified = modified or bool(keys)
-                status = "finished" if best.finished else "cut short"
-                if isinstance(cell.paper, (int, float)):
-                    ratio = nodes.inline()
-                    ratio += nodes.Text(f"{status}, ")
-                    ratio += result_node(format(best.mean / scale / cell.paper, ".2f"), src + ".test_mse / paper")
-                    ratio += nodes.Text("x paper")
-                else:
-                    ratio = status
-                rows.append([f"{short} {cell.column} · {cell.row}",
-                             result_node(str(cell.paper), f"paper:{table}.rows.{cell.row}.{cell.column}"),
-                             value, protocol + (f"; {variant}" if variant else ""),
-                             str(len(best.runs)), ratio])
+                for protocol in cell.protocols():
+                    best = cell.best(protocol)
+                    rows.append(self._row(cell, best, short, scale, decimals))
+                    modified = modified or bool(overrides(best.first.get("command", "")))
             if same:
                 for row in sorted(same):
                     other, other_row = SAME_AS[table, row]
@@ -120,9 +130,12 @@ class StatusTable(SphinxDirective):
                 rows.append([f"{short} other cells", "", "", "; ".join(parts), "", "not run"])
         table_node = _status_table(header, rows)
         note = nodes.paragraph(classes=["eghn-status-note"])
-        note += nodes.Text("Test MSE as the paper's tables: ×10⁻² (T1, T2, T4), Å² (T3). eghn: the best "
-                           "finished run of the cell (mean ± std where repeated with other seeds); "
-                           "status: finished or cut short, and eghn's MSE over the paper's. ")
+        note += nodes.Text("Test MSE as the paper's tables: ×10⁻² (T1, T2, T4), Å² (T3); the paper's ± "
+                           "where transcribed. eghn: the best finished setting of the cell under each "
+                           "protocol (mean ± sample std over its seeds); status: reached (at or below the "
+                           "paper), within (above it by at most the paper's ± or "
+                           f"{WITHIN_SHARE:.0%} of it) or missed, whether the runs finished or were cut "
+                           "short, and eghn's MSE over the paper's. ")
         if modified:
             note += nodes.Text("\"+ key\": the protocol with that setting changed. ")
         note += nodes.Text("Terms: ")

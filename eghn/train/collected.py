@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STATUS_SOURCES", "TABLES", "Cell", "Group", "collect", "learning_curves", "overrides",
-           "paper_vs_eghn", "read_collected", "read_metrics", "results_dir", "unit_label"]
+__all__ = ["PROTOCOL_ORDER", "STATUS_SOURCES", "TABLES", "WITHIN_SHARE", "Cell", "Group", "collect",
+           "learning_curves", "overrides", "paper_vs_eghn", "read_collected", "read_metrics",
+           "results_dir", "unit_label"]
 
 #: result files of full-length runs of the paper's tables (the short ablations of
 #: ``fidelity_ablation`` are not reproductions of a cell)
@@ -49,8 +50,12 @@ STATUS_SOURCES = ["paper_protocol_runs", "released_runs", "released_walk_runs", 
 TABLES = {"table1": "T1", "table2": "T2", "table3": "T3", "table4": "T4"}
 #: ``--set`` keys of a command that do not change what a run measures
 NEUTRAL_KEYS = {"train.threads", "protocol"}
+#: the order in which protocols are listed
+PROTOCOL_ORDER = ("released", "paper", "eghn")
+#: a mean above the paper by at most this share of its value (or its standard deviation) is "within"
+WITHIN_SHARE = 0.05
 #: marker colour of each protocol in the figures
-_PROTOCOL_COLOURS = {"released": "tab:blue", "paper": "tab:orange"}
+_PROTOCOL_COLOURS = {"released": "tab:blue", "paper": "tab:orange", "eghn": "tab:green"}
 
 
 @dataclass
@@ -111,6 +116,8 @@ class Cell:
         row, column: the cell's row (model) and column (data) in ``eghn/results/paper.json``.
         paper: the published value in the table's units (a number, or a string such as "OOM").
         groups: eghn's runs of the cell, one :class:`Group` per setting.
+        paper_std: the published standard deviation (``paper.json``'s ``std`` table), ``None``
+            where the paper gives none or it is not transcribed.
 
     Example:
         >>> from eghn.train.collected import Cell, Group
@@ -126,12 +133,38 @@ class Cell:
     column: str
     paper: Any
     groups: list[Group] = field(default_factory=list)
+    paper_std: float | None = None
 
-    def best(self) -> Group | None:
-        """The finished group with the lowest mean test MSE, else the lowest cut-short one."""
-        if not self.groups:
+    def best(self, protocol: str | None = None) -> Group | None:
+        """The finished group with the lowest mean test MSE, else the lowest cut-short one
+        (among the groups of ``protocol`` when given)."""
+        groups = [g for g in self.groups if protocol is None or g.first.get("protocol") == protocol]
+        if not groups:
             return None
-        return min(self.groups, key=lambda g: (not g.finished, g.mean))
+        return min(groups, key=lambda g: (not g.finished, g.mean))
+
+    def protocols(self) -> list[str]:
+        """The protocols of the cell's groups, in a fixed order (``released``, ``paper``,
+        ``eghn``, then any other)."""
+        found = {g.first.get("protocol", "?") for g in self.groups}
+        order = [p for p in PROTOCOL_ORDER if p in found]
+        return order + sorted(found - set(order))
+
+    def verdict(self, mean: float) -> str:
+        """``"reached"`` (at or below the paper), ``"within"`` (above it by at most the paper's
+        standard deviation or 5 % of its value, whichever is larger) or ``"missed"``, for a mean
+        test MSE in the table's units; ``""`` where the paper has no number.
+
+        >>> cell = Cell("table2", "EGHN", "Run", 25.9, paper_std=0.3)
+        >>> cell.verdict(25.0), cell.verdict(27.1), cell.verdict(27.3)
+        ('reached', 'within', 'missed')
+        """
+        if not isinstance(self.paper, (int, float)) or isinstance(self.paper, bool):
+            return ""
+        if mean <= self.paper:
+            return "reached"
+        tolerance = max(self.paper_std or 0.0, WITHIN_SHARE * self.paper)
+        return "within" if mean <= self.paper + tolerance else "missed"
 
     def variant(self, group: Group) -> str:
         """How a group's model label differs from the cell's row ("" for the row itself).
@@ -197,7 +230,8 @@ def collect(paper: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
         for row, values in paper[table]["rows"].items():
             for column in paper[table]["columns"]:
                 if column in values:
-                    cell = Cell(table, row, column, values[column])
+                    std = paper[table].get("std", {}).get(row, {}).get(column)
+                    cell = Cell(table, row, column, values[column], paper_std=std)
                     cells[table].append(cell)
                     index[table, row, column] = cell
     groups: dict[tuple[str, str, str, str], Group] = {}
@@ -367,9 +401,10 @@ def paper_vs_eghn(cells: Sequence[Cell], scale: float | None = None, *, title: s
     ax.grid(axis="x", which="both", alpha=0.3)
     if title:
         ax.set_title(title, fontsize=10)
+    shown = {g.first.get("protocol", "") for c in cells for g in c.groups}
     handles = [Line2D([], [], ls="", marker="D", color="0.45", label="paper"),
                *(Line2D([], [], ls="", marker="o", color=c, label=f"eghn, {p} protocol")
-                 for p, c in _PROTOCOL_COLOURS.items()),
+                 for p, c in _PROTOCOL_COLOURS.items() if p in shown or p != "eghn"),
                Line2D([], [], ls="", marker="o", color="0.3", markerfacecolor="white", label="cut short")]
     fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
     return fig
