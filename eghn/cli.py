@@ -6,8 +6,8 @@
     eghn train --resume RUN_DIR
     eghn train --list
     eghn evaluate RUN_OR_CHECKPOINT [--rotate] [--translate [SCALE]] [--split test]
-    eghn reproduce {table1,table2,table3,table4} [--protocol released|paper] [--seeds 3] [--quick]
-                   [--device D] [--out DIR]
+    eghn reproduce TABLE [TABLE ...] [--protocol released|paper|eghn ...] [--seeds 3|1,3-5] [--jobs N]
+                   [--quick] [--device D] [--out DIR] [--collect DIR]
     eghn data {mcomplex,mocap,protein} ...
 
 ``CONFIG`` is a TOML file or the name of a shipped config (``eghn train --list``). Under
@@ -154,26 +154,44 @@ def _add_evaluate(sub) -> None:
     p.set_defaults(func=_cmd_evaluate)
 
 
+def _seed_spec(text: str) -> tuple[int, ...]:
+    from .train.runs import parse_seeds
+
+    try:
+        return parse_seeds(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _add_reproduce(sub) -> None:
     from .train.reproduce import PROTOCOLS, TABLES
 
     p = sub.add_parser(
         "reproduce",
-        help="train every model of a paper table and tabulate mean +- std",
-        description="Train every row of one of the paper's tables over several seeds and write "
-        "<out>/<table>.md and .csv with mean +- std beside the published numbers. "
-        "A finished run is reused (an interrupted one resumed) only when its resolved config, "
-        "--set options included, and the eghn version match; otherwise it is moved aside and trained again.",
+        help="train every model of paper tables over several seeds and tabulate mean +- std",
+        description="Train every row of the paper's tables over several seeds and write "
+        "<out>/<table>-<protocol>/<table>.md and .csv with mean +- std beside the published numbers, and "
+        "campaign.json with every run's stop reason and learning curve. Each run (config, protocol, seed) "
+        "is trained once, even when several cells or tables use it. A finished run is reused (an interrupted "
+        "one resumed from its last.pt) only when its resolved config, --set options included, and the eghn "
+        "version match; otherwise it is moved aside and trained again.",
     )
-    p.add_argument("table", choices=sorted(TABLES), help="the paper's table to reproduce")
+    p.add_argument("tables", nargs="+", choices=sorted(TABLES), metavar="TABLE",
+                   help=f"the paper's tables to reproduce ({', '.join(sorted(TABLES))})")
     p.add_argument(
         "--protocol",
+        dest="protocols",
+        action="append",
         choices=list(PROTOCOLS),
-        default="released",
-        help="released (default: the authors' released code's sample counts, input features and batching) "
-        "or paper (the paper's text)",
+        default=None,
+        help="released (default: the authors' released code's sample counts, input features and batching), "
+        "paper (the paper's text) or eghn (eghn's own recipe, EGHN configs only); repeatable",
     )
-    p.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds per row (default 3)")
+    p.add_argument("--seeds", type=_seed_spec, default="3", metavar="SPEC",
+                   help="a count (3: seeds 1 to 3, the default) or seeds and ranges (4,5 or 2-4 or 1,3-5)")
+    p.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
+                   help="train at most N runs at a time, each in its own process with one torch thread "
+                   "(default 1: one after the other in this process)")
     p.add_argument(
         "--quick",
         action="store_true",
@@ -186,7 +204,7 @@ def _add_reproduce(sub) -> None:
         action="append",
         default=[],
         metavar="CONFIG",
-        help="run only these configs of the table (repeatable)",
+        help="run only these configs of the tables (repeatable)",
     )
     p.add_argument(
         "--set",
@@ -194,8 +212,12 @@ def _add_reproduce(sub) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a key in every config of the table",
+        help="override a key in every config of the tables",
     )
+    p.add_argument("--collect", type=Path, default=None, metavar="DIR",
+                   help="copy config.json, metrics.csv and result.json of every finished or diverged run into "
+                   "DIR/run_files/<config>-<protocol>-s<seed>/ (never a checkpoint) and write "
+                   "DIR/campaign_<table>_<protocol>.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_reproduce)
 
@@ -414,18 +436,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from .train.reproduce import reproduce
+    import shlex
 
-    reproduce(
-        args.table,
+    from .train.reproduce import campaign
+
+    argv = getattr(args, "argv", None)
+    campaign(
+        args.tables,
         seeds=args.seeds,
+        protocols=args.protocols or ["released"],
+        jobs=args.jobs,
         quick=args.quick,
         device=args.device,
         out=args.out,
         only=args.only,
         overrides=args.overrides,
         progress=not args.no_progress,
-        protocol=args.protocol,
+        collect=args.collect,
+        command=None if argv is None else shlex.join(["eghn", *argv]),
     )
     return 0
 
@@ -494,6 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line, as campaign.json records it
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -502,18 +531,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, _on_signal)
     interrupted = False
+    resume = ("the same `eghn reproduce` command (it reuses the finished runs and resumes the others)"
+              if args.command == "reproduce" else "`eghn train --resume RUN_DIR`")
     try:
         return int(args.func(args) or 0)
     except Terminated:
         interrupted = True
-        print("eghn: terminated (SIGTERM); a training run keeps its last checkpoint: continue it with "
-              "`eghn train --resume RUN_DIR`", file=sys.stderr)
+        print(f"eghn: terminated (SIGTERM); a training run keeps its last checkpoint: continue it with {resume}",
+              file=sys.stderr)
         return 143
     except KeyboardInterrupt:
         interrupted = True
-        print(
-            "eghn: interrupted; continue a training run with `eghn train --resume RUN_DIR`", file=sys.stderr
-        )
+        print(f"eghn: interrupted; continue a training run with {resume}", file=sys.stderr)
         return 130
     except Exception as e:
         if args.debug:

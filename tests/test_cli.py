@@ -83,7 +83,7 @@ def test_parser_lists_commands_and_data_modules():
     for cmd in ("train", "evaluate", "reproduce", "data"):
         assert cmd in help_text
     args = parser.parse_args(["reproduce", "table2", "--quick", "--seeds", "1"])
-    assert (args.table, args.quick, args.seeds, args.protocol) == ("table2", True, 1, "released")
+    assert (args.tables, args.quick, args.seeds, args.protocols, args.jobs) == (["table2"], True, (1,), None, 1)
     with pytest.raises(SystemExit):
         parser.parse_args(["reproduce", "table9"])
 

@@ -6,6 +6,7 @@
 * :mod:`eghn.train.checkpoint` -- checkpoints loadable with ``torch.load(weights_only=True)``;
 * :mod:`eghn.train.distributed` -- DistributedDataParallel through ``torchrun``;
 * :mod:`eghn.train.reproduce` -- ``eghn reproduce table1..table4``;
+* :mod:`eghn.train.runs` -- the runs of a reproduction campaign, in worker processes, with stop reasons;
 * :mod:`eghn.train.equivariance` -- equivariance of a trained model on a whole split;
 * :mod:`eghn.train.trained` -- a trained run as a predictor in the data's own units (:func:`load_run`).
 """

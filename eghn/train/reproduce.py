@@ -1,15 +1,29 @@
 """One command per paper table: train every cell over several seeds, tabulate beside the paper.
 
 ``eghn reproduce table2`` trains every config of Table 2 for seeds ``1..S`` (each run in
-``<out>/<table>-<protocol>[-quick]/<config>/seed<k>``; a finished run is reused, and an interrupted
-one resumed, only when its resolved config -- every ``--set`` option included -- and the eghn
-version match; otherwise it is moved aside to ``seed<k>.replaced-<time>`` and trained
-again), then writes ``<table>.md`` and ``<table>.csv`` with the mean +- standard deviation
-(over seeds, ``ddof=0``; the mean alone for one seed) of the test MSE at the best validation
-epoch, beside the published number (``eghn/results/paper.json``), all in the paper's units (the
-CSV's ``scale`` column: MSE / scale), and ``<table>.png``, the same as a figure
-(:mod:`eghn.train.plots`; needs matplotlib). A cell whose model is missing, cannot take a
-config option, or runs out of memory is reported as such instead of stopping the table.
+``<out>/<table>-<protocol>[-quick]/<config>/seed<k>``), then writes ``<table>.md`` and
+``<table>.csv`` with the mean +- standard deviation (over the finished seeds, ``ddof=0``; the
+mean alone for one seed) of the test MSE at the best validation epoch, beside the published
+number (``eghn/results/paper.json``), all in the paper's units (the CSV's ``scale`` column:
+MSE / scale), and ``<table>.png``, the same as a figure (:mod:`eghn.train.plots`; needs
+matplotlib). A cell whose model is missing, cannot take a config option, or runs out of memory
+is reported as such instead of stopping the table; a seed that diverges leaves the others
+running, and its cell says how many seeds diverged.
+
+One command can run a whole campaign (:func:`campaign`): several tables, several protocols
+and any seeds (``--seeds 3``: seeds 1 to 3; ``--seeds 4,5`` or ``1,3-5``: those seeds), with
+``--jobs N`` trainings at a time, each in a worker process with one torch thread. Each run --
+a config, a protocol and a seed -- is trained once, even when several cells or tables use it
+(:mod:`eghn.train.runs`). A campaign resumes and never reruns: a finished run is reused, and an
+interrupted one resumed from its ``last.pt``, when its resolved config -- every ``--set`` option
+included -- and the eghn version match; otherwise it is moved aside to
+``seed<k>.replaced-<time>`` and trained again. Every run ends with a stop reason
+(:data:`~eghn.train.runs.STOP_REASONS`); ``campaign.json`` in each table's folder, rewritten
+whenever a run starts or ends, records the command, the eghn version and commit, and per run its
+overrides, the ``eghn train`` command that trains it alone, its stop reason, best epoch, test
+MSE, wall time, the version that trained it and its learning curve. ``collect`` (CLI:
+``--collect DIR``) copies the files of the finished and diverged runs, never a checkpoint, into
+``DIR/run_files/<key>/`` beside ``DIR/campaign_<table>_<protocol>.json``.
 
 Every run follows one *protocol* (:data:`PROTOCOLS`), named in its config, its ``result.json``
 and the tables: ``"released"`` (the default: the sample counts, input features and batching of
@@ -24,20 +38,25 @@ epochs): the table then finishes on a 2-core CPU in minutes and is labelled as n
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
+import shlex
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..io import read_json_object
+from ..io import DirLock
+from .runs import RunRecord, RunSpec, _status_of, collect_runs, parse_seeds, run_all, source_commit, write_campaign
 
-__all__ = ["PROTOCOLS", "TABLES", "Cell", "CellResult", "TableSpec", "paper_results", "reproduce", "write_table"]
+__all__ = ["PROTOCOLS", "TABLES", "Cell", "CellResult", "TableSpec", "campaign", "paper_results", "reproduce",
+           "write_table"]
 
 #: The protocols a reproduction can follow (the first is the default).
 PROTOCOLS: dict[str, str] = {
@@ -189,101 +208,6 @@ def paper_results() -> dict[str, Any]:
     return json.loads((resources.files("eghn") / "results" / "paper.json").read_text())
 
 
-def _status_of(err: BaseException) -> str:
-    name = type(err).__name__
-    msg = str(err).splitlines()[0] if str(err) else name
-    if isinstance(err, MemoryError) or "out of memory" in msg.lower():
-        return f"OOM: {msg}"
-    return f"not run ({name}: {msg})"
-
-
-def _run_cell_seed(
-    cell: Cell,
-    seed: int,
-    *,
-    quick: bool,
-    device: str | None,
-    run_dir: Path,
-    overrides: Sequence[str],
-    progress: bool,
-    echo: Callable[[str], None],
-    protocol: str = "released",
-) -> float:
-    from .config import load_config
-    from .loop import train
-
-    ov = [*overrides, f"seed={seed}"]
-    if device:
-        ov.append(f"device={json.dumps(device)}")
-    if not progress:
-        ov.append("train.progress=false")
-    config = load_config(cell.config, ov, quick=quick, protocol=protocol)
-    result_path = run_dir / "result.json"
-    reason = _reuse_mismatch(run_dir, config)
-    if reason is None and result_path.is_file():
-        echo(f"    seed {seed}: reusing the finished run {run_dir} (same config and eghn version)")
-        test = float(read_json_object(result_path)["test"])
-    else:
-        if reason is not None:
-            aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
-            k = 1
-            while aside.exists():
-                k += 1
-                aside = aside.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}-{k}")
-            run_dir.rename(aside)
-            echo(f"    seed {seed}: not reusing {run_dir}: {reason}; moved it to {aside.name} and training again")
-        test = train(config, run_dir, resume=(run_dir / "last.pt").exists(), echo=echo).test
-    if not cell.transform:
-        return test
-    return _evaluate_transformed(run_dir, cell.transform, seed, device)
-
-
-#: config keys that change only what is displayed, not what is computed
-_COSMETIC = frozenset({"train.progress", "train.tensorboard", "description"})
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
-def _reuse_mismatch(run_dir: Path, config: dict[str, Any]) -> str | None:
-    """Why the existing run in ``run_dir`` cannot stand for ``config`` (``None``: it can, or none exists).
-
-    A run is reused (or resumed) only when its resolved config (``config.json``) equals
-    ``config`` up to display-only keys and, once finished, its ``result.json`` was written
-    by this eghn version.
-    """
-    from .. import __version__
-
-    if not run_dir.exists() or not any(run_dir.iterdir()):
-        return None
-    try:
-        saved = read_json_object(run_dir / "config.json")
-    except ValueError as e:
-        return str(e)
-    old, new = _flatten(saved), _flatten(config)
-    if new.get("data.length_scale", "auto") == "auto":  # resolved from the training data at the start
-        old.pop("data.length_scale", None)
-        new.pop("data.length_scale", None)
-    diff = [k for k in sorted(set(old) | set(new)) if k not in _COSMETIC and old.get(k) != new.get(k)]
-    if diff:
-        shown = ", ".join(f"{k} {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}" for k in diff[:4])
-        return f"it was trained with another config ({shown}{', ...' if len(diff) > 4 else ''})"
-    result_path = run_dir / "result.json"
-    if result_path.is_file():
-        try:
-            version = read_json_object(result_path).get("version")
-        except ValueError as e:
-            return str(e)
-        if version != __version__:
-            return f"it was trained by eghn {version or '(unknown version)'}, this is eghn {__version__}"
-    return None
-
 
 def _evaluate_transformed(run_dir: Path, transform: dict[str, Any], seed: int, device: str | None) -> float:
     import torch
@@ -311,10 +235,272 @@ def _evaluate_transformed(run_dir: Path, transform: dict[str, Any], seed: int, d
     )
 
 
+@dataclass
+class _Part:
+    """One table under one protocol: its folder, its cells and the runs they need, in order."""
+
+    table: str
+    protocol: str
+    folder: Path
+    cells: list[Cell]
+    specs: list[RunSpec] = field(default_factory=list)
+
+
+def _check_names(tables: Sequence[str], protocols: Sequence[str], overrides: Sequence[str]) -> None:
+    """Unknown protocols and tables, and a protocol chosen by an override, are refused."""
+    if not tables or not protocols:
+        raise ValueError("give at least one table and one protocol")
+    for protocol in protocols:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if any(o.partition("=")[0].strip() == "protocol" for o in overrides):
+        raise ValueError("choose the protocol with protocol= (CLI: --protocol), not with a protocol=... override")
+    for table in tables:
+        if table not in TABLES:
+            raise KeyError(f"unknown table {table!r}; choose one of {', '.join(sorted(TABLES))}")
+
+
+def _selected_cells(tables: Sequence[str], only: Sequence[str]) -> dict[str, list[Cell]]:
+    """The cells of each table to run (``only`` those configs); every ``only`` config must be in a table."""
+    cells = {t: [c for c in TABLES[t].cells if not only or c.config in only] for t in tables}
+    configs = {c.config for t in tables for c in TABLES[t].cells}
+    unmatched = [o for o in only if o not in configs]
+    if unmatched:
+        raise ValueError(
+            f"--only {unmatched} matches no config of {', '.join(tables)}; "
+            f"{'its' if len(tables) == 1 else 'their'} configs: {', '.join(sorted(configs))}"
+        )
+    return {t: cs for t, cs in cells.items() if cs}
+
+
+def _plan(tables: Sequence[str], protocols: Sequence[str], seeds: Sequence[int], *, only: Sequence[str],
+          out: Path, quick: bool, options: dict[str, Any]) -> list[_Part]:
+    """One :class:`_Part` per table and protocol, with the runs its cells need.
+
+    A run (config, protocol, seed) is trained once for the whole campaign: it lives in the folder
+    of the first of its tables that already holds it, else of the first that needs it.
+    """
+    cells = _selected_cells(tables, only)
+    parts = [_Part(t, p, out / (f"{t}-{p}-quick" if quick else f"{t}-{p}"), cs)
+             for p in protocols for t, cs in cells.items()]
+    specs: dict[tuple[str, str, int], RunSpec] = {}
+    for part in parts:
+        for config in dict.fromkeys(c.config for c in part.cells):
+            holders = [q.folder for q in parts
+                       if q.protocol == part.protocol and any(c.config == config for c in q.cells)]
+            for seed in seeds:
+                key = (config, part.protocol, seed)
+                if key not in specs:
+                    specs[key] = RunSpec(config, part.protocol, seed, _run_dir(config, seed, holders), quick=quick,
+                                         **options)
+                part.specs.append(specs[key])
+    return parts
+
+
+def _run_dir(config: str, seed: int, folders: Sequence[Path]) -> Path:
+    """``<folder>/<config, / as __>/seed<k>`` in the first folder that holds the run, else the first."""
+    name = config.replace("/", "__")
+    for folder in folders:
+        run_dir = folder / name / f"seed{seed}"
+        if run_dir.is_dir() and any(run_dir.iterdir()):
+            return run_dir
+    return folders[0] / name / f"seed{seed}"
+
+
+def _seed_text(seeds: Sequence[int]) -> str:
+    """``seeds`` as a ``--seeds`` value: ranges joined by commas (``"3-3"``: seed 3 alone)."""
+    spans: list[list[int]] = []
+    for s in seeds:
+        if spans and s == spans[-1][1] + 1:
+            spans[-1][1] = s
+        else:
+            spans.append([s, s])
+    return ",".join(f"{a}-{b}" for a, b in spans)
+
+
+def _command_line(tables: Sequence[str], protocols: Sequence[str], seeds: Sequence[int], jobs: int, *,
+                  quick: bool, device: str | None, out: Path, only: Sequence[str], overrides: Sequence[str],
+                  collect: Path | None) -> str:
+    """The ``eghn reproduce`` command that runs this campaign."""
+    words = ["eghn", "reproduce", *tables]
+    for protocol in protocols:
+        words += ["--protocol", protocol]
+    words += ["--seeds", _seed_text(seeds), "--jobs", str(jobs), "--out", str(out)]
+    words += ["--quick"] if quick else []
+    words += ["--device", device] if device else []
+    for config in only:
+        words += ["--only", config]
+    for option in overrides:
+        words += ["--set", option]
+    words += ["--collect", str(collect)] if collect is not None else []
+    return shlex.join(words)
+
+
+def campaign(
+    tables: str | Sequence[str],
+    *,
+    seeds: int | str | Sequence[int] = 3,
+    protocols: str | Sequence[str] = ("released",),
+    jobs: int = 1,
+    quick: bool = False,
+    device: str | None = None,
+    out: str | Path = "reproduce",
+    only: Sequence[str] = (),
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+    collect: str | Path | None = None,
+    command: str | None = None,
+) -> dict[tuple[str, str], list[CellResult]]:
+    """Train every cell of ``tables`` under every protocol of ``protocols`` for ``seeds`` and
+    write each table's ``<table>.md``/``.csv``/``.png`` and ``campaign.json``.
+
+    Each run (config, protocol, seed) is trained once (:mod:`eghn.train.runs`), even when several
+    cells or tables use it, at most ``jobs`` at a time (``jobs > 1``: in worker processes with one
+    torch thread each). ``seeds``: a count (seeds ``1..n``) or seeds and ranges such as
+    ``"4,5"`` or ``"1,3-5"`` (:func:`~eghn.train.runs.parse_seeds`). A cell's mean and standard
+    deviation are over its finished seeds; a diverged seed does not stop the others, and the
+    cell's status says how many diverged. ``collect``: a folder into which the files of the
+    finished and diverged runs are copied (:func:`~eghn.train.runs.collect_runs`).
+    ``command`` is the command line recorded in ``campaign.json`` (default: the
+    ``eghn reproduce`` command equivalent to the call).
+
+    Returns:
+        the per-cell results (values: test MSE per finished seed) of each ``(table, protocol)``.
+
+    Example:
+        The call trains models for minutes, so it is skipped when the docs are tested; its arguments are
+        checked before anything is trained.
+
+        >>> from eghn.train.reproduce import campaign
+        >>> results = campaign(["table2", "table4"], seeds="1-2", jobs=2, quick=True,
+        ...                    only=["mocap/run_eghn"])  # doctest: +SKIP
+        >>> campaign("table2", seeds="2-1")
+        Traceback (most recent call last):
+        ...
+        ValueError: bad seed range '2-1' in '2-1': the first seed is larger than the last
+    """
+    from .. import __version__
+
+    tables = [tables] if isinstance(tables, str) else list(dict.fromkeys(tables))
+    protocols = [protocols] if isinstance(protocols, str) else list(dict.fromkeys(protocols))
+    only = [only] if isinstance(only, str) else list(only)
+    _check_names(tables, protocols, overrides)
+    seed_list = parse_seeds(seeds)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    out = Path(out)
+    collect = Path(collect) if collect is not None else None
+    options = {"overrides": tuple(overrides), "device": device, "progress": progress}
+    parts = _plan(tables, protocols, seed_list, only=only, out=out, quick=quick, options=options)
+    header = {"eghn_version": __version__, "commit": source_commit() or "unknown",
+              "command": command or _command_line(tables, protocols, seed_list, jobs, quick=quick, device=device,
+                                                  out=out, only=only, overrides=overrides, collect=collect),
+              "tables": tables, "protocols": protocols, "seeds": list(seed_list), "jobs": jobs, "only": only,
+              "overrides": list(overrides)}
+    with contextlib.ExitStack() as stack:
+        for part in parts:
+            part.folder.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(DirLock(part.folder, "campaign folder"))
+        return _run_campaign(parts, seed_list, jobs, header, quick=quick, device=device, echo=echo, collect=collect)
+
+
+def _part_header(part: _Part, header: Mapping[str, Any], quick: bool) -> dict[str, Any]:
+    return {"table": part.table, "protocol": part.protocol, "quick": quick, **header,
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _run_campaign(parts: Sequence[_Part], seeds: Sequence[int], jobs: int, header: Mapping[str, Any], *,
+                  quick: bool, device: str | None, echo: Callable[[str], None],
+                  collect: Path | None) -> dict[tuple[str, str], list[CellResult]]:
+    """Train the runs of ``parts``, then write each table (and its collection)."""
+    for table in dict.fromkeys(p.table for p in parts):
+        if quick:
+            echo(f"[quick mode] {table}: reduced data, model width and epochs (each config's [quick] table); "
+                 "the numbers show that the pipeline runs, they are NOT comparable to the paper.")
+    skipped = [t for t in header["tables"] if t not in {p.table for p in parts}]
+    if skipped:
+        echo(f"[only] no config of {', '.join(skipped)} is among --only {header['only']}: skipped")
+
+    def save(records: Mapping[RunSpec, RunRecord]) -> None:
+        for part in parts:
+            write_campaign(part.folder / "campaign.json", _part_header(part, header, quick),
+                           [records[s] for s in part.specs])
+
+    specs = list(dict.fromkeys(s for p in parts for s in p.specs))
+    echo(f"{len(specs)} run{'s' if len(specs) != 1 else ''} for {len(parts)} table"
+         f"{'s' if len(parts) != 1 else ''}, at most {jobs} at a time")
+    t0 = time.perf_counter()
+    records = run_all(specs, jobs=jobs, echo=echo, on_change=save)
+    wall = time.perf_counter() - t0
+    results = {}
+    for part in parts:
+        by_seed = {(s.config, s.seed): records[s] for s in part.specs}
+        res = [_cell_result(c, [by_seed[c.config, s] for s in seeds], part.folder, device, echo) for c in part.cells]
+        _write_part(part, res, len(seeds), wall, quick=quick, echo=echo)
+        if collect is not None:
+            name = f"campaign_{part.table}_{part.protocol}{'_quick' if quick else ''}.json"
+            path = collect_runs(collect, name, _part_header(part, header, quick), [records[s] for s in part.specs])
+            echo(f"collected the finished and diverged runs of {part.table} ({part.protocol}) in {path}")
+        results[(part.table, part.protocol)] = res
+    return results
+
+
+def _write_part(part: _Part, results: Sequence[CellResult], seeds: int, wall: float, *, quick: bool,
+                echo: Callable[[str], None]) -> None:
+    """``<table>.md``, ``.csv`` and ``.png`` of one table under one protocol."""
+    for r in results:
+        summary = _fmt_measured(r, 1.0, digits=4) + f" ({len(r.values)} seed{'s' if len(r.values) > 1 else ''}"
+        summary += f"; {r.status})" if r.status != "ok" else ")"
+        echo(f"[{part.table} {part.protocol}] {r.cell.row} / {r.cell.column}: "
+             + (summary if r.values else r.status))
+    md, csv_path = write_table(part.table, results, part.folder, quick=quick, seeds=seeds, wall_s=wall,
+                               protocol=part.protocol)
+    echo(f"wrote {md} and {csv_path} ({wall:,.0f} s)")
+    figure = _write_figure(part.table, results, part.folder, quick=quick, echo=echo)
+    if figure is not None:
+        echo(f"wrote {figure}")
+    echo(md.read_text())
+
+
+def _partial_status(records: Sequence[RunRecord]) -> str:
+    """``"ok"`` when every seed finished, else e.g. ``"2 of 3 seeds; 1 diverged"``."""
+    done = sum(r.finished for r in records)
+    if done == len(records):
+        return "ok"
+    others = Counter(r.stop_reason for r in records if not r.finished)
+    return f"{done} of {len(records)} seeds; " + "; ".join(f"{n} {why}" for why, n in others.items())
+
+
+def _cell_result(cell: Cell, records: Sequence[RunRecord], folder: Path, device: str | None,
+                 echo: Callable[[str], None]) -> CellResult:
+    """The cell's values over its finished seeds; a failed run (not a divergence) leaves none."""
+    res = CellResult(cell, status=_partial_status(records))
+    failed = next((r for r in records if r.stop_reason == "failed"), None)
+    if failed is not None:
+        res.status = failed.message
+        return res
+    for r in records:
+        if not r.finished:
+            continue
+        if not cell.transform:
+            res.values.append(float(r.test))
+            continue
+        try:
+            res.values.append(_evaluate_transformed(r.spec.run_dir, cell.transform, r.spec.seed, device))
+        except Exception as e:  # one failing evaluation must not stop the table
+            res.status, res.values = _status_of(e), []
+            with (folder / "errors.log").open("a") as log_file:
+                log_file.write(f"== {cell.config} {cell.transform} seed {r.spec.seed}\n{traceback.format_exc()}\n")
+            echo(f"[{cell.row} / {cell.column}] test-time {cell.transform}: {res.status}")
+            break
+    return res
+
+
 def reproduce(
     table: str,
     *,
-    seeds: int = 3,
+    seeds: int | str | Sequence[int] = 3,
     quick: bool = False,
     device: str | None = None,
     out: str | Path = "reproduce",
@@ -323,11 +509,15 @@ def reproduce(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     protocol: str = "released",
+    jobs: int = 1,
+    collect: str | Path | None = None,
 ) -> list[CellResult]:
-    """Train every cell of ``table`` for seeds ``1..seeds`` under ``protocol`` and write
-    ``<table>.md``/``.csv``.
+    """Train every cell of ``table`` for ``seeds`` under ``protocol`` and write ``<table>.md``/``.csv``.
 
-    Returns the per-cell results (values: test MSE per seed).
+    One table under one protocol of :func:`campaign`; ``seeds`` is a count (seeds ``1..n``) or
+    seeds and ranges (``"4,5"``, ``"1,3-5"``, a list of integers).
+
+    Returns the per-cell results (values: test MSE per finished seed).
 
     Example:
         The call trains models for minutes, so it is skipped when the docs are tested; its arguments are
@@ -340,79 +530,11 @@ def reproduce(
         ...
         KeyError: "unknown table 'table9'; choose one of table1, table2, table3, table4"
     """
-    cells = _cells(table, seeds, only, overrides, protocol)
-    out = Path(out)
-    base = out / (f"{table}-{protocol}-quick" if quick else f"{table}-{protocol}")
-    base.mkdir(parents=True, exist_ok=True)
-    if quick:
-        echo(
-            f"[quick mode] {table}: reduced data, model width and epochs (each config's [quick] table); "
-            "the numbers show that the pipeline runs, they are NOT comparable to the paper."
-        )
-    t0 = time.perf_counter()
-    results = []
-    failed: dict[str, str] = {}
-    for k, cell in enumerate(cells, 1):
-        echo(
-            f"[{k}/{len(cells)}] {cell.row} / {cell.column}: config {cell.config}"
-            + (f" + test-time {cell.transform}" if cell.transform else "")
-        )
-        res = _run_cell(cell, seeds, base, failed, dict(quick=quick, device=device, overrides=overrides,
-                                                         progress=progress, echo=echo, protocol=protocol))
-        summary = (_fmt_measured(res, 1.0, digits=4) + f" ({len(res.values)} seed{'s' if len(res.values) > 1 else ''})"
-                   if res.values else res.status)
-        echo(f"    -> {summary}")
-        results.append(res)
-    wall = time.perf_counter() - t0
-    md, csv_path = write_table(table, results, base, quick=quick, seeds=seeds, wall_s=wall, protocol=protocol)
-    echo(f"wrote {md} and {csv_path} ({wall:,.0f} s)")
-    figure = _write_figure(table, results, base, quick=quick, echo=echo)
-    if figure is not None:
-        echo(f"wrote {figure}")
-    echo(md.read_text())
-    return results
-
-
-def _cells(table: str, seeds: int, only: Sequence[str], overrides: Sequence[str], protocol: str) -> list[Cell]:
-    """The cells of ``table`` to run (``only`` those configs), after checking the arguments."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    if any(o.partition("=")[0].strip() == "protocol" for o in overrides):
-        raise ValueError("choose the protocol with protocol= (CLI: --protocol), not with a protocol=... override")
-    if table not in TABLES:
-        raise KeyError(f"unknown table {table!r}; choose one of {', '.join(sorted(TABLES))}")
-    if seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds}")
-    spec = TABLES[table]
-    cells = [c for c in spec.cells if not only or c.config in only]
-    if not cells:
-        raise ValueError(
-            f"--only {list(only)} matches no config of {table}; its configs: "
-            f"{', '.join(sorted({c.config for c in spec.cells}))}"
-        )
-    return cells
-
-
-def _run_cell(cell: Cell, seeds: int, base: Path, failed: dict[str, str], opts: dict[str, Any]) -> CellResult:
-    """Every seed of one cell; the first failure (recorded in ``failed`` and ``errors.log``) ends it."""
-    res = CellResult(cell)
-    if cell.config in failed:
-        res.status = failed[cell.config]
-        return res
-    for seed in range(1, seeds + 1):
-        run_dir = base / cell.config.replace("/", "__") / f"seed{seed}"
-        try:
-            res.values.append(_run_cell_seed(cell, seed, run_dir=run_dir, **opts))
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:  # one failing cell must not stop the table
-            res.status = _status_of(e)
-            failed[cell.config] = res.status
-            with (base / "errors.log").open("a") as log_file:
-                log_file.write(f"== {cell.config} seed {seed}\n{traceback.format_exc()}\n")
-            res.values.clear()
-            break
-    return res
+    if not isinstance(table, str) or not isinstance(protocol, str):
+        raise ValueError("reproduce() takes one table and one protocol; use campaign() for several")
+    results = campaign(table, seeds=seeds, protocols=protocol, jobs=jobs, quick=quick, device=device, out=out,
+                       only=only, overrides=overrides, progress=progress, echo=echo, collect=collect)
+    return results[(table, protocol)]
 
 
 def _markdown_rows(rows: Sequence[str], cols: Sequence[str], by: Mapping[tuple[str, str], CellResult],
@@ -428,7 +550,7 @@ def _markdown_rows(rows: Sequence[str], cols: Sequence[str], by: Mapping[tuple[s
             if r is None:
                 cells.append("")
             elif r.values:
-                cells.append(_fmt_measured(r, scale))
+                cells.append(_fmt_measured(r, scale) + (f" ({r.status})".replace("|", "/") if r.status != "ok" else ""))
             else:
                 cells.append(r.status.replace("|", "/"))
         lines.append("| " + " | ".join(cells) + " |")
@@ -527,7 +649,8 @@ def write_table(
         ]
     lines += [
         "Measured: test MSE at the best validation epoch, "
-        + (f"mean +- std over {seeds} seeds; " if seeds > 1 else "one seed; ")
+        + (f"mean +- std over {seeds} seeds (those that finished; a cell with fewer says why); "
+           if seeds > 1 else "one seed; ")
         + f"values{unit}. Paper: {paper_results().get('source', '')}.",
         "",
     ]
