@@ -11,13 +11,21 @@ Usage::
 For every configuration it prints trajectories/second (full 5000-step trajectories, paper
 integrator, rejected trajectories redrawn and counted as work) by wall-clock time and by CPU
 time (this process and its worker processes; the better measure on a shared machine) and the
-projected wall time of a full 5000/2000/2000 dataset. The published generator needs 1.03 s/trajectory for (3,3) and
-1.65 s for (5,5) on a 2-core CPU of this class (one process).
+projected wall time of a full 5000/2000/2000 dataset. The last column is the speed-up over the
+published generator: its seconds per trajectory are an input of this script, read from
+``--reference`` (default ``benchmarks/results/simulator.json``: the ``published_s_per_trajectory``
+of each configuration, the published generator timed in one process on a 2-core CPU of the
+class of that file's machine); a system size without a reference gets no speed-up.
+
+``--linear`` prints the test MSE of the best single-scalar extrapolation ``x_10 + t v_10``
+(``t`` fitted on the training split) on (3,3), J=5 systems, beside the paper's Linear value
+where ``eghn/results/paper.json`` holds one.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import time
 from pathlib import Path
@@ -26,8 +34,24 @@ import torch
 
 from eghn.data.mcomplex import PAPER_CONFIGS, MComplexDataset, linear_extrapolation_baseline
 from eghn.data.mcomplex_sim import simulate_mcomplex
+from eghn.train.reproduce import paper_results
 
-PUBLISHED_S_PER_TRAJ = {(3, 3): 1.03, (5, 5): 1.65}
+#: the result file whose ``published_s_per_trajectory`` values are the default reference
+REFERENCE = Path(__file__).resolve().parent / "results" / "simulator.json"
+
+
+def published_s_per_trajectory(path: Path | None) -> dict[tuple[int, int], float]:
+    """The published generator's seconds per trajectory by system size ``(M, N/M)``, as recorded
+    in a result file of this script (``published_s_per_trajectory`` of its rows); ``{}`` without
+    a file."""
+    if path is None:
+        return {}
+    times = {}
+    for row in json.loads(path.read_text()).get("results", []):
+        config = PAPER_CONFIGS.get(row.get("config"))
+        if config is not None and row.get("published_s_per_trajectory") is not None:
+            times[config["n_complex"], config["avg_size"]] = float(row["published_s_per_trajectory"])
+    return times
 
 
 def cpu_seconds() -> float:
@@ -36,8 +60,16 @@ def cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def _shown(path: Path | None) -> str | None:
+    """``path`` as a result file records it: relative to the repository when inside it."""
+    if path is None:
+        return None
+    root = Path(__file__).resolve().parents[1]
+    return str(path.resolve().relative_to(root)) if path.resolve().is_relative_to(root) else str(path)
+
+
 def bench(configs: list[str], n: int, device: str, integrator: str, chunk: int | None, threads: int,
-          workers: int, backend: str) -> list[dict]:
+          workers: int, backend: str, published: dict[tuple[int, int], float]) -> list[dict]:
     print(f"device={device} cpu threads={threads} workers={workers} integrator={integrator} backend={backend} "
           f"n={n}")
     print(f"{'config':>9} {'N':>6} {'draws':>6} {'wall s':>7} {'traj/s':>8} {'cpu s':>7} {'traj/cpu-s':>10} "
@@ -58,7 +90,7 @@ def bench(configs: list[str], n: int, device: str, integrator: str, chunk: int |
         dt, cpu = time.perf_counter() - t0, cpu_seconds() - c0
         rate = n / dt
         total = c["n_train"] + c["n_val"] + c["n_test"]
-        pub = PUBLISHED_S_PER_TRAJ.get((m, s))
+        pub = published.get((m, s))
         speedup = f"{rate * pub:12.0f}x" if pub else f"{'-':>13}"
         print(f"{name:>9} {tr.node_ptr[-1] / n:6.1f} {int(tr.draws.sum()):6d} {dt:7.1f} {rate:8.1f} {cpu:7.1f} "
               f"{n / max(cpu, 1e-9):10.1f} {total / rate / 60:16.1f} {speedup}", flush=True)
@@ -74,9 +106,11 @@ def linear(n_train: int, n_test: int, seed: int, device: str) -> None:
     train = MComplexDataset.generate(3, 3, 5, n_train, split="train", seed=seed, device=device)
     test = MComplexDataset.generate(3, 3, 5, n_test, split="test", seed=seed, device=device)
     t, mse = linear_extrapolation_baseline(train, test)
+    paper = paper_results()["table1"]["rows"].get("Linear", {}).get("multiple (3,3)")
     print(f"(3,3) J=5 seed={seed} train={n_train} test={n_test}: best t = {t:.4f}, "
-          f"test MSE per coordinate = {mse:.4f} ({mse * 100:.1f}e-2; paper Linear 35.9e-2) "
-          f"[{time.perf_counter() - t0:.0f} s]")
+          f"test MSE per coordinate = {mse:.4f} ({mse * 100:.1f}e-2"
+          + (f"; paper Linear {paper}e-2 (eghn/results/paper.json)" if paper is not None else "")
+          + f") [{time.perf_counter() - t0:.0f} s]")
 
 
 def main() -> None:
@@ -96,14 +130,17 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    ap.add_argument("--reference", default=None,
+                    help="result file of this script whose published_s_per_trajectory values give the speed-up "
+                         "column ('none': no speed-up; default: benchmarks/results/simulator.json)")
     args = ap.parse_args()
+    reference = None if args.reference == "none" else Path(args.reference or REFERENCE)
     if args.linear:
         linear(args.n_train, args.n_test, args.seed, args.device)
     else:
         rows = bench(args.configs, args.n, args.device, args.integrator, args.chunk, args.threads, args.workers,
-                     args.backend)
+                     args.backend, published_s_per_trajectory(reference))
         if args.out:
-            import json
             import sys
 
             sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -112,7 +149,8 @@ def main() -> None:
             out = dict(machine=sbs.machine(), commit=sbs.commit(),
                        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                        command="python benchmarks/bench_mcomplex.py " + " ".join(sys.argv[1:]), device=args.device,
-                       threads=args.threads, workers=args.workers, backend=args.backend, results=rows)
+                       threads=args.threads, workers=args.workers, backend=args.backend,
+                       reference=_shown(reference), results=rows)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(out, indent=1) + "\n")
             print(f"wrote {args.out}")

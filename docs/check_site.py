@@ -29,6 +29,13 @@ package). Fails (exit status 1) when
 * a measured context (``eghn-measured``: the tables and prose that ``docs/_ext/eghn_results.py``
   feeds from result files) holds a decimal number or a duration that does not come from a
   result file -- a hand-typed measurement;
+* a page holds a decimal number (``4.09``), a number in scientific notation (``25.9e-2``,
+  ``1e-5``) or a percentage (``13 %``) in its prose, tables, lists or rendered docstrings that
+  does not come from a source (``NUMBER_PATTERN``): numbers are sourced inside the elements of
+  ``SOURCED_SELECTORS`` (rendered from a result file or ``eghn/results/paper.json`` by
+  ``docs/_ext/eghn_results.py``, gallery output and other text generated at build time), code
+  and formulas (``CODE_SELECTORS``) are not prose, and ``ALLOWED_NUMBERS`` names the few
+  numbers that are no measurement (versions, section numbers);
 * a page outside ``HAND_TYPED_TIMINGS`` states a duration ("4.1 minutes", "47 s") in its prose
   that is not rendered from a result file;
 * prose compares a result with a baseline ("above the no-motion baseline"): such a statement
@@ -107,6 +114,46 @@ LEFTOVER_CODE_PATTERNS = [
 ]
 SKIP_DIRS = {"_sources", "_static", "_images", "_downloads", "plot_directive"}
 
+# Numbers on a page come from a result file or from paper.json ---------------------------
+#: a number that reads as a measurement: a number in scientific notation (``25.9e-2``,
+#: ``1e-5``), a percentage (``13 %``, ``31%``, ``2.5 %``) or a decimal (``4.09``, ``0.372``);
+#: integers stay allowed. The same text is a Python and a JavaScript regular expression (ASCII
+#: classes, no inline flags), applied to text whose whitespace is collapsed to single spaces.
+#: A number glued to a word or a dot (``py3.11``, ``sm_90``) is part of a name, not a number.
+NUMBER_PATTERN = (r"(?<![\w.])[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+(?![0-9A-Za-z_])"
+                  r"|(?<![\w.])[0-9]+(?:\.[0-9]+)? ?%"
+                  r"|(?<![\w.])[0-9]+\.[0-9]+")
+#: numbers that are not measurements, each with the reason: a number is allowed when one of
+#: these patterns matches a stretch of the text that holds it whole. Keep this list short.
+ALLOWED_NUMBERS: list[tuple[str, str]] = [
+    # release numbers (0.2.0) and addresses (127.0.0.1) have three or more parts
+    (r"[0-9]+(?:\.[0-9]+){2,}", "a version or address of three or more parts"),
+    # the version of a named dependency: Python 3.11, PyTorch 2.13, CUDA 12.4
+    (r"\b(?:Python|PyTorch|torch|CUDA|NumPy|numpy) ?\(?[0-9]+\.[0-9]+", "a dependency's version"),
+    # numbered parts of the paper and of the proofs, alone or listed: Section 3.2, Eq. 4.1,
+    # Lemmas 2.3, 2.7 and 2.8, Corollary 2.10
+    (r"\b(?:Sections?|Eqs?\.|Equations?|Theorems?|Lemmas?|Corollary|Corollaries|Definitions?|Appendix)"
+     r"\s?[0-9]+(?:\.[0-9]+)+(?:(?:, ?| and | or )[0-9]+(?:\.[0-9]+)+)*",
+     "a section, equation, lemma or theorem number"),
+]
+#: elements whose numbers are sourced (CSS selectors, a tag name or ``.class`` only, so that
+#: ``prose_text`` can apply them without a browser): values rendered from a result file or
+#: paper.json (``eghn_results.result_node``), tables read from a result file (``csv-table``
+#: with ``:class: eghn-result``), text generated at build time (gallery output and timings,
+#: ``eghn-generated``, the HTML output and execution-time tables of sphinx-gallery)
+SOURCED_SELECTORS = [".eghn-result", ".eghn-generated", ".sphx-glr-script-out", ".output_subarea",
+                     ".sphx-glr-timing", ".sg-datatable"]
+#: code, formulas and what is no prose: numbers there are code or settings, not measurements
+CODE_SELECTORS = ["pre", "code", "kbd", "samp", "tt", ".pre", ".highlight", ".literal-block", ".doctest",
+                  ".math", ".MathJax", ".MathJax_CHTML", "mjx-container", ".sig", "script", "style",
+                  ".headerlink"]
+#: elements whose text is separate from their neighbours' (table cells, list items, paragraphs):
+#: a space on each side, so that two cells never read as one number
+BLOCK_TAGS = ["p", "div", "li", "td", "th", "tr", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6",
+              "caption", "br", "section", "table"]
+#: context shown around an unsourced number in the check's message, in characters before and after
+CONTEXT = (24, 16)
+
 # JavaScript run in each page -------------------------------------------------------------
 MATH_DONE_JS = """() => {
   const maths = Array.from(document.querySelectorAll('.math'));
@@ -175,6 +222,20 @@ TEXT_REPORT_JS = r"""() => {
   const dur = /\b\d+(?:\.\d+)?\s*(?:ms|s|min|minutes|seconds|hours|h)\b/g;
   const plain = prose(main, ', .eghn-result, .sphx-glr-timing');
   for (const m of plain.matchAll(dur)) durations.push(plain.slice(Math.max(0, m.index - 40), m.index + 12).trim());
+  // a decimal, scientific number or percentage outside a sourced element, code or formula
+  const numbers = [];
+  const bare = main.cloneNode(true);
+  bare.querySelectorAll(NUMBER_SKIP).forEach(el => el.replaceWith(' '));
+  bare.querySelectorAll(NUMBER_BLOCKS).forEach(el => { el.before(' '); el.after(' '); });
+  const btext = bare.textContent.replace(/\s+/g, ' ');
+  const allowed = [];
+  for (const pattern of NUMBER_ALLOWED)
+    for (const m of btext.matchAll(new RegExp(pattern, 'g'))) allowed.push([m.index, m.index + m[0].length]);
+  for (const m of btext.matchAll(new RegExp(NUMBER_PATTERN, 'g'))) {
+    const start = m.index, end = m.index + m[0].length;
+    if (allowed.some(([a, b]) => a <= start && end <= b)) continue;
+    numbers.push(btext.slice(Math.max(0, start - NUMBER_BEFORE), end + NUMBER_AFTER).trim());
+  }
   const comparisons = [];
   const cmp = new RegExp('\\b(above|below|under|over|beats?|exceeds?|'
       + '(?:better|worse|lower|higher|smaller|larger|less|more) than)'
@@ -199,7 +260,7 @@ TEXT_REPORT_JS = r"""() => {
       if (m) leftovers.push(source.slice(Math.max(0, m.index - 30), m.index + m[0].length + 30).trim());
     }
   }
-  return {raw, wide, unsourced, durations, comparisons, tables, leftovers};
+  return {raw, wide, unsourced, numbers, durations, comparisons, tables, leftovers};
 }"""
 # the first screen of the landing page: each block of ABOVE_THE_FOLD present and fully visible
 FOLD_JS = """(classes) => classes.filter(cls => {
@@ -216,7 +277,79 @@ def _text_report_js(code_checks: bool) -> str:
 
     return (TEXT_REPORT_JS
             .replace("LEFTOVER_PROSE", json.dumps(LEFTOVER_PATTERNS))
-            .replace("LEFTOVER_CODE", json.dumps(LEFTOVER_CODE_PATTERNS if code_checks else [])))
+            .replace("LEFTOVER_CODE", json.dumps(LEFTOVER_CODE_PATTERNS if code_checks else []))
+            .replace("NUMBER_SKIP", json.dumps(", ".join(SOURCED_SELECTORS + CODE_SELECTORS)))
+            .replace("NUMBER_BLOCKS", json.dumps(", ".join(BLOCK_TAGS)))
+            .replace("NUMBER_ALLOWED", json.dumps([pattern for pattern, _ in ALLOWED_NUMBERS]))
+            .replace("NUMBER_PATTERN", json.dumps(NUMBER_PATTERN))
+            .replace("NUMBER_BEFORE", str(CONTEXT[0]))
+            .replace("NUMBER_AFTER", str(CONTEXT[1])))
+
+
+def unsourced_numbers(text: str) -> list[str]:
+    """The numbers of ``text`` that ``NUMBER_PATTERN`` calls measurements and no pattern of
+    ``ALLOWED_NUMBERS`` allows, each with ``CONTEXT`` characters around it: the rule that the
+    browser applies to the text of every page outside its sourced elements and its code."""
+    import re
+
+    text = " ".join(text.split())
+    allowed = [m.span() for pattern, _ in ALLOWED_NUMBERS for m in re.finditer(pattern, text, re.ASCII)]
+    found = []
+    for m in re.finditer(NUMBER_PATTERN, text, re.ASCII):
+        start, end = m.span()
+        if not any(a <= start and end <= b for a, b in allowed):
+            found.append(text[max(0, start - CONTEXT[0]):end + CONTEXT[1]].strip())
+    return found
+
+
+def prose_text(html: str) -> str:
+    """The text of the main part of a page (``<article role="main">``, else the body) without
+    the elements of ``SOURCED_SELECTORS`` and ``CODE_SELECTORS``, each replaced by a space: what
+    the browser hands to the rule of :func:`unsourced_numbers`, read here without a browser."""
+    from html.parser import HTMLParser
+
+    tags = {s for s in SOURCED_SELECTORS + CODE_SELECTORS if not s.startswith(".")}
+    classes = {s[1:] for s in SOURCED_SELECTORS + CODE_SELECTORS if s.startswith(".")}
+    blocks = set(BLOCK_TAGS)
+    void = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
+
+    class Parser(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.stack: list[tuple[str, bool, bool]] = []  # (tag, skipped, main) per open element
+            self.main: list[str] = []
+            self.body: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            attr = dict(attrs)
+            skip = tag in tags or bool(classes & set((attr.get("class") or "").split()))
+            is_main = tag == "article" and attr.get("role") == "main"
+            if (skip or tag in blocks) and not any(s for _, s, _ in self.stack):
+                self._text(" ")
+            if tag not in void:
+                self.stack.append((tag, skip, is_main))
+
+        def handle_endtag(self, tag):
+            for k in range(len(self.stack) - 1, -1, -1):  # close up to the matching element
+                if self.stack[k][0] == tag:
+                    del self.stack[k:]
+                    if tag in blocks:
+                        self.handle_data(" ")
+                    return
+
+        def handle_data(self, data):
+            if not any(s for _, s, _ in self.stack):
+                self._text(data)
+
+        def _text(self, data):
+            self.body.append(data)
+            if any(m for _, _, m in self.stack):
+                self.main.append(data)
+
+    parser = Parser()
+    parser.feed(html)
+    parser.close()
+    return " ".join("".join(parser.main or parser.body).split())
 
 
 def api_problems(root: Path, api_rst: Path | None = None) -> list[str]:
@@ -378,6 +511,9 @@ def check(root: Path, chromium: str, *, allow_external: bool = False, screenshot
                     for snippet in text["unsourced"]:
                         note(f"number without a source in a measured context: ...{snippet}... "
                              "(use :result: or a results table, docs/_ext/eghn_results.py)")
+                    for snippet in dict.fromkeys(text["numbers"]):
+                        note(f"number without a source: ...{snippet}... (render it from a result file or "
+                             "paper.json with :result:, mark a setting as ``literal``, or drop it)")
                     if name not in HAND_TYPED_TIMINGS:
                         for snippet in text["durations"][:3]:
                             note(f"hand-typed duration: ...{snippet}... (use :result:, docs/_ext/eghn_results.py)")

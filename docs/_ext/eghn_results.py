@@ -13,6 +13,11 @@ as a measured context (class ``eghn-measured``), as does ``.. container:: eghn-m
 around prose: ``docs/check_site.py`` fails on a decimal number or a duration inside such a
 context that is not a rendered result, i.e. on a hand-typed measurement.
 
+Outside measured contexts ``docs/check_site.py`` fails on any decimal number, number in
+scientific notation or percentage of a page that is neither rendered from a source (class
+``eghn-result``; a ``csv-table`` read from a result file takes ``:class: eghn-result``), nor
+generated at build time by code (class ``eghn-generated``), nor code.
+
 A missing file or key is a build warning (an error under ``-W``).
 """
 

@@ -88,7 +88,8 @@ class PointCloudDataset:
         path: the ``.npz`` file (``numpy.savez(path, pos=..., target=..., ...)``).
         split: ``"train"``, ``"val"`` or ``"test"``.
         split_sizes: samples in the training, validation and test splits, taken in the file's
-            order; default: 80 %, 10 % and 10 % (rounded down; the rest to training).
+            order; default: a tenth of the samples (rounded down) each for validation and test,
+            the rest for training.
         max_samples: use at most this many samples of the split (its first ones).
 
     Attributes:

@@ -17,7 +17,7 @@ This module re-implements the facts of the generator published with the paper:
   each redrawn (at most 20 draws, the last one is kept) until it lies ``>= 1.6`` from every
   earlier centre; ``r = (min centre distance) / 1.6``; particle ``i`` of a complex sits at
   ``centre + u_i (U[0, 1) / 2 + 0.6) r`` with ``u_i`` a uniformly random direction. Velocities
-  are ``N(0, I)`` rescaled to norm 0.5; a complex keeps the mean velocity ``v_c`` of its
+  are ``N(0, I)`` rescaled to norm ``VELOCITY_NORM = 0.5``; a complex keeps the mean velocity ``v_c`` of its
   particles and the mean ``w`` of their angular velocities ``r_i x (v_i - v_c) / |r_i|^2``.
   (The published code stores ``w x r_i`` -- without ``v_c`` -- as the initial particle
   velocities; those are never written to the trajectory because the first frame is taken
@@ -61,9 +61,8 @@ datasets, not bit-identical ones. Every trajectory draws its random numbers from
 stream ``SeedSequence(seed, spawn_key=(1, stream, index))``, so the result is deterministic
 for a seed and backend (bit-for-bit on CPU). With the compiled kernel a trajectory does not
 depend on which others are generated with it (``workers``, ``chunk_size``, ``index_offset``
-give bit-identical results); with PyTorch it does up to round-off from a different padding
-(7e-12 after 5000 steps of (5,5), J=5, measured). On CUDA the atomic adds of ``index_add_``
-make repeated runs agree only to round-off.
+give bit-identical results); with PyTorch it does, up to round-off from a different padding.
+On CUDA the atomic adds of ``index_add_`` make repeated runs agree only to round-off.
 
 Speed: ``python benchmarks/bench_mcomplex.py`` times full 5000-step trajectories of the paper
 integrator for every paper configuration (rejected trajectories redrawn and counted as work),

@@ -12,14 +12,14 @@ the protein crosses the box):
 * **nodes**: the atoms of ``selection`` (default ``"backbone"``, i.e. N, CA, C, O) with every
   hydrogen removed, whatever the selection says. An atom is a hydrogen when its element (from
   the topology, else guessed from its name by MDAnalysis) is H or D, or when the topology
-  gives it a mass in (0.5, 1.5) u.
+  gives it a mass between ``0.5`` and ``1.5`` u.
 * **velocity** :math:`v_t = x_{t+1} - x_t` (Å per frame); **target** :math:`x_{t+\\delta}`.
   A sample exists for every start frame ``t = 0 .. T-1-delta`` (``T - delta`` frame pairs).
 * **split**: chronological. The start frames are cut into consecutive blocks train / val /
   test (optionally separated by ``gap`` unused start frames). ``split_sizes`` is either three
   fractions of the available pairs or three explicit counts. The default,
   :data:`PAPER_SPLIT_FRACTIONS` = (2481, 827, 878) / 4186, are the paper's proportions for the
-  1.004 µs AdK equilibrium trajectory (4187 frames; the paper's counts sum to 4186). With
+  AdK equilibrium trajectory (4187 frames; the paper's counts sum to 4186). With
   ``delta = 15`` that trajectory has 4172 pairs, which these fractions cut into
   2472 / 824 / 876; the embedded 98-frame AdK trajectory has 83 pairs, cut into 49 / 16 / 18.
   The last block takes the remainder when the fractions sum to one.
@@ -132,7 +132,7 @@ def embedded_adk_files() -> tuple[str, str]:
 
 
 def fetch_adk_equilibrium(data_home: PathLike | None = None) -> tuple[str, str]:
-    """Download (once) the paper's 1.004 µs AdK equilibrium trajectory; return its files.
+    """Download (once) the paper's AdK equilibrium trajectory; return its files.
 
     Uses ``MDAnalysisData.datasets.fetch_adk_equilibrium`` (needs internet on first use).
     Returns ``(topology, trajectory)`` paths.
@@ -619,7 +619,7 @@ class ProteinMDDataset:
         cache_file: a cache ``.npz`` written earlier (the trajectory is then not needed).
         source: a named trajectory instead of files: ``"adk-embedded"`` (the default when
             nothing is given: MDAnalysisTests' adk.psf + adk_dims.dcd, 98 frames) or
-            ``"adk-equilibrium"`` (the paper's 1.004 µs trajectory, downloaded once with
+            ``"adk-equilibrium"`` (the paper's AdK equilibrium trajectory, downloaded once with
             MDAnalysisData into ``data_home``). ``""`` means no named trajectory, as ``None``:
             the value that clears a configuration's ``source`` on the command line
             (``--set data.source='""'``, then ``data.topology`` and ``data.trajectory``).
@@ -783,7 +783,7 @@ class ProteinMDDataset:
 
     @classmethod
     def adk_equilibrium(cls, data_home: PathLike | None = None, **kwargs) -> ProteinMDDataset:
-        """The paper's dataset: the 1.004 µs AdK equilibrium trajectory (MDAnalysisData)."""
+        """The paper's dataset: the AdK equilibrium trajectory (MDAnalysisData)."""
         return cls(source="adk-equilibrium", data_home=data_home, **kwargs)
 
     @staticmethod
@@ -916,7 +916,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     p.add_argument("--topology", help="topology file (default: MDAnalysisTests adk.psf)")
     p.add_argument("--trajectory", nargs="+", help="trajectory file(s), chained in order")
     p.add_argument("--adk-equilibrium", action="store_true",
-                   help="download the paper's 1.004 µs AdK trajectory with MDAnalysisData")
+                   help="download the paper's AdK trajectory with MDAnalysisData")
     p.add_argument("--data-home", help="MDAnalysisData download folder (with --adk-equilibrium)")
     p.add_argument("--selection", default="backbone", help="MDAnalysis selection (hydrogens removed)")
     p.add_argument("--no-guess-bonds", action="store_true", help="do not guess missing bonds")

@@ -116,7 +116,7 @@ class SE3Transformer(MemoryEstimator, nn.Module):
         act: scalar activation (default ``"silu"``).
         lmax: highest degree (default 3).
         heads: attention heads (default 1); must divide ``hidden``.
-        num_basis, max_radius, radial_hidden: radial basis and MLP (defaults 16, 10.0, 32).
+        num_basis, max_radius, radial_hidden: radial basis and MLP (defaults ``16``, ``10.0``, ``32``).
         memory_limit: optional cap (bytes) on the estimated memory of a forward+backward pass.
 
     Shapes:

@@ -52,7 +52,7 @@ class TFN(MemoryEstimator, nn.Module):
         act: scalar activation of the gates and radial MLPs (default ``"silu"``).
         lmax: highest degree of hidden features and spherical harmonics (default 2).
         num_basis: number of radial basis functions (default 16).
-        max_radius: end of the radial basis (default 10.0).
+        max_radius: end of the radial basis (default ``10.0``).
         radial_hidden: width of the radial MLP (default 32).
         memory_limit: optional cap (bytes) on the estimated memory of a forward+backward pass.
 

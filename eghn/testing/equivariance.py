@@ -38,12 +38,12 @@ __all__ = [
 ]
 
 #: Relative tolerances per dtype, the defaults of :func:`assert_equivariant`. float64 is the
-#: paper-proof check (1e-9); float32 budget: a few hundred ulps of accumulated error through a
-#: deep network (measured max ~1e-6 for EGHN with L = 2 on graphs of <= 40 nodes; see
+#: paper-proof check (``1e-9``); float32 budget: a few hundred ulps of accumulated error through a
+#: deep network (EGHN with L = 2 on graphs of at most 40 nodes stays within it:
 #: ``tests/test_testing.py``). The error is relative to the largest transformed output, so a
 #: translation by :math:`t` is judged against the rounding of coordinates of size :math:`|t|`;
-#: the same budgets hold for coordinate scales 1e-3 to 1e5 and translations up to 1e5 once
-#: coordinates are standardised (``tests/test_units.py``).
+#: the same budgets hold for coordinate scales ``1e-3`` to ``1e5`` and translations up to ``1e5``
+#: once coordinates are standardised (``tests/test_units.py``).
 TOLERANCES: dict[torch.dtype, float] = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2,
                                         torch.bfloat16: 5e-2}
 

@@ -152,7 +152,7 @@ class Cell:
 
     def verdict(self, mean: float) -> str:
         """``"reached"`` (at or below the paper), ``"within"`` (above it by at most the paper's
-        standard deviation or 5 % of its value, whichever is larger) or ``"missed"``, for a mean
+        standard deviation or :data:`WITHIN_SHARE` of its value, whichever is larger) or ``"missed"``, for a mean
         test MSE in the table's units; ``""`` where the paper has no number.
 
         >>> cell = Cell("table2", "EGHN", "Run", 25.9, paper_std=0.3)

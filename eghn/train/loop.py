@@ -2,7 +2,7 @@
 config, check the run directory, train, and write the result.
 
 Protocol (the published EGHN code's defaults, all configurable in ``[train]``): Adam with
-lr 5e-4 and weight decay 1e-12, batches of 100 graphs, evaluation every 5 epochs, early
+``lr = 5e-4`` and ``weight_decay = 1e-12``, batches of 100 graphs, evaluation every 5 epochs, early
 stopping after 50 evaluations without a better validation MSE, and the reported test MSE is
 the one measured at the best validation evaluation. The loss of a batch is Eq. 16
 (:func:`~eghn.train.objective.training_objective`): the position MSE over all nodes and

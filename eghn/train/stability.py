@@ -16,7 +16,7 @@ end-of-run summary and ``result.json["stability"]``):
   one cluster per graph holds (almost) nothing. Saturated scores that put every particle in
   the same cluster, the failure seen on the (3,3) systems (connectivity loss :math:`K - 1`),
   are the extreme case. Near-uniform scores (a fresh model: masses :math:`n/K`) are not a
-  collapse. The share of particles whose largest score exceeds ``saturated`` (0.999) is
+  collapse. The share of particles whose largest score exceeds ``saturated`` (default ``0.999``) is
   recorded beside it (a saturated softmax passes almost no gradient back to the scores).
 
 A collapse is counted once when a level enters that state; a level that stays collapsed is

@@ -56,7 +56,7 @@ if not RUN.full:
 # %%
 # Training
 # --------
-# Every config trains with Adam (lr 5e-4) and reports the test MSE at its best validation
+# Every config trains with Adam (``lr = 5e-4``) and reports the test MSE at its best validation
 # evaluation; batch size and evaluation interval are the paper's (100, every 5 epochs) unless
 # the config's ``[quick]`` table changes them in fast mode. Only the log lines that summarise
 # each run are shown. In fast mode this and the sections below are a **pipeline check**: they

@@ -57,9 +57,10 @@ if not RUN.full:
 # %%
 # Training
 # --------
-# Every config trains with Adam (lr 5e-4) and reports the test MSE at its best validation
-# evaluation; batch size and evaluation interval are the paper's (100, every 5 epochs) unless
-# the config's ``[quick]`` table changes them in fast mode. Only the log lines that summarise
+# Every config trains with Adam and reports the test MSE at its best validation evaluation;
+# learning rate, batch size and evaluation interval are those of the config's protocol (the
+# ``released`` protocol takes the released MD configuration's, :doc:`/fidelity`) unless the
+# config's ``[quick]`` table changes them in fast mode. Only the log lines that summarise
 # each run are shown. In fast mode this and the sections below are a **pipeline check**: they
 # show that training, evaluation and reporting run end to end, and their numbers are never
 # set beside the paper's.
