@@ -13,15 +13,16 @@ Which run belongs to which cell: :mod:`eghn.train.collected`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from docutils import nodes
+from docutils.parsers.rst import directives
 from eghn_results import _table, load_source, result_node
 from sphinx import addnodes
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
-from eghn.train.collected import STATUS_SOURCES, TABLES, WITHIN_SHARE, Cell, Group, collect, overrides
+from eghn.train.collected import PROTOCOL_ORDER, STATUS_SOURCES, TABLES, WITHIN_SHARE, Cell, Group, collect, overrides
 
 __all__ = ["STATUS_SOURCES", "Cell", "Group", "collect", "setup"]
 
@@ -44,6 +45,7 @@ class StatusTable(SphinxDirective):
     """``.. eghn-status::``: the reproduction status of every published cell."""
 
     has_content = False
+    option_spec: ClassVar[dict[str, Any]] = {"compact": directives.flag}
 
     def _xref(self, text: str, target: str, reftype: str = "ref") -> addnodes.pending_xref:
         ref = addnodes.pending_xref("", refdomain="std", reftype=reftype, reftarget=target,
@@ -82,6 +84,33 @@ class StatusTable(SphinxDirective):
         return [f"{short} {cell.column} · {cell.row}", paper, value,
                 protocol + (f"; {variant}" if variant else ""), str(len(best.runs)), ratio]
 
+    def _compact_row(self, cell: Cell, short: str, scale: float, decimals: int,
+                     protocols: list[str]) -> list[nodes.Node | str]:
+        """One line per cell: the paper's value, then per protocol eghn's best setting as
+        ``mean ± std ×seeds verdict`` ("-" where the protocol has no run)."""
+        paper = nodes.inline()
+        paper += result_node(str(cell.paper), f"paper:{cell.table}.rows.{cell.row}.{cell.column}")
+        if cell.paper_std is not None:
+            paper += nodes.Text(" ± ")
+            paper += result_node(str(cell.paper_std), f"paper:{cell.table}.std.{cell.row}.{cell.column}")
+        row: list[nodes.Node | str] = [f"{short} {cell.column} · {cell.row}", paper]
+        for protocol in protocols:
+            best = cell.best(protocol)
+            if best is None:
+                row.append("-")
+                continue
+            src = f"{best.runs[0][0]}:runs.{best.runs[0][1]}"
+            value = nodes.inline()
+            value += result_node(format(best.mean / scale, f".{decimals}f"), src + ".test_mse")
+            if len(best.runs) > 1:
+                value += nodes.Text(" ± ")
+                value += result_node(format(best.std / scale, f".{decimals}f"), src + ".test_mse (std)")
+            value += nodes.Text(f" ×{len(best.runs)}")
+            verdict = cell.verdict(best.mean / scale)
+            value += nodes.Text(f" {verdict or ''}{'' if best.finished else ' (cut short)'}")
+            row.append(value)
+        return row
+
     def run(self) -> list[nodes.Node]:
         try:
             paper = load_source("paper")
@@ -90,7 +119,10 @@ class StatusTable(SphinxDirective):
             logger.warning("cannot read the result files of the status: %s", exc, location=self.get_location())
             return []
         cells = collect(paper, sources)
-        header = ["paper cell", "paper", "eghn", "run: protocol, variant", "seeds", "status"]
+        compact = "compact" in self.options
+        protocols = list(PROTOCOL_ORDER)
+        header = (["paper cell", "paper", *(f"eghn, {p}" for p in protocols)] if compact else
+                  ["paper cell", "paper", "eghn", "run: protocol, variant", "seeds", "status"])
         rows: list[list[nodes.Node | str]] = []
         modified = False
         for table, short in TABLES.items():
@@ -105,6 +137,9 @@ class StatusTable(SphinxDirective):
                 if not cell.groups:
                     missing.setdefault(cell.row, []).append(cell.column)
                     continue
+                if compact:
+                    rows.append(self._compact_row(cell, short, scale, decimals, protocols))
+                    continue
                 for protocol in cell.protocols():
                     best = cell.best(protocol)
                     rows.append(self._row(cell, best, short, scale, decimals))
@@ -112,7 +147,8 @@ class StatusTable(SphinxDirective):
             if same:
                 for row in sorted(same):
                     other, other_row = SAME_AS[table, row]
-                    rows.append([f"{short} {row}", "", "", f"the {other_row} rows of {TABLES[other]}", "", ""])
+                    rows.append(_fit([f"{short} {row}", "", "", f"the {other_row} rows of {TABLES[other]}"],
+                                     len(header), compact))
             if missing:
                 by_columns: dict[tuple[str, ...], list[str]] = {}
                 for row, columns in missing.items():
@@ -127,17 +163,20 @@ class StatusTable(SphinxDirective):
                     else:
                         where = _join(list(columns))
                     parts.append(f"{_join(models)} ({where})")
-                rows.append([f"{short} other cells", "", "", "; ".join(parts), "", "not run"])
-        table_node = _status_table(header, rows)
+                rows.append(_fit([f"{short} other cells", "", "", "not run: " + "; ".join(parts)],
+                                 len(header), compact))
+        table_node = _status_table(header, rows, compact)
         note = nodes.paragraph(classes=["eghn-status-note"])
         note += nodes.Text("Test MSE as the paper's tables: ×10⁻² (T1, T2, T4), Å² (T3); the paper's ± "
                            "where transcribed. eghn: the best finished setting of the cell under each "
-                           "protocol (mean ± sample std over its seeds); status: reached (at or below the "
-                           "paper), within (above it by at most the paper's ± or ")
+                           "protocol (mean ± sample std over its seeds"
+                           + (", ×number of seeds" if compact else "") + "); status: reached (at or below "
+                           "the paper), within (above it by at most the paper's ± or ")
         # the share comes from the code that gives the verdicts (eghn.train.collected)
         note += nodes.inline("", f"{WITHIN_SHARE:.0%}", classes=["eghn-generated"])
-        note += nodes.Text(" of it) or missed, whether the runs finished or were cut short, and eghn's MSE "
-                           "over the paper's. ")
+        note += nodes.Text(" of it) or missed"
+                           + (", and whether the runs were cut short. " if compact else
+                              ", whether the runs finished or were cut short, and eghn's MSE over the paper's. "))
         if modified:
             note += nodes.Text("\"+ key\": the protocol with that setting changed. ")
         note += nodes.Text("Terms: ")
@@ -151,8 +190,14 @@ class StatusTable(SphinxDirective):
         return [container]
 
 
-def _status_table(header: list[str], rows: list[list[nodes.Node | str]]) -> nodes.table:
-    return _table(header, rows, [30, 8, 12, 34, 6, 18], classes=("eghn-status-table",))
+def _fit(row: list[nodes.Node | str], width: int, compact: bool) -> list[nodes.Node | str]:
+    """A summary line (name, then its text in the third column) padded to the table's width."""
+    return [*([*row[:2], row[3]] if compact else row), *[""] * (width - (3 if compact else 4))]
+
+
+def _status_table(header: list[str], rows: list[list[nodes.Node | str]], compact: bool = False) -> nodes.table:
+    widths = [30, 10, 20, 20, 20] if compact else [30, 8, 12, 34, 6, 18]
+    return _table(header, rows, widths, classes=("eghn-status-table",))
 
 
 def setup(app):
