@@ -11,10 +11,12 @@ back from its run directory:
 Groups (``--groups``, default all):
 
 * ``default``: the default task (``eghn train default``, M-complex (3,3), 60 epochs) at
-  L = 1, 2, 3 (``model.clusters`` = [3], [4, 2], [6, 3, 2]), seeds 1-5, under eghn's recipe
-  (the config as shipped: both stabilisers), with the paper's messages (``paper_messages``:
-  ``model.coord_message=paper``, ``model.pool_message=paper``, the rest of the recipe
-  unchanged) and with one stabiliser alone (``bounded_egnn``, ``bounded_pool``);
+  L = 1, 2, 3 (``model.clusters`` = [3], [4, 2], [6, 3, 2]), seeds 1-5, with every stabiliser
+  named (:data:`VARIANTS`): the paper's messages (``paper_messages``), bounded EGNN and E-Pool
+  messages (``bounded_both``, eghn 0.2.0's recipe), plus the input velocity
+  (``input_velocity``), the occupancy term (``occupancy``) or both (``input_velocity_occupancy``,
+  the recipe since 0.3.0), and single stabilisers (``bounded_egnn``, ``bounded_pool``);
+  ``shipped`` is the default config as it ships;
 * ``mocap``: Run and Walk (``mocap/run_eghn``, ``mocap/walk_eghn``), 200 epochs, seeds 1-5,
   protocols ``eghn`` and ``released``;
 * ``multi``: M-complex (3,3) multiple systems (``table1/eghn_multi_3x3``), 200 epochs, seeds
@@ -38,6 +40,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -53,15 +56,28 @@ DEPTHS = {1: "[3]", 2: "[4, 2]", 3: "[6, 3, 2]"}
 #: the metrics.csv columns kept in the result file, per evaluation
 HISTORY_KEYS = ("epoch", "train_loss", "train_mse", "val_mse", "spikes", "collapses", "occupancy", "saturation")
 
-#: variant -> (protocol or None, overrides)
+#: the default task's settings that every variant states explicitly, so that a variant means the
+#: same runs whatever the shipped recipe is at the time
+_PAPER_FORM = ["model.velocity_update=true", "model.occupancy_weight=0.0"]
+
+#: variant -> (protocol or None, overrides). The default task's variants name every stabiliser
+#: (bounded EGNN messages, bounded E-Pool messages, input velocity, occupancy term);
+#: ``bounded_both`` is the recipe of eghn 0.2.0, ``input_velocity_occupancy`` that of 0.3.0.
+#: Rows recorded before a variant was made explicit keep the overrides they ran with (the
+#: shipped default config supplied the rest: both bounded messages, the paper's velocity
+#: channel, no occupancy term).
 VARIANTS: dict[str, tuple[str | None, list[str]]] = {
-    "eghn": (None, []),
-    "paper_messages": (None, ["model.coord_message=paper", "model.pool_message=paper"]),
-    "bounded_egnn": (None, ["model.coord_message=bounded", "model.pool_message=paper"]),
-    "bounded_pool": (None, ["model.coord_message=paper", "model.pool_message=bounded"]),
-    "input_velocity": (None, ["model.velocity_update=false"]),
-    "bounded_egnn_input_velocity": (None, ["model.coord_message=bounded", "model.pool_message=paper",
-                                           "model.velocity_update=false"]),
+    "paper_messages": (None, ["model.coord_message=paper", "model.pool_message=paper", *_PAPER_FORM]),
+    "bounded_egnn": (None, ["model.coord_message=bounded", "model.pool_message=paper", *_PAPER_FORM]),
+    "bounded_pool": (None, ["model.coord_message=paper", "model.pool_message=bounded", *_PAPER_FORM]),
+    "bounded_both": (None, ["model.coord_message=bounded", "model.pool_message=bounded", *_PAPER_FORM]),
+    "input_velocity": (None, ["model.coord_message=bounded", "model.pool_message=bounded",
+                              "model.velocity_update=false", "model.occupancy_weight=0.0"]),
+    "occupancy": (None, ["model.coord_message=bounded", "model.pool_message=bounded",
+                         "model.velocity_update=true", "model.occupancy_weight=1.0"]),
+    "input_velocity_occupancy": (None, ["model.coord_message=bounded", "model.pool_message=bounded",
+                                        "model.velocity_update=false", "model.occupancy_weight=1.0"]),
+    "shipped": (None, []),
     "eghn_protocol": ("eghn", []),
     "released": ("released", []),
 }
@@ -71,7 +87,8 @@ def cells(groups: list[str], seeds: list[int], variants: list[str] | None, quick
     """Every run of the battery, as ``{group, config, variant, depth, seed, overrides}``."""
     out = []
     if "default" in groups:
-        for var in variants or ["eghn", "paper_messages"]:
+        for var in variants or ["paper_messages", "bounded_both", "input_velocity", "occupancy",
+                                "input_velocity_occupancy"]:
             for depth, clusters in DEPTHS.items():
                 for seed in seeds:
                     extra = ["train.epochs=3"] if quick else []
@@ -134,14 +151,31 @@ def run_cell(cell: dict[str, Any], work: Path) -> dict[str, Any]:
     return row
 
 
+def _clusters(row: dict[str, Any]) -> list[int]:
+    """The cluster counts of a battery row (from its ``model.clusters`` override, else the
+    shipped configs' single level)."""
+    for o in row.get("overrides", []):
+        if o.startswith("model.clusters="):
+            return [int(k) for k in json.loads(o.partition("=")[2])]
+    return [3] if row.get("config") == "default" else [5]
+
+
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """``summary[config][variant]["L<depth>"]``: runs, divergences, spikes, collapses, and the
-    mean, min and max test MSE of the finished runs."""
+    """``summary[config][variant]["L<depth>"]``: runs, divergences, spikes, collapses, the runs
+    that ended with saturated scores or a collapsed level, and the mean, standard deviation,
+    min and max test MSE of the finished runs."""
     out: dict[str, Any] = {}
     for r in runs:
         cell = out.setdefault(r["config"], {}).setdefault(r["variant"], {}).setdefault(
-            f"L{r['depth']}", {"runs": 0, "diverged": 0, "spikes": 0, "collapses": 0, "tests": [], "seeds": []})
+            f"L{r['depth']}", {"runs": 0, "diverged": 0, "spikes": 0, "collapses": 0, "tests": [], "seeds": [],
+                               "saturated_at_end": 0, "collapsed_at_end": 0})
         cell["runs"] += 1
+        last = (r.get("history") or [{}])[-1]
+        # the state the run ended in: scores saturated (largest score above 0.999 in almost every
+        # row) and a level left with fewer occupied clusters than K - 1/2 (occupancy is per K)
+        cell["saturated_at_end"] += int((last.get("saturation") or 0.0) >= 0.99)
+        k = min(_clusters(r))
+        cell["collapsed_at_end"] += int(last.get("occupancy") is not None and last["occupancy"] * k < k - 0.5)
         cell["seeds"].append(r["seed"])
         cell["diverged"] += int(r["status"] == "diverged")
         cell["spikes"] += int(r.get("spikes") or 0)
@@ -154,8 +188,25 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 t = cell.pop("tests")
                 cell["finished"] = len(t)
                 cell["test_mean"] = sum(t) / len(t) if t else None
+                cell["test_std"] = statistics.stdev(t) if len(t) > 1 else None
                 cell["test_min"], cell["test_max"] = (min(t), max(t)) if t else (None, None)
     return out
+
+
+def export(done: dict[str, Any], out: Path, run_key: str, name: str) -> int:
+    """Write one recorded run of ``done`` (``out``'s content) to ``<out's folder>/<name>.json``:
+    its row, and its evaluations under ``"epochs"`` keyed by epoch (so that a page can cite
+    ``name:epochs.15.occupancy``)."""
+    row = next((r for r in done["runs"] if key(r) == run_key), None)
+    if row is None:
+        raise SystemExit(f"no run {run_key!r} in {out}")
+    record = {k: v for k, v in row.items() if k != "history"}
+    record["epochs"] = {str(int(h["epoch"])): h for h in row.get("history", [])}
+    record["source"] = f"{out.name}, run {run_key} (python benchmarks/stability_battery.py --export)"
+    target = out.parent / f"{name}.json"
+    target.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {target}")
+    return 0
 
 
 def provenance(argv: list[str] | None) -> dict[str, Any]:
@@ -178,11 +229,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--work", type=Path, default=Path("stability_runs"), help="folder of the run directories")
     p.add_argument("--quick", action="store_true", help="one seed of the default task, 3 epochs")
+    p.add_argument("--export", nargs=2, metavar=("KEY", "NAME"), default=None,
+                   help="write the recorded run KEY (config|variant|L<depth>|s<seed>) of the result file to "
+                        "NAME.json beside it, with its evaluations keyed by epoch, and exit")
     args = p.parse_args(argv)
     if args.quick:
         args.groups, args.seeds = ["default"], args.seeds[:1]
     out = args.out or (Path(args.work) / "battery_quick.json" if args.quick else DEFAULT_OUT)
     done = json.loads(out.read_text()) if out.exists() else {"runs": []}
+    if args.export:
+        return export(done, out, *args.export)
     have = {key(r) for r in done["runs"]}
     todo = [c for c in cells(args.groups, args.seeds, args.variants, args.quick) if key(c) not in have]
     args.work.mkdir(parents=True, exist_ok=True)

@@ -169,13 +169,70 @@ def test_input_velocity_gates_the_block_input_and_keeps_the_model_equivariant():
         EGHN(2, clusters=[3], velocity_update="no")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_occupancy_term_is_zero_when_every_cluster_is_held_and_pushes_mass_into_empty_ones(dtype):
+    from eghn.models.eghn import _empty_mass
+
+    batch = torch.tensor([0, 0, 0, 1, 1, 1])
+    balanced = torch.eye(3, dtype=dtype).repeat(2, 1)
+    assert float(_empty_mass(balanced, batch, 2)) == 0.0
+    collapsed = torch.zeros(6, 3, dtype=dtype)
+    collapsed[:3, 0] = 1.0  # graph 0 on one cluster: two clusters lack one particle's mass each
+    collapsed[3:] = balanced[3:]
+    S = collapsed.clone().requires_grad_(True)
+    loss = _empty_mass(S, batch, 2)
+    assert float(loss) == pytest.approx(1.0)  # (1 + 1) / 2 graphs
+    loss.backward()
+    assert (S.grad[:3, 1:] < 0).all() and (S.grad[:3, 0] == 0).all() and (S.grad[3:] == 0).all()
+    torch.manual_seed(0)
+    kw = dict(hidden=8, clusters=[3, 2], enc_layers=1, pool_layers=1, dec_layers=1)
+    gen = torch.Generator().manual_seed(3)
+    g = collate([random_graph(n, dim=3, node_dim=2, generator=gen) for n in (7, 9)]).to(dtype=dtype)
+    plain = EGHN(2, **kw).to(dtype)
+    with_term = EGHN(2, occupancy_weight=2.0, **kw).to(dtype)
+    with_term.load_state_dict(plain.state_dict())
+    a, b = plain(g).aux, with_term(g).aux
+    assert "occupancy_loss" not in a and float(b["occupancy_loss"]) >= 0.0
+    assert torch.allclose(b["reg_loss"], a["reg_loss"] + 2.0 * b["occupancy_loss"])
+    with pytest.raises(ValueError, match="occupancy_weight"):
+        EGHN(2, clusters=[3], occupancy_weight=-1.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bounded_score_logits_keep_every_score_away_from_saturation(dtype):
+    from eghn.nn import EPool
+
+    torch.manual_seed(0)
+    Z, h = torch.randn(6, 3, 2, dtype=dtype), torch.randn(6, 4, dtype=dtype)
+    ring = torch.tensor([[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 0]])
+    batch = torch.zeros(6, dtype=torch.long)
+    free = EPool(2, 4, 8, 3).to(dtype)
+    bounded = EPool(2, 4, 8, 3, score_bound=2.0).to(dtype)
+    bounded.load_state_dict(free.state_dict())
+    with torch.no_grad():
+        for pool in (free, bounded):
+            pool.score[-1].weight.mul_(1e4)  # logits far beyond any bound
+    S_free = free(Z, h, ring, batch, 1).scores
+    S = bounded(Z, h, ring, batch, 1).scores
+    assert float(S_free.amax()) > 0.999  # the paper's softmax saturates
+    # logits in [-2, 2]: the smallest score is that of a row (2, 2, -2), the largest of (2, -2, -2)
+    low, high = math.exp(-4.0) / (2 + math.exp(-4.0)), 1 / (1 + 2 * math.exp(-4.0))
+    assert float(S.amin()) >= low * (1 - 1e-5) and float(S.amax()) <= high * (1 + 1e-6)
+    assert torch.allclose(S.sum(1), torch.ones(6, dtype=dtype))
+    with pytest.raises(ValueError, match="score_bound"):
+        EPool(2, 4, 8, 3, score_bound=0.0)
+    with pytest.raises(ValueError, match="score_bound"):
+        EGHN.released(2, 0, 0, clusters=3, score_bound=3.0)
+
+
 # ---------------------------------------------------------------------------- through the trainer
 def _eghn_config(tmp_path, seed: int, **train_kw) -> dict:
     cfg = toy_config(tmp_path, **{"epochs": 50, "batch_size": 8, "eval_every": 10, "lr": 2e-3,
                                   "lr_schedule": "cosine", "clip_grad": 1.0, "threads": 1, **train_kw})
     cfg["seed"] = seed
     cfg["model"] = {"name": "eghn", "hidden": 16, "clusters": [3, 2, 1], "enc_layers": 2, "pool_layers": 1,
-                    "dec_layers": 1, "coord_message": "bounded", "pool_message": "bounded"}
+                    "dec_layers": 1, "coord_message": "bounded", "pool_message": "bounded",
+                    "velocity_update": False, "occupancy_weight": 1.0}
     return cfg
 
 
@@ -258,10 +315,12 @@ def test_eghn_protocol_is_released_data_with_the_stabilisers(name):
 
     ours, released, paper = (load_config(name, protocol=p) for p in ("eghn", "released", "paper"))
     assert ours["protocol"] == "eghn" and ours["data"] == released["data"]
-    assert ours["model"]["coord_message"] == ours["model"]["pool_message"] == "bounded"
+    recipe = {"coord_message": "bounded", "pool_message": "bounded", "velocity_update": False,
+              "occupancy_weight": 1.0}
+    assert {k: ours["model"][k] for k in recipe} == recipe
     assert ours["train"]["clip_grad"] == 1.0
+    paper_form = {"coord_message": "paper", "pool_message": "paper", "velocity_update": True, "occupancy_weight": 0.0}
     for faithful in (released, paper):  # the reproductions keep the paper's equations
-        assert faithful["model"].get("coord_message", "paper") == "paper"
-        assert faithful["model"].get("pool_message", "paper") == "paper"
+        assert {k: faithful["model"].get(k, v) for k, v in paper_form.items()} == paper_form
     default = load_config("default")["model"]
-    assert default["coord_message"] == default["pool_message"] == "bounded"
+    assert {k: default[k] for k in recipe} == recipe

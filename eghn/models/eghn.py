@@ -64,6 +64,14 @@ def _rename_old_keys(state_dict, prefix, *_args) -> None:
             state_dict[new] = state_dict.pop(key)
 
 
+def _empty_mass(S: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+    r""":math:`\frac{1}{G}\sum_{g,k}\max(0, 1 - \sum_{i \in g} s_{ik})` of one level's scores
+    ``S`` :math:`(N, K)` (rows of graph ``batch[i]``): the score mass missing from clusters that
+    hold less than one particle's worth."""
+    mass = S.new_zeros(num_graphs, S.shape[1]).index_add(0, batch, S)
+    return torch.relu(1.0 - mass).sum(1).mean()
+
+
 @register("eghn")
 class EGHN(nn.Module):
     r"""Equivariant Graph Hierarchy-based Network (Han et al., NeurIPS 2022).
@@ -171,6 +179,16 @@ class EGHN(nn.Module):
             ``False`` (a stabiliser, not the paper's equation, and what the EGNN and EGHN codes
             do): every layer of a block gates the block's input velocity, so the unbounded gate
             :math:`\phi_v` is not multiplied from layer to layer (the Training stability page).
+        occupancy_weight: weight :math:`\mu` of the occupancy term
+            :math:`\mu \sum_l \frac{1}{G}\sum_{g,k} \max\big(0,\, 1 - \sum_{i \in g} s^{(l)}_{ik}\big)`
+            added to ``reg_loss`` (default 0: the paper's objective). A stabiliser, not the
+            paper's equation: it is zero while every cluster of every graph holds a score mass
+            of at least one particle, and otherwise pushes score mass into the emptiest
+            clusters, against the collapse of a level onto fewer clusters than :math:`K` (the
+            Training stability page).
+        score_bound: ``None`` (default: the paper's Eq. 8) or a bound :math:`c` on E-Pool's score
+            logits (:class:`~eghn.nn.EPool`, ``score_bound``): a stabiliser against saturated
+            scores, which pass no gradient back to a cluster that has emptied.
         mass_floor: with ``pool_form="released"``, ``None`` (default) normalises the cluster
             weights in log space like E-Pool (:func:`~eghn.nn.pool_ops.cluster_weights`: affine
             for any scores); a number divides by :math:`\max(\sum_i s_{ik}, \text{mass\_floor})`
@@ -181,7 +199,7 @@ class EGHN(nn.Module):
         - input: a :class:`~eghn.data.Graph` with ``N`` nodes in ``n`` dimensions
         - output: :class:`~eghn.models.ModelOutput` with ``pos`` :math:`(N, n)` and ``aux``
           ``{"scores": [(N, K_1), (G K_1, K_2), ...], "connectivity_loss": scalar,
-          "reg_loss": scalar}``
+          "reg_loss": scalar}``, and ``"occupancy_loss": scalar`` when ``occupancy_weight > 0``
 
     Example:
         >>> import torch
@@ -205,7 +223,8 @@ class EGHN(nn.Module):
                  conn_loss: str = "paper", unpool_layers: int = 1,
                  batch_max_features: Sequence[int] = (), mass_floor: float | None = None,
                  coord_message: str = "paper", pool_message: str = "paper",
-                 velocity_update: bool = True) -> None:
+                 velocity_update: bool = True, occupancy_weight: float = 0.0,
+                 score_bound: float | None = None) -> None:
         super().__init__()
         self._register_load_state_dict_pre_hook(_rename_old_keys)
         forms = dict(egnn_form=egnn_form, pool_form=pool_form, cluster_graph=cluster_graph,
@@ -225,6 +244,8 @@ class EGHN(nn.Module):
             raise ValueError(f"velocity_update must be true or false, got {velocity_update!r}")
         if not velocity_update and (egnn_form == "released" or emmp == "mpnn" or not velocity):
             raise ValueError("velocity_update=False applies to the paper-form EGNN layers with velocities only")
+        if score_bound is not None and pool_form == "released":
+            raise ValueError("score_bound applies to the paper-form E-Pool only")
         if pool_message not in ("paper", "bounded"):
             raise ValueError(f"pool_message must be 'paper' or 'bounded', got {pool_message!r}")
         if pool_message != "paper" and (pool_form == "released" or emmp != "matrix"):
@@ -255,6 +276,9 @@ class EGHN(nn.Module):
         self.unpool_form, self.conn_loss = unpool_form, conn_loss
         self.coord_message, self.pool_message = coord_message, pool_message
         self.velocity_update = velocity_update
+        self.occupancy_weight = check_number("occupancy_weight", occupancy_weight)
+        if self.occupancy_weight < 0:
+            raise ValueError(f"occupancy_weight must be >= 0, got {occupancy_weight!r}")
         if mass_floor is not None and not mass_floor > 0:
             raise ValueError(f"mass_floor must be None or positive, got {mass_floor!r}")
         self.mass_floor = mass_floor
@@ -289,7 +313,7 @@ class EGHN(nn.Module):
             def pool(lv: int) -> nn.Module:
                 inner = None if emmp == "matrix" else [RadialBlock([layer(int_dims[lv])]) for _ in range(pool_layers)]
                 return EPool(m, hidden, hidden, clusters[lv], int_dims[lv], layers=pool_layers, normalize=normalize,
-                             act=act, message_layers=inner, message_form=pool_message)
+                             act=act, message_layers=inner, message_form=pool_message, score_bound=score_bound)
         if unpool_form == "released":
             unpool = partial(ReleasedUnPool, hidden, velocity=velocity, layers=unpool_layers, act=act)
         else:
@@ -386,7 +410,7 @@ class EGHN(nn.Module):
         # both edge sets of the current level, and their weights in the adjacencies (None: 1)
         edges = {"global": (g.edge_index, g.edge_attr), "local": (lei, lea)}
         weights: dict[str, Tensor | None] = {"global": None, "local": None}
-        skips, scores, conn, level_edges = [], [], [], []
+        skips, scores, conn, level_edges, empty = [], [], [], [], []
         for enc_linear, enc, pool in zip(self.enc_linear, self.encoders, self.pools):
             (ext_i, ext_a), (int_i, int_a) = edges[self._ext_edges], edges[self._int_edges]
             Z_in = Z
@@ -396,6 +420,8 @@ class EGHN(nn.Module):
             A_loc = pool_adjacency(p.scores, edges["local"][0], batch, G, weights["local"])
             A_glob = pool_adjacency(p.scores, edges["global"][0], batch, G, weights["global"])
             conn.append(self._connectivity(A_loc))
+            if self.occupancy_weight:
+                empty.append(_empty_mass(p.scores, batch, G))
             scores.append(p.scores)
             edges = {"global": self._cluster_edges(A_glob), "local": self._cluster_edges(A_loc)}
             weights = {key: attr[:, 0] for key, (_, attr) in edges.items()}
@@ -408,8 +434,13 @@ class EGHN(nn.Module):
             Z, h = self.decoders[lv](Z, self.dec_linear[lv](h), ext_i, batch_high, G, ext_a)
             Z, h = self.unpools[lv](Z_low, h_low, Z, h, scores[lv], batch_low, G, Z_in=Z_in, Z_high_in=Z_high_in)
         conn_loss = torch.stack(conn).sum()
+        reg_loss = self.lam * conn_loss
+        aux = {"scores": scores, "connectivity_loss": conn_loss}
+        if empty:
+            aux["occupancy_loss"] = torch.stack(empty).sum()
+            reg_loss = reg_loss + self.occupancy_weight * aux["occupancy_loss"]
+        aux["reg_loss"] = reg_loss
         pos = Z[..., 0]
         if not torch.compiler.is_compiling():
             self.check_output(g, pos)
-        return ModelOutput(pos=pos, aux={"scores": scores, "connectivity_loss": conn_loss,
-                                                "reg_loss": self.lam * conn_loss})
+        return ModelOutput(pos=pos, aux=aux)

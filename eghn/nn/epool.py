@@ -79,6 +79,11 @@ class EPool(nn.Module):
         layers: number of internal EMMP layers.
         message_form: ``"paper"`` or ``"bounded"``: the matrix messages of the internal EMMPs
             (:class:`~eghn.nn.EMMP`, ``message_form``; ``"bounded"`` is a stabiliser).
+        score_bound: ``None`` (default: the paper's Eq. 8) or a bound :math:`c > 0` on the score
+            logits, :math:`s_i = \mathrm{softmax}(c \tanh(\mathrm{MLP}(h'_i) / c))`. A
+            stabiliser, not the paper's equation: no score can come closer to 0 or 1 than
+            :math:`e^{-2c}` allows, so the softmax never saturates and a cluster that empties
+            still receives a gradient (the Training stability page).
         message_layers: replacements for the internal EMMPs (ablations); each is called as
             ``layer(Z, h, edge_index, batch, num_graphs, edge_attr) -> (Z', h')`` and must
             output ``hidden`` features (e.g. a one-layer :class:`~eghn.nn.RadialBlock`).
@@ -109,11 +114,14 @@ class EPool(nn.Module):
     def __init__(self, channels: int, node_dim: int, hidden: int, clusters: int, edge_dim: int = 0, *,
                  layers: int = 1, position_channels: Sequence[int] = (0,), normalize: bool = True,
                  aggr: str = "sum", act: str = "silu", message_layers: Sequence[nn.Module] | None = None,
-                 message_form: str = "paper") -> None:
+                 message_form: str = "paper", score_bound: float | None = None) -> None:
         super().__init__()
         if clusters < 1:
             raise ValueError(f"E-Pool needs at least one cluster, got K = {clusters}")
+        if score_bound is not None and not (isinstance(score_bound, (int, float)) and 0 < score_bound < float("inf")):
+            raise ValueError(f"score_bound must be None or a positive number, got {score_bound!r}")
         self.clusters = clusters
+        self.score_bound = None if score_bound is None else float(score_bound)
         if message_layers is not None:
             self.emmps = nn.ModuleList(message_layers)
             layers = len(self.emmps)
@@ -132,7 +140,10 @@ class EPool(nn.Module):
         hp = h
         for layer in self.emmps:
             Z, hp = layer(Z, hp, edge_index, batch, num_graphs, edge_attr)
-        return Z, torch.log_softmax(self.score(hp), dim=-1)
+        logits = self.score(hp)
+        if self.score_bound is not None:
+            logits = self.score_bound * torch.tanh(logits / self.score_bound)
+        return Z, torch.log_softmax(logits, dim=-1)
 
     def select(self, Z: Tensor, h: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int,
                edge_attr: Tensor | None = None) -> tuple[Tensor, Tensor]:
