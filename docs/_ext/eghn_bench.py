@@ -11,6 +11,8 @@
 * ``malloc``: the gain of :func:`eghn.train.malloc.reuse_freed_memory` (``fast_paths.py --malloc``);
 * ``scale``: ``benchmarks/bench_eghn.py --out``: time and memory per step by system size;
 * ``compile``: ``benchmarks/compile.py``;
+* ``compile-breaks``: ``benchmarks/compile.py --breaks-only``: graph breaks and graphs compiled
+  per model variant;
 * ``epoch-share``: ``benchmarks/epoch_share.py``;
 * ``profile``: ``benchmarks/profile_step.py``;
 * ``models``: ``benchmarks/bench_models.py --out``; ``simulator``: ``benchmarks/bench_mcomplex.py --out``;
@@ -207,6 +209,22 @@ def _compile(name: str, data: dict[str, Any]) -> list[nodes.Node]:
     return [_table(header, rows, [24, 6, 8, 12, 9, 9, 10])]
 
 
+def _compile_breaks(name: str, data: dict[str, Any]) -> list[nodes.Node]:
+    rows = []
+    for k, r in enumerate(data["runs"]):
+        c = _Cell(name, f"runs.{k}", r)
+        if "error" in r:
+            rows.append([nodes.literal(r["variant"], r["variant"]), r["error"], "", "", ""])
+            continue
+        reasons = r["graph_break_reasons"] + r["recompile_reasons"]
+        rows.append([nodes.literal(r["variant"], r["variant"]), r["model"], c("graph_breaks"),
+                     nodes.inline("", "", c("graphs_compiled"), nodes.Text(" over "), c("steps"),
+                                  nodes.Text(" batches" if r["steps"] > 1 else " batch")),
+                     "; ".join(reasons) if reasons else "none"])
+    header = ["variant", "model", "graph breaks", "graphs compiled", "reasons (breaks, recompilations)"]
+    return [_table(header, rows, [12, 30, 8, 12, 30])]
+
+
 def _epoch_share(name: str, data: dict[str, Any]) -> list[nodes.Node]:
     rows = []
     for k, r in enumerate(data["runs"]):
@@ -360,6 +378,7 @@ def _gpu_suite(name: str, data: dict[str, Any]) -> list[nodes.Node]:
 
 _KINDS = {"provenance": _provenance, "side-by-side": _side_by_side, "flops": _flops, "memory": _memory,
           "fast-paths": _fast_paths, "malloc": _malloc, "scale": _scale, "compile": _compile,
+          "compile-breaks": _compile_breaks,
           "epoch-share": _epoch_share, "models": _models, "simulator": _simulator,
           "profile": _profile, "gpu-suite": _gpu_suite}
 

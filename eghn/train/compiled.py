@@ -4,7 +4,15 @@
 compiled model (``dynamic=True``: batches of different sizes reuse one graph), and checks the
 output eagerly; inside the compiled region the models skip their checks
 (``torch.compiler.is_compiling()``), and the data-dependent branches of the scatter helpers take
-a shape-static path, so that Dynamo traces the forward pass in few pieces.
+a shape-static path, so that Dynamo traces EGHN (every form) and EGNN in one graph, forward and
+backward, without a graph break. :func:`trace_report` counts the breaks and the graphs compiled
+over a few training steps (``tests/test_compile.py``, ``benchmarks/compile.py --breaks-only``).
+
+Batches of other sizes reuse the graph (``dynamic=True``: node, edge and graph counts are
+symbolic). What still compiles a second graph: a batch of a single graph after batches of
+several (sizes 0 and 1 are always specialised), and on Inductor's CPU backend a batch on the
+other side of one of its size thresholds (e.g. a float32 sum over more than 4,096 elements is
+generated with an extra accumulator); each such graph is compiled once and kept.
 
 ``"auto"`` compiles only where compiling has been *measured* faster: it reads the table
 ``benchmarks/results/compile_auto.json`` (``{"faster": [{"device": "cuda", "model": "eghn"},
@@ -16,13 +24,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["AUTO_TABLE", "CompiledForward", "auto_decision", "resolve_compile"]
+__all__ = ["AUTO_TABLE", "CompiledForward", "TraceReport", "auto_decision", "resolve_compile", "trace_report"]
 
 #: measured configurations where the compiled training step is faster (read by "auto")
 AUTO_TABLE = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "compile_auto.json"
@@ -107,3 +117,86 @@ class CompiledForward:
         if check is not None:
             check(graph, out.pos)
         return out
+
+
+@dataclass
+class TraceReport:
+    """What Dynamo did over a few training steps of a compiled model (:func:`trace_report`).
+
+    Attributes:
+        graph_breaks: one entry per graph break: the first line of Dynamo's reason and where in
+            the code it happened.
+        graphs: graphs compiled: 1 without breaks or recompilations; every break and every
+            recompilation adds graphs.
+        recompiles: why Dynamo compiled again: at each recompilation, the failed guard of every
+            graph compiled before it.
+
+    Example:
+        >>> from eghn.train.compiled import TraceReport
+        >>> len(TraceReport(["Unsupported Tensor.item() call (at model.py:12)"], graphs=2).graph_breaks)
+        1
+    """
+
+    graph_breaks: list[str]
+    graphs: int
+    recompiles: list[str] = field(default_factory=list)
+
+
+def _where(frame) -> str:
+    path = frame.filename.replace("\\", "/")
+    return f"{path[path.rindex('/eghn/') + 1:] if '/eghn/' in path else Path(path).name}:{frame.lineno}"
+
+
+def trace_report(model: nn.Module, graphs: Iterable[Any], *, backend: str = "aot_eager",
+                 loss: Callable[[Any, Any], torch.Tensor] | None = None, **compile_kwargs: Any) -> TraceReport:
+    """Training steps of ``model`` through :class:`CompiledForward`, one per graph of ``graphs``
+    (forward, loss, ``backward``; no optimiser step), and what Dynamo did meanwhile.
+
+    The backward pass runs through AOTAutograd's graph of the compiled forward pass, so a
+    graph break in either shows up here. ``backend="aot_eager"`` (default) traces forward and
+    backward as Inductor would but runs them eagerly, without generating kernels: the breaks
+    and Dynamo's own recompilations are those of ``train.compile``; Inductor may add guards
+    of its own (see the module docstring), which ``backend="inductor"`` shows.
+
+    Resets Dynamo's caches and counters first, and the model's gradients (``None``) last.
+
+    Args:
+        model: the model, as :class:`CompiledForward` takes it.
+        graphs: batches with ``target``.
+        backend: the :func:`torch.compile` backend.
+        loss: ``loss(out, graph)``, default the training objective (Eq. 16: MSE plus
+            ``aux["reg_loss"]``).
+        compile_kwargs: further arguments of :func:`torch.compile` (``dynamic=True`` unless given).
+
+    Example:
+        Skipped when the docs are tested: tracing takes seconds.
+
+        >>> import torch
+        >>> from eghn.data import collate
+        >>> from eghn.models import EGNN
+        >>> from eghn.testing.strategies import random_graph
+        >>> from eghn.train.compiled import trace_report
+        >>> g = collate([random_graph(6, target=True, dtype=torch.float32)])
+        >>> trace_report(EGNN(node_dim=2, hidden=8, layers=1), [g]).graph_breaks  # doctest: +SKIP
+        []
+    """
+    from torch._dynamo.utils import counters, graph_break_reasons, guard_failures
+
+    from .objective import training_objective
+
+    if loss is None:
+        def loss(out, g):
+            return training_objective(out, g.target).loss
+    torch._dynamo.reset()  # clears graph_break_reasons and guard_failures
+    counters.clear()
+    try:
+        fwd = CompiledForward(model, backend=backend, **compile_kwargs)
+        for g in graphs:
+            model.zero_grad(set_to_none=True)
+            loss(fwd(g), g).backward()
+        breaks = [r.reason.strip().split("\n")[0] + (f" (at {_where(r.user_stack[-1])})" if r.user_stack else "")
+                  for r in graph_break_reasons]
+        recompiles = [str(r) for failures in guard_failures.values() for r in failures]
+        return TraceReport(breaks, graphs=int(counters["stats"]["unique_graphs"]), recompiles=recompiles)
+    finally:
+        model.zero_grad(set_to_none=True)

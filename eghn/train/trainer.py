@@ -303,9 +303,9 @@ class Trainer:
                 raise
             obj = training_objective(out, g.target, mse_scale=info.world_size / (global_nodes * g.dim),
                                      reg_scale=info.world_size * lidx.numel() / gidx.numel())
-        self._log_compile_time()
         self._call("on_batch", obj, out, g, epoch, where)
         self.scaler.scale(obj.loss).backward()
+        self._log_compile_time(time.perf_counter() - t_step)
         if self.tcfg.clip_grad > 0:
             self.scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.clip_grad)
@@ -319,13 +319,16 @@ class Trainer:
         w.seen += gidx.numel()
         return obj
 
-    def _log_compile_time(self) -> None:
-        """Once: the first compiled step's time (tracing and compiling; part of the wall time)."""
+    def _log_compile_time(self, step_s: float) -> None:
+        """Once: the time of the first compiled step up to its backward pass, ``step_s``: the forward
+        pass is traced and compiled in its first call, the backward pass in the first ``backward``.
+        Part of the run's wall time."""
         secs = getattr(self.forward, "compile_s", None)
         if secs is not None and not self._compile_logged:
             self._compile_logged = True
-            self.log(f"compile: first compiled forward pass took {secs:.1f} s (compiling included; counted in the "
-                     "run's wall time)")
+            self.log(f"compile: compiled the training step in {step_s:.1f} s (the first step's forward and backward "
+                     f"passes, the forward {secs:.1f} s; tracing and compiling included; counted in the run's "
+                     "wall time)")
 
     def evaluate(self, epoch: int) -> dict[str, float]:
         """Validation (and test) MSE, the best evaluation so far, and a row of ``metrics.csv``."""
