@@ -57,6 +57,8 @@ def lookup(source: str, path: str) -> Any:
 
 
 def render(value: Any, op: str = "") -> str:
+    if value is None:  # a value the result file records as undefined (e.g. the spread of one run)
+        return "n/a"
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return str(value)
     m = _OP.match(op.strip())
