@@ -86,7 +86,8 @@ class StatusTable(SphinxDirective):
 
     def _compact_row(self, cell: Cell, short: str, scale: float, decimals: int,
                      protocols: list[str]) -> list[nodes.Node | str]:
-        """One line per cell: the paper's value, then per protocol eghn's best setting as
+        """One line per cell: the paper's value, then per protocol eghn's best group that runs
+        the protocol as shipped (else its best group with a changed setting, marked ``+``) as
         ``mean ± std ×seeds verdict`` ("-" where the protocol has no run)."""
         paper = nodes.inline()
         paper += result_node(str(cell.paper), f"paper:{cell.table}.rows.{cell.row}.{cell.column}")
@@ -95,7 +96,7 @@ class StatusTable(SphinxDirective):
             paper += result_node(str(cell.paper_std), f"paper:{cell.table}.std.{cell.row}.{cell.column}")
         row: list[nodes.Node | str] = [f"{short} {cell.column} · {cell.row}", paper]
         for protocol in protocols:
-            best = cell.best(protocol)
+            best = cell.best(protocol, plain=True) or cell.best(protocol)
             if best is None:
                 row.append("-")
                 continue
@@ -105,7 +106,7 @@ class StatusTable(SphinxDirective):
             if len(best.runs) > 1:
                 value += nodes.Text(" ± ")
                 value += result_node(format(best.std / scale, f".{decimals}f"), src + ".test_mse (std)")
-            value += nodes.Text(f" ×{len(best.runs)}")
+            value += nodes.Text(f" ×{len(best.runs)}" + ("" if cell.is_plain(best) else "+"))
             verdict = cell.verdict(best.mean / scale)
             value += nodes.Text(f" {verdict or ''}{'' if best.finished else ' (cut short)'}")
             row.append(value)
@@ -170,7 +171,8 @@ class StatusTable(SphinxDirective):
         note += nodes.Text("Test MSE as the paper's tables: ×10⁻² (T1, T2, T4), Å² (T3); the paper's ± "
                            "where transcribed. eghn: the best finished setting of the cell under each "
                            "protocol (mean ± sample std over its seeds"
-                           + (", ×number of seeds" if compact else "") + "); status: reached (at or below "
+                           + (", ×number of seeds; the protocol as shipped, or with a setting changed where "
+                              "marked +" if compact else "") + "); status: reached (at or below "
                            "the paper), within (above it by at most the paper's ± or ")
         # the share comes from the code that gives the verdicts (eghn.train.collected)
         note += nodes.inline("", f"{WITHIN_SHARE:.0%}", classes=["eghn-generated"])

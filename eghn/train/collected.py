@@ -135,13 +135,27 @@ class Cell:
     groups: list[Group] = field(default_factory=list)
     paper_std: float | None = None
 
-    def best(self, protocol: str | None = None) -> Group | None:
+    def best(self, protocol: str | None = None, *, plain: bool = False) -> Group | None:
         """The finished group with the lowest mean test MSE, else the lowest cut-short one
-        (among the groups of ``protocol`` when given)."""
-        groups = [g for g in self.groups if protocol is None or g.first.get("protocol") == protocol]
+        (among the groups of ``protocol`` when given; with ``plain``, among the groups that run
+        the protocol as shipped: no setting changed, no variant of the row's model)."""
+        groups = [g for g in self.groups if (protocol is None or g.first.get("protocol") == protocol)
+                  and (not plain or self.is_plain(g))]
         if not groups:
             return None
         return min(groups, key=lambda g: (not g.finished, g.mean))
+
+    def is_plain(self, group: Group) -> bool:
+        """Whether ``group`` runs its protocol as shipped (no ``--set`` that changes the protocol,
+        no variant of the row's model).
+
+        >>> cell = Cell("table2", "EGHN", "Run", 25.9)
+        >>> cell.is_plain(Group([("f", "a", {"model": "EGHN", "command": "eghn train x --seed 2"})]))
+        True
+        >>> cell.is_plain(Group([("f", "b", {"model": "EGHN", "command": "eghn train x --set train.clip_grad=1"})]))
+        False
+        """
+        return not overrides(group.first.get("command", "")) and not self.variant(group)
 
     def protocols(self) -> list[str]:
         """The protocols of the cell's groups, in a fixed order (``released``, ``paper``,
