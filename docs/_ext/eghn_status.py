@@ -56,19 +56,10 @@ class StatusTable(SphinxDirective):
     def _row(self, cell: Cell, best: Group, short: str, scale: float, decimals: int) -> list[nodes.Node | str]:
         """One line: the cell, the paper's value (± where given), eghn's best group of one
         protocol (mean ± std over seeds), its setting, seeds and verdict."""
-        table = cell.table
         run = best.first
-        src = f"{best.runs[0][0]}:runs.{best.runs[0][1]}"
-        value = nodes.inline()
-        value += result_node(format(best.mean / scale, f".{decimals}f"), src + ".test_mse")
-        if len(best.runs) > 1:
-            value += nodes.Text(" ± ")
-            value += result_node(format(best.std / scale, f".{decimals}f"), src + ".test_mse (std)")
-        paper = nodes.inline()
-        paper += result_node(str(cell.paper), f"paper:{table}.rows.{cell.row}.{cell.column}")
-        if cell.paper_std is not None:
-            paper += nodes.Text(" ± ")
-            paper += result_node(str(cell.paper_std), f"paper:{table}.std.{cell.row}.{cell.column}")
+        src = _source(best)
+        value = _measured(best, scale, decimals)
+        paper = _published(cell)
         variant = cell.variant(best)
         keys = overrides(run.get("command", ""))
         protocol = run.get("protocol", "?") + (" + " + _join(keys) if keys else "")
@@ -89,23 +80,13 @@ class StatusTable(SphinxDirective):
         """One line per cell: the paper's value, then per protocol eghn's best group that runs
         the protocol as shipped (else its best group with a changed setting, marked ``+``) as
         ``mean ± std ×seeds verdict`` ("-" where the protocol has no run)."""
-        paper = nodes.inline()
-        paper += result_node(str(cell.paper), f"paper:{cell.table}.rows.{cell.row}.{cell.column}")
-        if cell.paper_std is not None:
-            paper += nodes.Text(" ± ")
-            paper += result_node(str(cell.paper_std), f"paper:{cell.table}.std.{cell.row}.{cell.column}")
-        row: list[nodes.Node | str] = [f"{short} {cell.column} · {cell.row}", paper]
+        row: list[nodes.Node | str] = [f"{short} {cell.column} · {cell.row}", _published(cell)]
         for protocol in protocols:
             best = cell.best(protocol, plain=True) or cell.best(protocol)
             if best is None:
                 row.append("-")
                 continue
-            src = f"{best.runs[0][0]}:runs.{best.runs[0][1]}"
-            value = nodes.inline()
-            value += result_node(format(best.mean / scale, f".{decimals}f"), src + ".test_mse")
-            if len(best.runs) > 1:
-                value += nodes.Text(" ± ")
-                value += result_node(format(best.std / scale, f".{decimals}f"), src + ".test_mse (std)")
+            value = _measured(best, scale, decimals)
             value += nodes.Text(f" ×{len(best.runs)}" + ("" if cell.is_plain(best) else "+"))
             verdict = cell.verdict(best.mean / scale)
             value += nodes.Text(f" {verdict or ''}{'' if best.finished else ' (cut short)'}")
@@ -190,6 +171,33 @@ class StatusTable(SphinxDirective):
         container += table_node
         container += note
         return [container]
+
+
+def _source(group: Group) -> str:
+    """The result-file key of a group's first run, which its rendered numbers cite."""
+    return f"{group.runs[0][0]}:runs.{group.runs[0][1]}"
+
+
+def _measured(group: Group, scale: float, decimals: int) -> nodes.inline:
+    """A group's mean test MSE in the table's units, ``± std`` over its seeds where it has several."""
+    src = _source(group)
+    value = nodes.inline()
+    value += result_node(format(group.mean / scale, f".{decimals}f"), src + ".test_mse")
+    if len(group.runs) > 1:
+        value += nodes.Text(" ± ")
+        value += result_node(format(group.std / scale, f".{decimals}f"), src + ".test_mse (std)")
+    return value
+
+
+def _published(cell: Cell) -> nodes.inline:
+    """The paper's value of a cell, ``± std`` where ``paper.json`` has one."""
+    key = f"{cell.table}.{{}}.{cell.row}.{cell.column}"
+    paper = nodes.inline()
+    paper += result_node(str(cell.paper), "paper:" + key.format("rows"))
+    if cell.paper_std is not None:
+        paper += nodes.Text(" ± ")
+        paper += result_node(str(cell.paper_std), "paper:" + key.format("std"))
+    return paper
 
 
 def _fit(row: list[nodes.Node | str], width: int, compact: bool) -> list[nodes.Node | str]:
