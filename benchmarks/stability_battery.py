@@ -28,7 +28,7 @@ are skipped. ``--quick`` runs one seed of the default task for 3 epochs into a s
 Needs ``EGHN_DATA_DIR`` for the motion-capture groups::
 
     OMP_NUM_THREADS=1 python benchmarks/stability_battery.py [--groups default] [--seeds 1 2 3]
-        [--variants eghn paper_messages] [--out FILE] [--work DIR] [--quick]
+        [--variants eghn paper_messages] [--configs mocap/run_eghn] [--out FILE] [--work DIR] [--quick]
 
 The full battery is about 30 default-task runs of a minute and 30 runs of 200 epochs on
 motion capture and M-complex (hours on a 2-core CPU).
@@ -83,8 +83,10 @@ VARIANTS: dict[str, tuple[str | None, list[str]]] = {
 }
 
 
-def cells(groups: list[str], seeds: list[int], variants: list[str] | None, quick: bool) -> list[dict[str, Any]]:
-    """Every run of the battery, as ``{group, config, variant, depth, seed, overrides}``."""
+def cells(groups: list[str], seeds: list[int], variants: list[str] | None, quick: bool,
+          configs: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every run of the battery, as ``{group, config, variant, depth, seed, overrides}``
+    (only those of ``configs`` when given)."""
     out = []
     if "default" in groups:
         for var in variants or ["paper_messages", "bounded_both", "input_velocity", "occupancy",
@@ -94,10 +96,13 @@ def cells(groups: list[str], seeds: list[int], variants: list[str] | None, quick
                     extra = ["train.epochs=3"] if quick else []
                     out.append(dict(group="default", config="default", variant=var, depth=depth, seed=seed,
                                     overrides=[f"model.clusters={clusters}", *VARIANTS[var][1], *extra]))
-    for group, configs in (("mocap", ["mocap/run_eghn", "mocap/walk_eghn"]), ("multi", ["table1/eghn_multi_3x3"])):
+    for group, group_configs in (("mocap", ["mocap/run_eghn", "mocap/walk_eghn"]),
+                                 ("multi", ["table1/eghn_multi_3x3"])):
         if group not in groups:
             continue
-        for config in configs:
+        for config in group_configs:
+            if configs is not None and config not in configs:
+                continue
             for var in variants or ["eghn_protocol", "released"]:
                 for seed in seeds:
                     out.append(dict(group=group, config=config, variant=var, depth=1, seed=seed,
@@ -209,6 +214,25 @@ def export(done: dict[str, Any], out: Path, run_key: str, name: str) -> int:
     return 0
 
 
+def merge(done: dict[str, Any], out: Path, files: list[Path]) -> int:
+    """Add to ``done`` (``out``'s content) the runs of ``files`` it lacks, with their provenance
+    entries, and rewrite ``out`` with the summary recomputed."""
+    have = {key(r) for r in done["runs"]}
+    added = 0
+    for f in files:
+        other = json.loads(f.read_text())
+        new = [r for r in other["runs"] if key(r) not in have]
+        if new:
+            done["runs"].extend(new)
+            have.update(key(r) for r in new)
+            done.setdefault("provenance", []).extend(other.get("provenance", []))
+            added += len(new)
+    done["summary"] = summarise(done["runs"])
+    out.write_text(json.dumps(done, indent=1) + "\n")
+    print(f"merged {added} runs into {out}")
+    return 0
+
+
 def provenance(argv: list[str] | None) -> dict[str, Any]:
     import platform
 
@@ -226,12 +250,17 @@ def main(argv: list[str] | None = None) -> int:
                    choices=["default", "mocap", "multi"])
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
     p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=None)
+    p.add_argument("--configs", nargs="+", default=None,
+                   help="only the cells of these configs (e.g. mocap/run_eghn), to split a battery over processes")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--work", type=Path, default=Path("stability_runs"), help="folder of the run directories")
     p.add_argument("--quick", action="store_true", help="one seed of the default task, 3 epochs")
     p.add_argument("--export", nargs=2, metavar=("KEY", "NAME"), default=None,
                    help="write the recorded run KEY (config|variant|L<depth>|s<seed>) of the result file to "
                         "NAME.json beside it, with its evaluations keyed by epoch, and exit")
+    p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="FILE",
+                   help="add the runs of these result files (batteries split over processes with --out) "
+                        "that the output lacks, re-summarise, and exit")
     args = p.parse_args(argv)
     if args.quick:
         args.groups, args.seeds = ["default"], args.seeds[:1]
@@ -239,8 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     done = json.loads(out.read_text()) if out.exists() else {"runs": []}
     if args.export:
         return export(done, out, *args.export)
+    if args.merge:
+        return merge(done, out, args.merge)
     have = {key(r) for r in done["runs"]}
-    todo = [c for c in cells(args.groups, args.seeds, args.variants, args.quick) if key(c) not in have]
+    todo = [c for c in cells(args.groups, args.seeds, args.variants, args.quick, args.configs) if key(c) not in have]
     args.work.mkdir(parents=True, exist_ok=True)
     for n, cell in enumerate(todo, 1):
         t = time.perf_counter()

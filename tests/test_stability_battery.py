@@ -55,3 +55,25 @@ def test_export_writes_one_run_keyed_by_epoch(battery, tmp_path):
     assert record["epochs"]["10"]["occupancy"] == 0.5 and "history" not in record
     with pytest.raises(SystemExit, match="no run"):
         battery.export(done, out, "default|x|L2|s9", "example")
+
+
+def test_configs_select_the_cells_of_one_task(battery):
+    every = battery.cells(["mocap", "multi"], [1, 2], None, False)
+    run = battery.cells(["mocap", "multi"], [1, 2], None, False, ["mocap/run_eghn"])
+    assert len(every) == 12 and len(run) == 4
+    assert {c["config"] for c in run} == {"mocap/run_eghn"}
+    assert {c["variant"] for c in run} == {"eghn_protocol", "released"}
+
+
+def test_merge_adds_the_missing_runs_of_split_batteries_once(battery, tmp_path):
+    out, a, b = tmp_path / "battery.json", tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"runs": [_row("x", 1), _row("x", 2)], "provenance": [{"command": "a"}]}))
+    b.write_text(json.dumps({"runs": [_row("x", 2), _row("x", 3, status="diverged")],
+                             "provenance": [{"command": "b"}]}))
+    done = {"runs": [_row("x", 1)]}
+    assert battery.merge(done, out, [a, b]) == 0
+    written = json.loads(out.read_text())
+    assert sorted(r["seed"] for r in written["runs"]) == [1, 2, 3]
+    cell = written["summary"]["default"]["x"]["L2"]
+    assert (cell["runs"], cell["diverged"]) == (3, 1)
+    assert [p["command"] for p in written["provenance"]] == ["a", "b"]
