@@ -25,8 +25,18 @@ Tasks (``--task``):
     decay 1e-12, lambda 1, evaluation every 5 epochs, early stopping after 50 evaluations
     without improvement, up to 10,000 epochs, 8 data-loader workers. These are the settings of
     eghn's ``released`` protocol of ``mocap/run_eghn`` (400 training samples, 240 / 240).
+``single_3x3`` (``single_5x5``, ``single_10x10``)
+    ``main_simulation.py --n_complex M --average_complex_size S --system_types 1 --n_cluster K``
+    on eghn's own M-complex data: the trajectories of eghn's ``table1/eghn_single_MxS`` config
+    (the first 1,000 training trajectories, 2,000 / 2,000), written by this harness into the
+    pickle files their dataset class reads (``loc``, ``vel``, ``charges``, ``edges`` =
+    :math:`c_i c_j`, ``cfg`` = the complexes' node indices), in the run directory. Their script
+    takes frames 10 and 25, as eghn's config; every other setting is their script's default
+    (width 64, 3 / 3 / 1 layers, batch 100 with ``drop_last``, Adam at 5e-4 with weight decay
+    1e-12, lambda 1, up to 10,000 epochs, patience 50 evaluations), the settings of eghn's
+    ``released`` protocol of that config.
 
-Before training, the harness checks that the authors' arrays are eghn's: the trials and the
+For ``run``, before training, the harness checks that the authors' arrays are eghn's: the trials and the
 split of their files against eghn's ``cmu09_run.npz`` and ``cmu09_run_split.json``
 (found as ``eghn train`` finds them, e.g. under ``EGHN_DATA_DIR``). The outcome, with the
 SHA-256 of their files, goes into ``config.json`` (``authors.same_arrays_as_eghn``).
@@ -93,6 +103,24 @@ TASKS: dict[str, dict[str, Any]] = {
                   "patience": 50},
     },
 }
+
+for _m, _s, _k in ((3, 3, 3), (5, 5, 5), (10, 10, 10)):
+    TASKS[f"single_{_m}x{_s}"] = {
+        "script": "main_simulation.py",
+        "args": ["--n_complex", str(_m), "--average_complex_size", str(_s), "--system_types", "1",
+                 "--n_cluster", str(_k), "--max_training_samples", "1000"],
+        "config": f"table1/eghn_single_{_m}x{_s}",
+        "name": f"authors_single_{_m}x{_s}",
+        "lambda": 1.0,
+        "files": [],
+        "mcomplex": (_m, _s),
+        "data": {"name": "mcomplex", "n_complex": _m, "avg_size": _s, "n_types": 1, "length_scale": 1.0,
+                 "train": {"max_samples": 1000}},
+        "model": {"name": "authors_eghn", "hidden": 64, "enc_layers": 3, "pool_layers": 3, "dec_layers": 1,
+                  "clusters": [_k], "lam": 1.0},
+        "train": {"batch_size": 100, "lr": 5e-4, "weight_decay": 1e-12, "drop_last": True, "eval_every": 5,
+                  "patience": 50},
+    }
 
 #: the columns of metrics.csv, as eghn's trainer writes them (the leading ones)
 COLUMNS = ("epoch", "wall_s", "train_loss", "train_mse", "val_mse", "test_mse", "best_epoch", "best_val")
@@ -182,6 +210,46 @@ def check_run_arrays(authors_dir: Path) -> dict[str, Any]:
     return {"same": True, "detail": detail}
 
 
+def write_mcomplex_pickles(config_name: str, out: Path) -> dict[str, Any]:
+    """Write the splits of eghn's M-complex config ``config_name`` (``released`` protocol) as the
+    pickle files of the authors' ``SimulationDataset`` into ``out``; returns the data check."""
+    import pickle
+
+    import numpy as np
+
+    from eghn.train.config import load_config
+    from eghn.train.loop import build_datasets
+
+    config = load_config(config_name, ['protocol="released"'])
+    splits = build_datasets(config, raw=True)
+    c = config["data"]
+    suffix = f"_charged{c['n_complex']}_{c['avg_size']}_{c['n_types']}"
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = {}
+    for split, ds in splits.items():
+        if (ds.input_frame, ds.target_frame) != (10, 25):
+            raise SystemExit(f"{config_name}: frames {ds.input_frame} -> {ds.target_frame}; the authors' "
+                             "script takes 10 -> 25")
+        arrays = ds._load()
+        loc, vel, charges, edges, cfg = [], [], [], [], []
+        for i in range(len(ds)):
+            a, b = ds._slice(i)
+            loc.append(np.ascontiguousarray(arrays["pos"][a:b].transpose(1, 0, 2)))
+            vel.append(np.ascontiguousarray(arrays["vel"][a:b].transpose(1, 0, 2)))
+            q = arrays["charge"][a:b].astype(np.float64).reshape(-1, 1)
+            charges.append(q)
+            edges.append(q @ q.T)
+            cid = arrays["complex_id"][a:b]
+            cfg.append({"Complex": [np.flatnonzero(cid == k).tolist() for k in np.unique(cid)]})
+        name = {"train": "train", "val": "valid", "test": "test"}[split]
+        for key, value in (("loc", loc), ("vel", vel), ("charges", charges), ("edges", edges), ("cfg", cfg)):
+            with open(out / f"{key}_{name}{suffix}.pkl", "wb") as f:
+                pickle.dump(value, f)
+        sizes[split] = len(ds)
+    return {"same": True, "detail": f"written by this harness from eghn's {config_name} data (released "
+                                    f"protocol): {sizes['train']} / {sizes['val']} / {sizes['test']} trajectories"}
+
+
 class Recorder:
     """Turn the lines the authors' ``main_mocap.py`` prints into eghn's ``metrics.csv`` rows."""
 
@@ -264,7 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = (run_dir / "authors_out").resolve()
     script_args = [*task["args"], "--seed", str(args.seed), "--epochs", str(args.epochs),
                    "--outf", str(out_dir), "--exp_name", f"seed{args.seed}"]
-    check = check_run_arrays(authors) if args.task == "run" else {"same": None, "detail": "not checked"}
+    if "mcomplex" in task:
+        data_dir = (run_dir / "authors_data").resolve()
+        check = write_mcomplex_pickles(task["config"], data_dir)
+        script_args += ["--data_dir", str(data_dir)]
+    else:
+        check = check_run_arrays(authors)
     config = {
         "name": task["name"], "description": f"the authors' released EGHN, their {task['script']}",
         "seed": args.seed, "protocol": "authors", "data": task["data"], "model": task["model"],

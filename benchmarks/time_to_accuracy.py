@@ -3,9 +3,11 @@
 Three trainings start together and run concurrently, one thread each, so that a shared
 machine slows them alike:
 
-* ``eghn_recipe``: ``eghn train mocap/run_eghn`` under eghn's recipe (``protocol = "eghn"``);
-* ``eghn_released``: ``eghn train mocap/run_eghn_released`` (the authors' architecture,
-  :meth:`eghn.models.EGHN.released`) under the ``released`` protocol;
+* ``eghn_recipe``: ``eghn train mocap/run_eghn`` (task ``run``) or ``table1/eghn_single_3x3``
+  (task ``single_3x3``) under eghn's recipe (``protocol = "eghn"``);
+* ``eghn_released``: the authors' architecture (:meth:`eghn.models.EGHN.released`:
+  ``mocap/run_eghn_released``, or the (3,3) config with the released forms) under the
+  ``released`` protocol;
 * ``authors``: the authors' own script, unmodified, through ``benchmarks/authors_run.py``
   (their checkout outside this repository).
 
@@ -52,6 +54,15 @@ TASKS: dict[str, dict[str, Any]] = {
             "eghn_recipe": ["mocap/run_eghn", "--set", 'protocol="eghn"'],
             "eghn_released": ["mocap/run_eghn_released", "--set", 'protocol="released"'],
             "authors": "run"},
+    # M-complex (3,3) single: eghn's table1 config; the released architecture is that config with
+    # the released forms (as the collected run eghn_released_single_3x3)
+    "single_3x3": {"paper": ("table1", "EGHN", "single (3,3)"),
+                   "eghn_recipe": ["table1/eghn_single_3x3", "--set", 'protocol="eghn"'],
+                   "eghn_released": ["table1/eghn_single_3x3", "--set", 'protocol="released"',
+                                     *[x for o in ("dec_layers=3", "egnn_form=released", "pool_form=released",
+                                                   "cluster_graph=released", "unpool_form=released",
+                                                   "conn_loss=released") for x in ("--set", f"model.{o}")]],
+                   "authors": "single_3x3"},
 }
 RUNS = ("eghn_recipe", "eghn_released", "authors")
 
@@ -156,20 +167,24 @@ def analyse(args: argparse.Namespace) -> int:
         for key in thresholds:
             a, e = runs["authors"]["reached"][key], runs[name]["reached"][key]
             ratios[name][key] = round(a["wall_s"] / e["wall_s"], 3) if a and e else None
-    import torch
+    from side_by_side import machine
 
     result = {
         "about": "time to accuracy: three trainings started together, one thread each, to their early stop; "
                  "wall time and epoch at which each first reaches the authors' best validation MSE and the "
                  "paper's test MSE (test split, best-validation checkpoint so far)",
         "task": launch_info["task"], "seed": launch_info["seed"], "commands": launch_info["commands"],
-        "commit": launch_info["commit"], "started": launch_info["started"],
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
+        "commit": launch_info["commit"], "date": launch_info["started"][:10], "started": launch_info["started"],
+        "command": f"python benchmarks/time_to_accuracy.py launch AUTHORS_DIR --work WORK --task "
+                   f"{launch_info['task']} --seed {launch_info['seed']}"
+                   + (f" --epochs {launch_info['epochs']}" if launch_info.get("epochs") else ""),
+        "machine": {**machine(), "platform": platform.platform()},
         "paper_test": {"value": paper_test, "source": f"eghn/results/paper.json {table} {row} {column}"},
         "authors_best_val": authors_best,
         "runs": runs,
         "authors_time_over_eghn_time": ratios,
         "finished": all(r["finished"] for r in runs.values()),
+        "smoke": bool(launch_info.get("epochs")),
     }
     out = args.out or work / "time_to_accuracy.json"
     out.write_text(json.dumps(result, indent=1) + "\n")

@@ -16,6 +16,9 @@
 * ``epoch-share``: ``benchmarks/epoch_share.py``;
 * ``profile``: ``benchmarks/profile_step.py``;
 * ``models``: ``benchmarks/bench_models.py --out``; ``simulator``: ``benchmarks/bench_mcomplex.py --out``;
+* ``time-to-accuracy``: ``benchmarks/time_to_accuracy.py analyse``: per run, its length and
+  best epoch, and the wall time and epoch at which it first reached the authors' best
+  validation MSE and the paper's test MSE, with the authors' time over eghn's;
 * ``gpu-suite`` (no source): one row per part of ``benchmarks/gpu_suite.py`` from
   ``benchmarks/results/gpu/PART.json``; a part without a file, or whose file comes from a
   ``--smoke`` run, shows as "not yet measured on a GPU", never with numbers.
@@ -376,11 +379,42 @@ def _gpu_suite(name: str, data: dict[str, Any]) -> list[nodes.Node]:
     return [_table(["part", "what", "result", "measured on"], rows, [14, 30, 36, 20])]
 
 
+_TTA_RUNS = {"eghn_recipe": "eghn, eghn's recipe", "eghn_released": "eghn, released architecture, released protocol",
+             "authors": "authors' code, unmodified"}
+
+
+def _time_to_accuracy(name: str, data: dict[str, Any]) -> list[nodes.Node]:
+    rows = []
+    for run, label in _TTA_RUNS.items():
+        if run not in data["runs"]:
+            continue
+        r = data["runs"][run]
+        c = _Cell(name, f"runs.{run}", r)
+        state = nodes.inline("", "", c("epochs", ":,"), nodes.Text(" epochs, "),
+                             nodes.Text(r.get("stop_reason", "") if r["finished"] else "cut short (unfinished)"))
+        cells: list[Any] = [label, state, c("s_per_epoch", ":.2f", " s"),
+                            nodes.inline("", "", c("test_at_best_val", "*100:.1f", "e-2"), nodes.Text(" (epoch "),
+                                         c("best_epoch", ":,"), nodes.Text(")"))]
+        for key in ("authors_best_val", "paper_test"):
+            hit = r["reached"][key]
+            cells.append(nodes.inline("", "", c(f"reached.{key}.wall_s", ":,.0f", " s"), nodes.Text(", epoch "),
+                                      c(f"reached.{key}.epoch", ":,")) if hit else "not reached")
+        ratio = data["authors_time_over_eghn_time"].get(run, {})
+        cells.append(nodes.inline("", "", *[x for j, key in enumerate(("authors_best_val", "paper_test")) for x in (
+            nodes.Text(" / " if j else ""),
+            result_node(render(ratio[key], ":.2f") + "x", f"bench/{name}:authors_time_over_eghn_time.{run}.{key}")
+            if ratio.get(key) is not None else nodes.Text("--"))]) if run != "authors" else "")
+        rows.append(cells)
+    header = ["run", "length", "s per epoch", "test at best val (epoch)", "to the authors' best val",
+              "to the paper's test", "authors' time / this run's"]
+    return [_table(header, rows, [20, 14, 8, 14, 14, 14, 12])]
+
+
 _KINDS = {"provenance": _provenance, "side-by-side": _side_by_side, "flops": _flops, "memory": _memory,
           "fast-paths": _fast_paths, "malloc": _malloc, "scale": _scale, "compile": _compile,
           "compile-breaks": _compile_breaks,
           "epoch-share": _epoch_share, "models": _models, "simulator": _simulator,
-          "profile": _profile, "gpu-suite": _gpu_suite}
+          "profile": _profile, "gpu-suite": _gpu_suite, "time-to-accuracy": _time_to_accuracy}
 
 
 class BenchDirective(SphinxDirective):
