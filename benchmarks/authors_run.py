@@ -359,9 +359,13 @@ def main(argv: list[str] | None = None) -> int:
     log = open(run_dir / "stdout.log", "w")
     proc = subprocess.Popen([sys.executable, "-u", "-c", LAUNCHER, str(args.threads), task["script"], *script_args],
                             cwd=authors, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            process_group=0)
     stop_reason, stand_ins = None, []
 
+    # their script and its data-loader workers form one process group (so that an interruption
+    # reaches all of them) but stay in this session: with the kernel's autogroup scheduling a new
+    # session would be scheduled as a group of its own and take a whole share of the CPU beside
+    # the processes it is compared with
     def interrupt(signum, frame):  # pass an interruption on to their whole process group
         os.killpg(proc.pid, signal.SIGTERM)
         raise SystemExit(f"interrupted (signal {signum}); {run_dir} keeps the evaluations so far")

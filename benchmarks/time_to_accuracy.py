@@ -85,6 +85,19 @@ def commands(task: str, authors_dir: Path, work: Path, seed: int,
     return out
 
 
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def _autogroup(pid: int) -> str | None:
+    """The autogroup of a process and of the children it started (``/proc/PID/autogroup``)."""
+    text = _read(f"/proc/{pid}/autogroup")
+    return text.split()[0] if text else None
+
+
 def launch(args: argparse.Namespace) -> int:
     work: Path = args.work
     if work.exists() and any(work.iterdir()):
@@ -102,6 +115,15 @@ def launch(args: argparse.Namespace) -> int:
     for name, cmd in cmds.items():
         with open(work / f"{name}.out", "w") as log:
             procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # the three share one scheduling group: with the kernel's autogroup scheduling, a process in a
+    # session of its own would get a whole share of the CPU beside the others (recorded, and checked)
+    time.sleep(5)
+    groups = {name: _autogroup(p.pid) for name, p in procs.items()}
+    info = json.loads((work / "launch.json").read_text())
+    info.update(autogroup_enabled=_read("/proc/sys/kernel/sched_autogroup_enabled"), autogroups=groups)
+    (work / "launch.json").write_text(json.dumps(info, indent=2) + "\n")
+    if len({g for g in groups.values() if g is not None}) > 1:
+        print(f"warning: the runs are in different scheduling groups {groups}; their times do not compare")
     codes = {name: p.wait() for name, p in procs.items()}
     print("exit codes:", codes)
     return 0 if all(c == 0 for c in codes.values()) else 1
@@ -179,6 +201,8 @@ def analyse(args: argparse.Namespace) -> int:
                    f"{launch_info['task']} --seed {launch_info['seed']}"
                    + (f" --epochs {launch_info['epochs']}" if launch_info.get("epochs") else ""),
         "machine": {**machine(), "platform": platform.platform()},
+        "scheduling": {"autogroup_enabled": launch_info.get("autogroup_enabled"),
+                       "autogroups": launch_info.get("autogroups")},
         "paper_test": {"value": paper_test, "source": f"eghn/results/paper.json {table} {row} {column}"},
         "authors_best_val": authors_best,
         "runs": runs,
