@@ -256,51 +256,62 @@ def authors_model(work: dict, authors_dir: str, device: str = "cpu"):
         return AuthorsEGHN(activation=nn.SiLU(), device=device, **work["authors_kw"]).to(device)
 
 
-def make_steps(work: dict, authors_dir: str | None, which, device: str) -> dict:
-    """One closure per model that runs a full training step on the workload's batch."""
+def make_losses(work: dict, authors_dir: str | None, which, device: str) -> dict:
+    """Per model of ``which``: ``(module, loss)``, where ``loss()`` runs the forward pass of
+    a training step on the workload's batch and returns the training loss (MSE plus the
+    connectivity loss), as each code trains."""
     import torch
 
-
-    steps, params = {}, {}
+    out = {}
     common = work["common"].to(device)
     if "authors" in which:
         ref = authors_model(work, authors_dir, device)
-        opt_a = torch.optim.Adam(ref.parameters(), lr=5e-4, weight_decay=1e-12)
         n = int(common.nodes_per_graph()[0])
         nodes = work["authors_h"].to(device)
         lei = common.local_edge_index
 
-        def step_authors():
-            opt_a.zero_grad()
+        def loss_authors():
             x, _, _ = ref(common.pos, nodes, common.edge_index, common.edge_attr, [lei[0], lei[1]],
                           common.local_edge_attr, n_node=n, v=common.vel, node_mask=None, node_nums=None)
-            (((x - common.target) ** 2).mean() + ref.cut_loss).backward()
-            opt_a.step()
+            return ((x - common.target) ** 2).mean() + ref.cut_loss
 
-        steps["authors"], params["authors"] = step_authors, sum(p.numel() for p in ref.parameters())
+        out["authors"] = (ref, loss_authors)
 
-    def eghn_step(model, graph):
+    def eghn_loss(model, graph):
         from eghn.train.objective import training_objective
 
-        opt = torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-12, fused=True)
-
-        def step():
-            opt.zero_grad(set_to_none=True)
-            out = model(graph)
-            training_objective(out, graph.target).loss.backward()
-            opt.step()
-
-        return step
+        return lambda: training_objective(model(graph), graph.target).loss
 
     if "released" in which:
         torch.manual_seed(0)
         rel = released_model(work).to(device)
-        steps["released"], params["released"] = eghn_step(rel, common), sum(p.numel() for p in rel.parameters())
+        out["released"] = (rel, eghn_loss(rel, common))
     if "default" in which:
         own = work["own"].to(device)
         torch.manual_seed(0)
         dm = default_model(work).to(device)
-        steps["default"], params["default"] = eghn_step(dm, own), sum(p.numel() for p in dm.parameters())
+        out["default"] = (dm, eghn_loss(dm, own))
+    return out
+
+
+def make_steps(work: dict, authors_dir: str | None, which, device: str) -> dict:
+    """One closure per model that runs a full training step (:func:`make_losses`, backward,
+    Adam: the authors' default implementation for their model, fused for eghn's, as each code
+    trains) on the workload's batch."""
+    import torch
+
+    steps, params = {}, {}
+    common = work["common"]
+    for name, (model, loss) in make_losses(work, authors_dir, which, device).items():
+        opt = (torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-12) if name == "authors" else
+               torch.optim.Adam(model.parameters(), lr=5e-4, weight_decay=1e-12, fused=True))
+
+        def step(opt=opt, loss=loss):
+            opt.zero_grad(set_to_none=True)  # the default of zero_grad(), which the authors' script calls
+            loss().backward()
+            opt.step()
+
+        steps[name], params[name] = step, sum(p.numel() for p in model.parameters())
     if "authors" in params and "released" in params and params["authors"] != params["released"]:
         raise SystemExit(f"parameter counts differ: authors {params['authors']:,}, released {params['released']:,}")
     return dict(steps=steps, params=params, nodes=common.num_nodes, edges=common.num_edges,

@@ -16,6 +16,8 @@
 * ``epoch-share``: ``benchmarks/epoch_share.py``;
 * ``profile``: ``benchmarks/profile_step.py``;
 * ``models``: ``benchmarks/bench_models.py --out``; ``simulator``: ``benchmarks/bench_mcomplex.py --out``;
+* ``memory-breakdown``: ``benchmarks/memory_breakdown.py``: what autograd keeps for the
+  backward pass, by size class and module, and the steady step memory, per model;
 * ``time-to-accuracy``: ``benchmarks/time_to_accuracy.py analyse``: per run, its length and
   best epoch, and the wall time and epoch at which it first reached the authors' best
   validation MSE and the paper's test MSE, with the authors' time over eghn's;
@@ -47,7 +49,9 @@ _WORKLOADS = {
     "mcomplex1010": "M-complex (10,10), batch 100",
     "adk": "AdK backbone, batch 8",
 }
-_MODELS = {"authors": "authors' code", "released": "eghn, released architecture", "default": "eghn, default model"}
+_MODELS = {"authors": "authors' code", "released": "eghn, released architecture", "default": "eghn, default model",
+           "released_recompute": "eghn, released architecture, edge activations recomputed",
+           "default_recompute": "eghn, default model, edge activations recomputed"}
 
 
 def _workload(name: str) -> str:
@@ -152,6 +156,24 @@ def _memory(name: str, data: dict[str, Any]) -> list[nodes.Node]:
                      c("above_import_mb", ":.0f"), c("step_mb", ":.0f"), share])
     header = ["workload", "model", "parameters", "MB above the torch import", "step MB", "step memory / authors'"]
     return [_table(header, rows, [24, 20, 10, 12, 10, 10])]
+
+
+def _memory_breakdown(name: str, data: dict[str, Any]) -> list[nodes.Node]:
+    rows = []
+    for k, r in enumerate(data["breakdown"]):
+        c = _Cell(name, f"breakdown.{k}", r)
+        by_size = nodes.inline("", "", *[x for j, cls in enumerate(("edge", "node", "other")) for x in (
+            nodes.Text(" / " if j else ""), c(f"saved_by_size_mb.{cls}", ":.0f"))])
+        top = next(iter(r["saved_by_module_share"]))
+        rows.append([_workload(r["workload"]), _MODELS[r["model"]], c("saved_mb", ":.0f"),
+                     c("saved_vs_authors", ":.2f") if "saved_vs_authors" in r else "", by_size,
+                     nodes.inline("", "", nodes.literal(top, top), nodes.Text(" "),
+                                  c(f"saved_by_module_share.{top}", "*100:.0f", " %")),
+                     c("steady_step_mb", ":.0f"),
+                     c("steady_step_vs_authors", ":.2f") if "steady_step_vs_authors" in r else ""])
+    header = ["workload", "model", "kept for backward, MB", "/ authors'", "edge / node / other MB",
+              "largest share (module)", "steady step MB", "/ authors'"]
+    return [_table(header, rows, [16, 22, 9, 7, 14, 12, 9, 7])]
 
 
 def _fast_paths(name: str, data: dict[str, Any]) -> list[nodes.Node]:
@@ -414,7 +436,8 @@ _KINDS = {"provenance": _provenance, "side-by-side": _side_by_side, "flops": _fl
           "fast-paths": _fast_paths, "malloc": _malloc, "scale": _scale, "compile": _compile,
           "compile-breaks": _compile_breaks,
           "epoch-share": _epoch_share, "models": _models, "simulator": _simulator,
-          "profile": _profile, "gpu-suite": _gpu_suite, "time-to-accuracy": _time_to_accuracy}
+          "profile": _profile, "gpu-suite": _gpu_suite, "time-to-accuracy": _time_to_accuracy,
+          "memory-breakdown": _memory_breakdown}
 
 
 class BenchDirective(SphinxDirective):
