@@ -72,6 +72,9 @@ from pathlib import Path
 
 WORKLOADS = ("mocap", "mcomplex55", "mcomplex1010", "adk")
 MODELS = ("authors", "released", "default")
+#: with --compiled: eghn's two models through train.compile's CompiledForward (timed after their
+#: first step, which compiles)
+COMPILED = ("released_compiled", "default_compiled")
 # default timing effort per workload: (rounds, steps per round)
 EFFORT = {"mocap": (7, 5), "mcomplex55": (7, 5), "mcomplex1010": (5, 2), "adk": (5, 2)}
 _RSS_AT_IMPORT: float | None = None
@@ -277,20 +280,26 @@ def make_losses(work: dict, authors_dir: str | None, which, device: str) -> dict
 
         out["authors"] = (ref, loss_authors)
 
-    def eghn_loss(model, graph):
+    def eghn_loss(model, graph, compiled: bool):
         from eghn.train.objective import training_objective
 
+        if compiled:  # as train.compile runs it: checks outside, the model through torch.compile
+            from eghn.train.compiled import CompiledForward
+
+            forward = CompiledForward(model)
+            return lambda: training_objective(forward(graph), graph.target).loss
         return lambda: training_objective(model(graph), graph.target).loss
 
-    if "released" in which:
+    for name in which:
+        base = name.removesuffix("_compiled")
+        if base not in ("released", "default"):
+            continue
         torch.manual_seed(0)
-        rel = released_model(work).to(device)
-        out["released"] = (rel, eghn_loss(rel, common))
-    if "default" in which:
-        own = work["own"].to(device)
-        torch.manual_seed(0)
-        dm = default_model(work).to(device)
-        out["default"] = (dm, eghn_loss(dm, own))
+        if base == "released":
+            model, graph = released_model(work).to(device), common
+        else:
+            model, graph = default_model(work).to(device), work["own"].to(device)
+        out[name] = (model, eghn_loss(model, graph, name.endswith("_compiled")))
     return out
 
 
@@ -343,25 +352,33 @@ def child_time(args) -> dict:
 
     torch.set_num_threads(args.threads)
     work = build_workload(args.workload)
-    s = make_steps(work, args.authors, MODELS, args.device)
+    models = MODELS + (COMPILED if args.compiled else ())
+    s = make_steps(work, args.authors, models, args.device)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    for f in s["steps"].values():
-        for _ in range(2):
-            f()
+    compile_s = {}
+    for m, f in s["steps"].items():
+        t0 = time.perf_counter()
+        f()  # a compiled model compiles here
+        compile_s[m] = time.perf_counter() - t0
+        f()
     sync()
     from torch.utils.flop_counter import FlopCounterMode
 
     gflop = {}
     for m, f in s["steps"].items():
+        if m in COMPILED:  # the same products as the eager model
+            continue
         with FlopCounterMode(display=False) as counter:
             f()
         gflop[m] = counter.get_total_flops() / 1e9
+    for m in COMPILED:
+        gflop[m] = gflop[m.removesuffix("_compiled")]
     rate = gemm_rate(args.device)
     rounds, n_steps = args.rounds or EFFORT[args.workload][0], args.steps or EFFORT[args.workload][1]
-    per_round = {m: [] for m in MODELS}
-    all_steps = {m: [] for m in MODELS}
+    per_round = {m: [] for m in models}
+    all_steps = {m: [] for m in models}
     for r in range(rounds):
-        order = MODELS[r % 3:] + MODELS[:r % 3]
+        order = models[r % len(models):] + models[:r % len(models)]
         for m in order:
             ts = []
             for _ in range(n_steps):
@@ -374,7 +391,7 @@ def child_time(args) -> dict:
     out = dict(workload=args.workload, threads=args.threads, device=args.device, rounds=rounds,
                steps_per_round=n_steps, params=s["params"], nodes=s["nodes"], edges=s["edges"],
                local_edges=s["local_edges"], graphs=s["graphs"], gemm_gflop_per_s=round(rate, 1), models={})
-    for m in MODELS:
+    for m in models:
         med = statistics.median(all_steps[m]) * 1e3
         rec = dict(ms_per_step=round(med, 2), samples_per_s=round(s["graphs"] / med * 1e3, 1),
                    round_medians_ms=[round(x, 2) for x in per_round[m]],
@@ -384,6 +401,8 @@ def child_time(args) -> dict:
             ratios = [a / b for a, b in zip(per_round["authors"], per_round[m])]
             rec.update(ratio=round(statistics.median(all_steps["authors"]) / statistics.median(all_steps[m]), 3),
                        ratio_rounds=[round(min(ratios), 3), round(max(ratios), 3)])
+        if m in COMPILED:
+            rec["first_step_s"] = round(compile_s[m], 1)
         out["models"][m] = rec
     return out
 
@@ -512,6 +531,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=0, help="timed steps per model per round (default: per workload)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-memory", action="store_true", help="timing only")
+    ap.add_argument("--compiled", action="store_true",
+                    help="also time eghn's two models compiled (train.compile), in the same rounds")
     ap.add_argument("--no-timing", action="store_true", help="skip the timing of the three models in one process")
     ap.add_argument("--per-process", type=int, default=0, metavar="N",
                     help="also time each model in its own processes, as its training script runs it (eghn's "
@@ -541,7 +562,8 @@ def main(argv: list[str] | None = None) -> None:
             if args.no_timing:
                 r = None
             else:
-                r = _child([*common, "--child", "time", "--workload", w, "--threads", str(t), *extra])
+                r = _child([*common, "--child", "time", "--workload", w, "--threads", str(t), *extra,
+                            *(["--compiled"] if args.compiled else [])])
                 result["timing"].append(r)
             ms = r["models"] if r else None
             if ms:
@@ -550,6 +572,11 @@ def main(argv: list[str] | None = None) -> None:
                       f"{ms['released']['ratio_rounds'][0]:.2f}-{ms['released']['ratio_rounds'][1]:.2f})  "
                       f"default {ms['default']['ms_per_step']:8.1f} ms (x{ms['default']['ratio']:.2f}, rounds "
                       f"{ms['default']['ratio_rounds'][0]:.2f}-{ms['default']['ratio_rounds'][1]:.2f})", flush=True)
+                for m in COMPILED:
+                    if m in ms:
+                        print(f"{'':<13} {t} thr  {m} {ms[m]['ms_per_step']:8.1f} ms (x{ms[m]['ratio']:.2f}, rounds "
+                              f"{ms[m]['ratio_rounds'][0]:.2f}-{ms[m]['ratio_rounds'][1]:.2f}; first step "
+                              f"{ms[m]['first_step_s']:.0f} s)", flush=True)
             if args.per_process:
                 r = per_process(common, w, t, args.per_process, args.steps)
                 result["per_process"].append(r)

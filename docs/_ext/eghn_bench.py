@@ -5,6 +5,8 @@
 * ``provenance``: machine, PyTorch, commit, date and command of a result file;
 * ``side-by-side``: step times of the authors' code and eghn's two models, ratios, spread and
   the matrix-product floor (``benchmarks/side_by_side.py``);
+* ``side-by-side-compiled``: ``side_by_side.py --compiled``: eghn's models eager and compiled
+  against the authors' code, timed in the same rounds;
 * ``memory``: memory above the torch import and step memory of the same (one process each);
 * ``fast-paths``: step time of each variant of ``benchmarks/fast_paths.py`` relative to eghn,
   with its step memory;
@@ -124,6 +126,24 @@ def _side_by_side(name: str, data: dict[str, Any]) -> list[nodes.Node]:
     header = ["workload", "threads", "nodes / edges", "authors ms (spread)", "released ms (spread)",
               "authors / released (rounds)", "default ms (spread)", "authors / default (rounds)"]
     return [_table(header, rows, [22, 6, 14, 12, 12, 14, 12, 14])]
+
+
+def _side_by_side_compiled(name: str, data: dict[str, Any]) -> list[nodes.Node]:
+    rows = []
+    for k, t in enumerate(data["timing"]):
+        c = _Cell(name, f"timing.{k}", t)
+        for m in ("released", "default"):
+            if f"{m}_compiled" not in t["models"]:
+                continue
+            rows.append([_workload(t["workload"]), c("threads"), _MODELS[m],
+                         c.ratio(f"models.{m}.ratio", f"models.{m}.ratio_rounds"),
+                         nodes.inline("", "", c(f"models.{m}_compiled.ms_per_step", ":.0f"), nodes.Text(" ms")),
+                         c.ratio(f"models.{m}_compiled.ratio", f"models.{m}_compiled.ratio_rounds"),
+                         c(f"models.{m}_compiled.first_step_s", ":.0f", " s"),
+                         nodes.inline("", "", c(f"models.{m}.gemm_floor_ms", ":.0f"), nodes.Text(" ms"))])
+    header = ["workload", "threads", "eghn model", "authors / eager (rounds)", "compiled ms",
+              "authors / compiled (rounds)", "first compiled step", "matrix-product floor"]
+    return [_table(header, rows, [20, 6, 18, 14, 9, 14, 9, 10])]
 
 
 def _flops(name: str, data: dict[str, Any]) -> list[nodes.Node]:
@@ -437,7 +457,8 @@ _KINDS = {"provenance": _provenance, "side-by-side": _side_by_side, "flops": _fl
           "compile-breaks": _compile_breaks,
           "epoch-share": _epoch_share, "models": _models, "simulator": _simulator,
           "profile": _profile, "gpu-suite": _gpu_suite, "time-to-accuracy": _time_to_accuracy,
-          "memory-breakdown": _memory_breakdown}
+          "memory-breakdown": _memory_breakdown,
+          "side-by-side-compiled": _side_by_side_compiled}
 
 
 class BenchDirective(SphinxDirective):
