@@ -20,7 +20,12 @@ Groups (``--groups``, default all):
 * ``mocap``: Run and Walk (``mocap/run_eghn``, ``mocap/walk_eghn``), 200 epochs, seeds 1-5,
   protocols ``eghn`` and ``released``;
 * ``multi``: M-complex (3,3) multiple systems (``table1/eghn_multi_3x3``), 200 epochs, seeds
-  1-5, protocols ``eghn`` and ``released``.
+  1-5, protocols ``eghn`` and ``released``;
+* ``twoscale``: does depth pay on a system with structure at two scales? The default task on
+  M-complex (5,5) (five complexes of about five particles, ``data.n_complex = 5``,
+  ``data.avg_size = 5``), eghn's recipe, at L = 1 (``clusters = [5]``, width 64) and L = 2
+  (``clusters = [5, 2]``, width 45): the two have about the same parameter count
+  (:data:`TWO_SCALE`).
 
 Results are appended to a JSON file (default ``docs/results/stability/battery.json``) as
 each run ends, so an interrupted battery continues where it stopped; cells already recorded
@@ -53,6 +58,9 @@ DEFAULT_OUT = ROOT / "docs" / "results" / "stability" / "battery.json"
 #: L -> model.clusters of the default task
 DEPTHS = {1: "[3]", 2: "[4, 2]", 3: "[6, 3, 2]"}
 
+#: L -> (model.clusters, model.hidden) of the two-scale group: 253,073 and 254,236 parameters
+TWO_SCALE = {1: ("[5]", 64), 2: ("[5, 2]", 45)}
+
 #: the metrics.csv columns kept in the result file, per evaluation
 HISTORY_KEYS = ("epoch", "train_loss", "train_mse", "val_mse", "spikes", "collapses", "occupancy", "saturation")
 
@@ -78,6 +86,9 @@ VARIANTS: dict[str, tuple[str | None, list[str]]] = {
     "input_velocity_occupancy": (None, ["model.coord_message=bounded", "model.pool_message=bounded",
                                         "model.velocity_update=false", "model.occupancy_weight=1.0"]),
     "shipped": (None, []),
+    "two_scale_5x5": (None, ["model.coord_message=bounded", "model.pool_message=bounded",
+                             "model.velocity_update=false", "model.occupancy_weight=1.0",
+                             "data.n_complex=5", "data.avg_size=5"]),
     "eghn_protocol": ("eghn", []),
     "released": ("released", []),
 }
@@ -96,6 +107,12 @@ def cells(groups: list[str], seeds: list[int], variants: list[str] | None, quick
                     extra = ["train.epochs=3"] if quick else []
                     out.append(dict(group="default", config="default", variant=var, depth=depth, seed=seed,
                                     overrides=[f"model.clusters={clusters}", *VARIANTS[var][1], *extra]))
+    if "twoscale" in groups:
+        for depth, (clusters, hidden) in TWO_SCALE.items():
+            for seed in seeds:
+                out.append(dict(group="twoscale", config="default", variant="two_scale_5x5", depth=depth, seed=seed,
+                                overrides=[f"model.clusters={clusters}", f"model.hidden={hidden}",
+                                           *VARIANTS["two_scale_5x5"][1]]))
     for group, group_configs in (("mocap", ["mocap/run_eghn", "mocap/walk_eghn"]),
                                  ("multi", ["table1/eghn_multi_3x3"])):
         if group not in groups:
@@ -247,7 +264,7 @@ def provenance(argv: list[str] | None) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--groups", nargs="+", default=["default", "mocap", "multi"],
-                   choices=["default", "mocap", "multi"])
+                   choices=["default", "mocap", "multi", "twoscale"])
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
     p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=None)
     p.add_argument("--configs", nargs="+", default=None,

@@ -77,3 +77,19 @@ def test_merge_adds_the_missing_runs_of_split_batteries_once(battery, tmp_path):
     cell = written["summary"]["default"]["x"]["L2"]
     assert (cell["runs"], cell["diverged"]) == (3, 1)
     assert [p["command"] for p in written["provenance"]] == ["a", "b"]
+
+
+def test_the_two_scale_depths_have_about_the_same_parameter_count(battery):
+    import types
+
+    from eghn.train.config import load_config
+    from eghn.train.loop import build_model
+
+    cells = battery.cells(["twoscale"], [1], None, False)
+    assert [c["depth"] for c in cells] == [1, 2]
+    counts = []
+    for c in cells:
+        config = load_config("default", c["overrides"])
+        model = build_model(config, types.SimpleNamespace(node_dim=1, edge_dim=3, local_edge_dim=3))
+        counts.append(sum(p.numel() for p in model.parameters()))
+    assert abs(counts[1] - counts[0]) / counts[0] < 0.02
