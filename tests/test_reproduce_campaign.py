@@ -176,14 +176,18 @@ def test_a_diverged_seed_leaves_the_others_running_and_is_collected(tmp_path, mo
     assert first["test"] == pytest.approx(res.values[0]) and first["eghn_version"] == data["eghn_version"]
     assert all(r["action"] == "trained" for r in runs)
 
-    # collect: the finished runs are reused; the diverged one is resumed from last.pt and diverges again
+    # collect: the finished runs are reused; the diverged one is reported as diverged, not trained again
     result1 = _run_dir(out, config, 1) / "result.json"
-    stamp = result1.stat().st_mtime_ns
+    marker = _run_dir(out, config, 2) / "diverged.json"
+    assert json.loads(marker.read_text())["diverged_at"] == 2
+    stamps = [result1.stat().st_mtime_ns, (_run_dir(out, config, 2) / "metrics.csv").stat().st_mtime_ns]
     lines.clear()
     rep.reproduce("table2", seeds=3, out=out, echo=lines.append, progress=False,
                   overrides=["train.weight_decay=0.0"], collect=results_dir)
-    assert result1.stat().st_mtime_ns == stamp
+    assert [result1.stat().st_mtime_ns, (_run_dir(out, config, 2) / "metrics.csv").stat().st_mtime_ns] == stamps
     assert sum("reusing the finished run" in line for line in lines) == 2
+    assert sum("diverged before with this config (epoch 2)" in line for line in lines) == 1
+    assert not any(line.startswith("[start]") for line in lines)
     collected = json.loads((results_dir / "campaign_table2_released.json").read_text())
     key = config.replace("/", "__") + "-released-s{}"
     assert [r["run_dir"] for r in collected["runs"]] == [f"run_files/{key.format(s)}" for s in (1, 2, 3)]

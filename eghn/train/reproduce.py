@@ -14,7 +14,8 @@ One command can run a whole campaign (:func:`campaign`): several tables, several
 and any seeds (``--seeds 3``: seeds 1 to 3; ``--seeds 4,5`` or ``1,3-5``: those seeds), with
 ``--jobs N`` trainings at a time, each in a worker process with one torch thread. Each run --
 a config, a protocol and a seed -- is trained once, even when several cells or tables use it
-(:mod:`eghn.train.runs`). A campaign resumes and never reruns: a finished run is reused, and an
+(:mod:`eghn.train.runs`). A campaign resumes and never reruns: a finished run is reused, a diverged
+one is reported as diverged again (its ``diverged.json``; delete it to retry), and an
 interrupted one resumed from its ``last.pt``, when its resolved config -- every ``--set`` option
 included -- and the eghn version match; otherwise it is moved aside to
 ``seed<k>.replaced-<time>`` and trained again. Every run ends with a stop reason

@@ -358,13 +358,14 @@ def _reuse_mismatch(run_dir: Path, config: dict[str, Any]) -> str | None:
         shown = ", ".join(f"{k} {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}" for k in diff[:4])
         return f"it was trained with another config ({shown}{', ...' if len(diff) > 4 else ''})"
     result_path = run_dir / "result.json"
-    if result_path.is_file():
-        try:
-            version = read_json_object(result_path).get("version")
-        except ValueError as e:
-            return str(e)
-        if version != __version__:
-            return f"it was trained by eghn {version or '(unknown version)'}, this is eghn {__version__}"
+    for name in ("result.json", DIVERGED_FILE):
+        if (run_dir / name).is_file():
+            try:
+                version = read_json_object(run_dir / name).get("version")
+            except ValueError as e:
+                return str(e)
+            if version != __version__:
+                return f"it was trained by eghn {version or '(unknown version)'}, this is eghn {__version__}"
     return None
 
 
@@ -391,15 +392,23 @@ def _move_aside(run_dir: Path) -> Path:
     return aside
 
 
+#: written into a run directory when its training diverged: the divergence is the run's outcome,
+#: so a later campaign reports it instead of training the run again (delete the file to retry)
+DIVERGED_FILE = "diverged.json"
+
+
 def _claim(spec: RunSpec, config: dict[str, Any], echo: Callable[[str], None]) -> str:
-    """What to do with the run directory: ``"reuse"``, ``"resume"``, ``"train"`` or ``"running"``
-    (locked by another process); a directory that cannot stand for ``config`` is moved aside."""
+    """What to do with the run directory: ``"reuse"``, ``"diverged"`` (it diverged before, with
+    this config and eghn version), ``"resume"``, ``"train"`` or ``"running"`` (locked by another
+    process); a directory that cannot stand for ``config`` is moved aside."""
     run_dir = spec.run_dir
     if _locked(run_dir):
         return "running"
     reason = _reuse_mismatch(run_dir, config)
     if reason is None and (run_dir / "result.json").is_file():
         return "reuse"
+    if reason is None and (run_dir / DIVERGED_FILE).is_file():
+        return "diverged"
     if reason is not None:
         aside = _move_aside(run_dir)
         echo(f"[moved] {spec.label}: not reusing {run_dir}: {reason}; moved it to {aside.name} and training again")
@@ -522,6 +531,12 @@ def _finish(record: RunRecord, outcome: Mapping[str, Any]) -> None:
         record.stop_reason = outcome["stop_reason"]
         record.message = outcome.get("message", "")
         record.diverged_at = outcome.get("diverged_at")
+        if record.stop_reason == "diverged" and record.spec.run_dir.is_dir():
+            from .. import __version__
+
+            atomic_write_text(record.spec.run_dir / DIVERGED_FILE, json.dumps(
+                {"message": record.message, "diverged_at": record.diverged_at, "version": __version__}, indent=1)
+                + "\n")
     elif finished_as is None:
         record.stop_reason, record.message = "failed", "not run (the run wrote no result.json)"
     else:
@@ -557,6 +572,15 @@ def _start(record: RunRecord, failed: dict[tuple[str, str], str], echo: Callable
         _finish(record, _outcome_of(e))
         failed[spec.config, spec.protocol] = f"{record.message} (seed {spec.seed})"
         echo(_end_line(record, None))
+        return None
+    if todo == "diverged":
+        record.update_from_files()
+        record.action = "reused"
+        marker = read_json_object(spec.run_dir / DIVERGED_FILE)
+        _finish(record, {"stop_reason": "diverged", "message": marker.get("message", ""),
+                         "diverged_at": marker.get("diverged_at")})
+        echo(f"[reuse] {spec.label}: {spec.run_dir} diverged before with this config (epoch {record.diverged_at}); "
+             f"not training it again (delete {DIVERGED_FILE} there to retry)")
         return None
     if todo in ("reuse", "running"):
         record.update_from_files()
