@@ -357,7 +357,6 @@ def _reuse_mismatch(run_dir: Path, config: dict[str, Any]) -> str | None:
     if diff:
         shown = ", ".join(f"{k} {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}" for k in diff[:4])
         return f"it was trained with another config ({shown}{', ...' if len(diff) > 4 else ''})"
-    result_path = run_dir / "result.json"
     for name in ("result.json", DIVERGED_FILE):
         if (run_dir / name).is_file():
             try:
