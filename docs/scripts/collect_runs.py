@@ -3,9 +3,11 @@
 For every run directory given, copies its ``config.json``, ``metrics.csv`` and (when the run
 finished) ``result.json`` into ``docs/results/run_files/<key>/`` and summarises it: best
 validation epoch, test MSE there, epochs trained, wall time, the number of parameters (from
-``train.log``), whether it finished (or diverged), the first
+``train.log``), whether it finished (or diverged), the counts of the trainer's stability
+detectors (``stability``: spikes of more than 3x over the running best, pooling collapses;
+runs trained since they exist), the first
 epoch (and wall time) at which the validation MSE reached each ``--threshold``, the loss
-spikes (evaluations whose validation MSE more than doubled from the previous one) and the
+jumps (``spikes``: evaluations whose validation MSE more than doubled from the previous one) and the
 regulariser (training loss minus training MSE; for EGHN the connectivity loss times
 lambda) at the end and at its first jump by more than 0.5. A run still in
 progress is summarised as far as its ``metrics.csv`` goes and marked so.
@@ -108,6 +110,8 @@ def summarise(run: Path, thresholds: list[float]) -> dict:
         res = json.loads((run / "result.json").read_text())
         out.update(best_epoch=res["best_epoch"], best_val=res["best_val"], test_mse=res["test"],
                    stopped_early=res["stopped_early"])
+        if "stability" in res:  # the trainer's own detectors (eghn.train.stability): counts, no events
+            out["stability"] = {k: v for k, v in res["stability"].items() if k != "events"}
     for t in thresholds:
         hit = next((r for r in rows if float(r["val_mse"]) <= t), None)
         out["reached"][f"{t:g}".replace(".", "_")] = None if hit is None else {"epoch": int(hit["epoch"]),
