@@ -77,3 +77,21 @@ def test_a_run_whose_metrics_disagree_with_its_result_is_refused(tmp_path, colle
     result = {"best_epoch": 10, "best_val": 0.25, "test": 0.32, "stopped_early": True, "history": history}
     with pytest.raises(SystemExit, match=r"metrics\.csv does not hold the evaluations of result\.json"):
         collect.summarise(_run(tmp_path, rows, result=result), [])
+
+
+def test_a_threshold_read_from_a_result_file_is_recorded_with_its_source(tmp_path, collect, monkeypatch):
+    rows = [(5, 10.0, 1.0, 0.9, 0.8, 0.85), (10, 20.0, 0.6, 0.5, 0.4, 0.45)]
+    run = _run(tmp_path, rows)
+    other = tmp_path / "authors.json"
+    other.write_text(json.dumps({"runs": {"a": {"best_val": 0.5, "curve": [[1, 0.9], [6, 0.8]]}}}))
+    s = collect.summarise(run, [], {"authors_best": 0.5})
+    assert s["reached"] == {"authors_best": {"epoch": 10, "wall_s": 20.0}}
+    monkeypatch.setattr(collect, "DOCS", tmp_path)
+    (tmp_path / "results").mkdir()
+    monkeypatch.setattr("sys.argv", ["collect_runs.py", "out", f"{run}=k,Run (Subject 9),EGHN,cmd",
+                                     f"--threshold-from=authors_best={other}:runs.a.best_val",
+                                     f"--threshold-from=authors_6={other}:runs.a.curve.1.1"])
+    collect.main()
+    written = json.loads((tmp_path / "results" / "out.json").read_text())
+    assert written["thresholds"]["authors_best"] == {"value": 0.5, "source": "authors.json:runs.a.best_val"}
+    assert written["runs"]["k"]["reached"]["authors_6"] == {"epoch": 5, "wall_s": 10.0}

@@ -15,7 +15,7 @@ progress is summarised as far as its ``metrics.csv`` goes and marked so.
 Usage::
 
     python docs/scripts/collect_runs.py NAME RUN_DIR[=LABEL,DATA,MODEL,COMMAND] ... \
-        [--threshold 1.40 --threshold 0.372] [--references] [--about TEXT]
+        [--threshold 1.40] [--threshold-from NAME=FILE:PATH] [--references] [--about TEXT]
 
 ``--references`` adds, for each run, the reference MSEs ``eghn train`` prints beside its result
 (:func:`eghn.train.references.reference_mses` on the run's own config and data: hold still and
@@ -64,7 +64,7 @@ def check_run(run: Path, rows: list[dict]) -> None:
                          "(eghn train --resume) to rewrite it, or collect another run")
 
 
-def summarise(run: Path, thresholds: list[float]) -> dict:
+def summarise(run: Path, thresholds: list[float], named: dict[str, float] | None = None) -> dict:
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     if not rows:
         raise SystemExit(f"{run} has no evaluations yet")
@@ -112,10 +112,10 @@ def summarise(run: Path, thresholds: list[float]) -> dict:
                    stopped_early=res["stopped_early"])
         if "stability" in res:  # the trainer's own detectors (eghn.train.stability): counts, no events
             out["stability"] = {k: v for k, v in res["stability"].items() if k != "events"}
-    for t in thresholds:
+    keyed = {f"{t:g}".replace(".", "_"): t for t in thresholds} | dict(named or {})
+    for key, t in keyed.items():
         hit = next((r for r in rows if float(r["val_mse"]) <= t), None)
-        out["reached"][f"{t:g}".replace(".", "_")] = None if hit is None else {"epoch": int(hit["epoch"]),
-                                                              "wall_s": float(hit["wall_s"])}
+        out["reached"][key] = None if hit is None else {"epoch": int(hit["epoch"]), "wall_s": float(hit["wall_s"])}
     return out
 
 
@@ -136,16 +136,29 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", help="RUN_DIR=KEY,DATA,MODEL,COMMAND (separated by ';' instead when DATA "
                                             "holds a comma, e.g. 'single (3,3)')")
     ap.add_argument("--threshold", type=float, action="append", default=[])
+    ap.add_argument("--threshold-from", action="append", default=[], metavar="NAME=FILE:PATH",
+                    help="a threshold read from a result file (e.g. authors_best=docs/results/authors_runs.json:"
+                         "runs.authors_run_s1.best_val), recorded under reached.NAME and, with its source, "
+                         "under thresholds.NAME")
     ap.add_argument("--references", action="store_true",
                     help="add each run's reference MSEs (needs the run's data)")
     ap.add_argument("--about", default="")
     args = ap.parse_args()
     result = {"about": args.about, **provenance(), "runs": {}}
+    named = {}
+    for spec in args.threshold_from:
+        name, _, source = spec.partition("=")
+        file, _, path = source.partition(":")
+        value = json.loads(Path(file).read_text())
+        for part in path.split("."):
+            value = value[int(part)] if isinstance(value, list) else value[part]
+        named[name] = float(value)
+        result.setdefault("thresholds", {})[name] = {"value": float(value), "source": f"{Path(file).name}:{path}"}
     for spec in args.runs:
         path, _, meta = spec.partition("=")
         key, data, model, command = meta.split(";" if ";" in meta else ",", 3)
         run = Path(path)
-        summary = summarise(run, args.threshold)
+        summary = summarise(run, args.threshold, named)
         summary.update(data=data, model=model, command=command)
         if (run / "result.json").is_file():  # the version that trained the run
             summary["eghn_version"] = json.loads((run / "result.json").read_text()).get("version", "unknown")
