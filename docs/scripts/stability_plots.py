@@ -23,7 +23,7 @@ try:
 except NameError:  # the plot directive runs the script in its own folder, without __file__
     _HERE = Path.cwd()
 RESULTS = _HERE.parent / "results" / "stability"
-__all__ = ["battery", "cascade", "growth", "load", "occupancy"]
+__all__ = ["battery", "cascade", "growth", "load", "occupancy", "twoscale"]
 
 
 def load(name: str) -> dict[str, Any]:
@@ -95,10 +95,12 @@ def growth(names: tuple[str, ...] = ("trace_L3_paper", "trace_L3_bounded_egnn", 
     fig.tight_layout()
 
 
-def battery(name: str = "battery", config: str = "default") -> None:
-    """Divergences and test MSE of the finished runs, by depth, for every variant of ``config``."""
+def battery(name: str = "battery", config: str = "default", group: str = "default") -> None:
+    """Divergences and test MSE of the finished runs, by depth, for every variant of ``config``
+    in the battery group ``group``."""
     d = load(name)["summary"][config]
-    variants = sorted(d)
+    in_group = {r["variant"] for r in load(name)["runs"] if r["config"] == config and r.get("group", group) == group}
+    variants = sorted(v for v in d if v in in_group)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     width = 0.8 / len(variants)
     for k, var in enumerate(variants):
@@ -120,10 +122,11 @@ def battery(name: str = "battery", config: str = "default") -> None:
     fig.tight_layout()
 
 
-def occupancy(name: str = "battery", config: str = "default") -> None:
+def occupancy(name: str = "battery", config: str = "default", group: str = "default") -> None:
     """Occupied clusters / K of the emptiest level at every evaluation of every run, one panel
     per variant (a collapse is counted where a level falls below K - 1/2)."""
-    runs = [r for r in load(name)["runs"] if r["config"] == config and r.get("history")]
+    runs = [r for r in load(name)["runs"] if r["config"] == config and r.get("history")
+            and r.get("group", group) == group]
     variants = sorted({r["variant"] for r in runs})
     fig, axes = plt.subplots(1, len(variants), figsize=(3.2 * len(variants), 3), sharey=True, squeeze=False)
     for ax, var in zip(axes[0], variants):
@@ -140,3 +143,8 @@ def occupancy(name: str = "battery", config: str = "default") -> None:
     axes[0][0].set_ylabel("occupied clusters / K (emptiest level)")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
+
+
+def twoscale(name: str = "battery") -> None:
+    """Occupancy of the emptiest level in the two-scale group (M-complex (5,5), L = 1 and 2)."""
+    occupancy(name, "default", "twoscale")
