@@ -30,6 +30,9 @@ def _worker(rank: int, world: int, init_file: str, run_dir: str, tests_dir: str)
         res = train(cfg, run_dir, info=DistInfo(rank, world), echo=lambda _m: None)
         if rank == 0:
             Path(run_dir, "history.json").write_text(json.dumps(res.history))
+        # both ranks leave together: a rank that tears gloo down while the other still talks to it
+        # can abort at exit ("terminate called without an active exception", seen once in CI)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
