@@ -11,7 +11,7 @@ Two stand-ins let their script run on a current stack, without touching a line o
 
 * ``torch_sparse.spmm`` (their model imports it) where the ``torch_sparse`` package is not
   installed: the same arithmetic as ``torch_sparse.spmm`` (gather the dense rows, scale,
-  scatter-add), as in ``benchmarks/side_by_side.py``;
+  scatter-add): ``benchmarks/side_by_side.py``'s stand-in, imported in their process;
 * ``numpy.Inf``, removed in NumPy 2.0 (their early stopping reads it): an alias of
   ``numpy.inf``.
 
@@ -73,7 +73,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import signal
@@ -82,6 +81,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from eghn.train.checkpoint import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -128,38 +129,24 @@ COLUMNS = ("epoch", "wall_s", "train_loss", "train_mse", "val_mse", "test_mse", 
 #: run in the child before their script: the two stand-ins, the thread count, then the script
 #: as ``__main__`` with its arguments
 LAUNCHER = """
-import runpy, sys, types
+import runpy, sys
 import numpy, torch
-threads, script, *args = sys.argv[1:]
+benchmarks, threads, script, *args = sys.argv[1:]
 torch.set_num_threads(int(threads))
 used = []
 if not hasattr(numpy, "Inf"):
     numpy.Inf = numpy.inf
     used.append("numpy.Inf")
-try:
-    import torch_sparse  # noqa: F401
-except ImportError:
-    def spmm(index, value, m, n, matrix):
-        row, col = index
-        out = matrix.index_select(-2, col) * value.unsqueeze(-1).to(matrix.dtype)
-        return matrix.new_zeros(m, matrix.shape[-1]).index_add_(0, row, out)
-    mod = types.ModuleType("torch_sparse")
-    mod.spmm = spmm
-    sys.modules["torch_sparse"] = mod
+sys.path.insert(0, benchmarks)
+from side_by_side import _install_spmm_stand_in
+if _install_spmm_stand_in():
     used.append("torch_sparse.spmm")
+sys.path.remove(benchmarks)
 print("eghn-harness: stand-ins " + ",".join(used), flush=True)
 sys.argv = [script, *args]
 sys.path.insert(0, ".")
 runpy.run_path(script, run_name="__main__")
 """
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def git_commit(folder: Path) -> str:
@@ -344,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": {**task["train"], "epochs": args.epochs, "threads": args.threads},
         "authors": {"repository": "github.com/hanjq17/EGHN", "commit": git_commit(authors),
                     "script": task["script"], "arguments": script_args, "corresponds_to": task["config"],
-                    "files_sha256": {f: sha256(authors / f) for f in task["files"]},
+                    "files_sha256": {f: file_sha256(authors / f) for f in task["files"]},
                     "same_arrays_as_eghn": check["same"], "data_check": check["detail"],
                     "max_minutes": args.max_minutes,
                     "epoch": "epochs trained (their script prints a 0-based index, one less)"},
@@ -357,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     t_launch = time.perf_counter()
     rec = Recorder(run_dir, task["lambda"], t_launch)
     log = open(run_dir / "stdout.log", "w")
-    proc = subprocess.Popen([sys.executable, "-u", "-c", LAUNCHER, str(args.threads), task["script"], *script_args],
+    launch = [sys.executable, "-u", "-c", LAUNCHER, str(ROOT / "benchmarks"), str(args.threads), task["script"]]
+    proc = subprocess.Popen([*launch, *script_args],
                             cwd=authors, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             process_group=0)
     stop_reason, stand_ins = None, []

@@ -101,11 +101,12 @@ def _reset_peak() -> None:
         f.write("5")
 
 
-def _install_spmm_stand_in() -> None:
-    """``torch_sparse.spmm`` for the authors' code where ``torch_sparse`` is not installed."""
+def _install_spmm_stand_in() -> bool:
+    """``torch_sparse.spmm`` for the authors' code where ``torch_sparse`` is not installed;
+    ``True`` when the stand-in was installed."""
     try:
         import torch_sparse  # noqa: F401
-        return
+        return False
     except ImportError:
         pass
 
@@ -117,6 +118,7 @@ def _install_spmm_stand_in() -> None:
     mod = types.ModuleType("torch_sparse")
     mod.spmm = spmm
     sys.modules["torch_sparse"] = mod
+    return True
 
 
 def _shipped(config: str, overrides=()):
