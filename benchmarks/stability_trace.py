@@ -12,7 +12,13 @@ for every training step:
 * per E-Pool EMMP layer: the largest coordinate update ``dx``;
 * per pooling level: occupied clusters per graph (``occupancy``, mean over the batch), the share
   of saturated score rows (``saturation``), the largest log-ratio of two scores of a row
-  (``logit_spread``) and the RMS of the cluster features.
+  (``logit_spread``) and the RMS of the cluster features;
+* per parameter group (the first three parts of a parameter's name: ``encoders.0.1``,
+  ``pools.0.score``, ...; under ``"update"``): the norm of the gradient the optimiser step
+  received (after clipping, ``grad``) and of the change the step made to the weights (``step``).
+  Adam divides each gradient by the root of its running second moment, so a group whose
+  gradients were near zero for long (a saturated softmax) takes a large ``step`` from a small
+  ``grad``: their ratio (``gain``) shows it.
 
 With ``--detail-from STEP`` the per-layer statistics start at that step (a long run: only the
 window around an event). The forward that produces a non-finite value is recorded too (it is the last step of a
@@ -40,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 import eghn.train.loop as loop
 from eghn.nn.egnn import EGNNLayer
@@ -61,6 +68,11 @@ def _max(t: torch.Tensor) -> float:
     return float(t.abs().max()) if t.numel() else 0.0
 
 
+def _norm(tensors: list[torch.Tensor]) -> float:
+    """The Euclidean norm of a list of tensors taken as one vector (0 for an empty list)."""
+    return math.sqrt(sum(float(t.detach().pow(2).sum()) for t in tensors))
+
+
 class Recorder:
     """Forward hooks on every layer of an EGHN; one record per training forward."""
 
@@ -70,6 +82,9 @@ class Recorder:
         self.grad: list[float] = []
         self.cur: dict[str, dict[str, float]] = {}
         self.layers: list[str] = []
+        self.groups: dict[str, list[torch.nn.Parameter]] = {}
+        self._before: dict[str, list[torch.Tensor]] = {}
+        self._grads: dict[str, float] = {}
 
     def _put(self, name: str, **vals: float) -> None:
         if len(self.steps) < self.detail_from:
@@ -88,6 +103,36 @@ class Recorder:
             elif isinstance(mod, EPool):
                 mod.register_forward_hook(self._pool(name))
         model.register_forward_hook(self._top)
+        for pname, param in model.named_parameters():
+            self.groups.setdefault(".".join(pname.split(".")[:3]), []).append(param)
+        # global optimiser hooks (the trainer builds its optimiser inside): removed by close()
+        self.handles = [register_optimizer_step_pre_hook(self._pre_step),
+                        register_optimizer_step_post_hook(self._post_step)]
+
+    def close(self) -> None:
+        """Remove the optimiser hooks (the forward hooks go with the model)."""
+        for handle in getattr(self, "handles", []):
+            handle.remove()
+
+    def _stepping(self) -> bool:
+        """Whether the optimiser step that follows the last recorded forward is recorded."""
+        return bool(self.steps) and len(self.steps) > self.detail_from
+
+    def _pre_step(self, optimizer, args, kwargs) -> None:
+        if self._stepping():
+            self._before = {g: [p.detach().clone() for p in ps] for g, ps in self.groups.items()}
+            self._grads = {g: _norm([p.grad for p in ps if p.grad is not None]) for g, ps in self.groups.items()}
+
+    def _post_step(self, optimizer, args, kwargs) -> None:
+        if not self._before:
+            return
+        update = {}
+        for g, ps in self.groups.items():
+            step = _norm([p.detach() - b for p, b in zip(ps, self._before[g])])
+            grad = self._grads[g]
+            update[g] = {"grad": _r(grad), "step": _r(step), "gain": _r(step / grad) if grad > 0 else None}
+        self.steps[-1]["update"] = update
+        self._before = {}
 
     def _detail(self, m: torch.nn.Module) -> bool:
         return m.training and len(self.steps) >= self.detail_from
@@ -199,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
             status = {"status": "ok", "test": res.test, "epochs": res.epochs, "stability": res.stability}
         except loop.TrainingDiverged as e:
             status = {"status": "diverged", "message": str(e)}
+        finally:
+            rec.close()
+            loop.build_model, torch.nn.utils.clip_grad_norm_ = build, clip
     if rec.cur:  # the forward that failed
         rec.steps.append(rec.cur)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()

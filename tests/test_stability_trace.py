@@ -1,0 +1,52 @@
+"""``benchmarks/stability_trace.py``: the per-layer and per-parameter-group record of a training run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.optim.optimizer as optimizer_module
+
+from eghn.train.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trace():
+    spec = importlib.util.spec_from_file_location("stability_trace", ROOT / "benchmarks" / "stability_trace.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_optimiser_steps_are_recorded_per_parameter_group_from_the_detail_step(trace, tmp_path):
+    out = tmp_path / "t.json"
+    assert trace.main(["t", "default", "--set", "train.epochs=2", "--detail-from", "3", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    steps = doc["steps"]
+    assert doc["status"] == "ok" and len(steps) == len(doc["grad_norm"]) > 4
+    assert all("update" not in st for st in steps[:3])  # before the detail step: losses only
+    detailed = steps[3:]
+    assert all("update" in st for st in detailed)
+    groups = set(detailed[0]["update"])
+    assert {"pools.0.score", "encoders.0.0", "decoders.0.0"} <= groups
+    for st in detailed:
+        for rec in st["update"].values():
+            assert rec["step"] >= 0 and rec["grad"] >= 0
+            if rec["grad"] > 0:  # Adam's step over the gradient it was given
+                assert rec["gain"] == pytest.approx(rec["step"] / rec["grad"], rel=1e-3)
+    # the groups' gradients together are the global gradient, as clipping left it
+    clip = load_config("default")["train"]["clip_grad"]
+    total = sum(rec["grad"] ** 2 for rec in detailed[0]["update"].values()) ** 0.5
+    assert total == pytest.approx(min(doc["grad_norm"][3], clip if clip > 0 else float("inf")), rel=1e-2)
+
+
+def test_the_trace_leaves_no_hook_behind(trace, tmp_path):
+    trace.main(["t", "default", "--set", "train.epochs=1", "--detail-from", "0", "--out", str(tmp_path / "t.json")])
+    assert not optimizer_module._global_optimizer_pre_hooks
+    assert not optimizer_module._global_optimizer_post_hooks
+    assert torch.nn.utils.clip_grad_norm_.__name__ == "clip_grad_norm_"  # not the recording wrapper
