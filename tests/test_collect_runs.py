@@ -95,3 +95,19 @@ def test_a_threshold_read_from_a_result_file_is_recorded_with_its_source(tmp_pat
     written = json.loads((tmp_path / "results" / "out.json").read_text())
     assert written["thresholds"]["authors_best"] == {"value": 0.5, "source": "authors.json:runs.a.best_val"}
     assert written["runs"]["k"]["reached"]["authors_6"] == {"epoch": 5, "wall_s": 10.0}
+
+
+def test_add_keeps_the_runs_already_collected(tmp_path, collect, monkeypatch):
+    run = _run(tmp_path, [(5, 10.0, 1.0, 0.9, 0.8, 0.85)])
+    monkeypatch.setattr(collect, "DOCS", tmp_path)
+    (tmp_path / "results").mkdir()
+    old = {"about": "text", "runs": {"gone": {"test_mse": 0.3, "seed": 1}, "k": {"test_mse": 9.0}}}
+    (tmp_path / "results" / "out.json").write_text(json.dumps(old))
+    monkeypatch.setattr("sys.argv", ["collect_runs.py", "out", f"{run}=k,Run (Subject 9),EGHN,cmd", "--add"])
+    collect.main()
+    written = json.loads((tmp_path / "results" / "out.json").read_text())
+    assert written["about"] == "text" and written["runs"]["gone"] == {"test_mse": 0.3, "seed": 1}
+    assert written["runs"]["k"]["test_mse"] == 0.85  # replaced by the run given
+    monkeypatch.setattr("sys.argv", ["collect_runs.py", "out", f"{run}=k,Run (Subject 9),EGHN,cmd"])
+    collect.main()  # without --add the file holds the runs given only
+    assert set(json.loads((tmp_path / "results" / "out.json").read_text())["runs"]) == {"k"}

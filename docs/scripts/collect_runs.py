@@ -15,7 +15,10 @@ progress is summarised as far as its ``metrics.csv`` goes and marked so.
 Usage::
 
     python docs/scripts/collect_runs.py NAME RUN_DIR[=LABEL,DATA,MODEL,COMMAND] ... \
-        [--threshold 1.40] [--threshold-from NAME=FILE:PATH] [--references] [--about TEXT]
+        [--threshold 1.40] [--threshold-from NAME=FILE:PATH] [--references] [--about TEXT] [--add]
+
+``--add`` keeps the runs that ``NAME.json`` already holds (collected earlier, from run
+directories that may be gone) and adds or replaces the runs given.
 
 ``--references`` adds, for each run, the reference MSEs ``eghn train`` prints beside its result
 (:func:`eghn.train.references.reference_mses` on the run's own config and data: hold still and
@@ -143,8 +146,19 @@ def main() -> None:
     ap.add_argument("--references", action="store_true",
                     help="add each run's reference MSEs (needs the run's data)")
     ap.add_argument("--about", default="")
+    ap.add_argument("--add", action="store_true",
+                    help="keep the runs the result file already holds (their run directories may be gone; "
+                         "their run files stay) and add or replace the runs given; --about replaces the "
+                         "file's text only when given")
     args = ap.parse_args()
+    out = DOCS / "results" / f"{args.name}.json"
     result = {"about": args.about, **provenance(), "runs": {}}
+    if args.add and out.is_file():
+        old = json.loads(out.read_text())
+        result["runs"] = old.get("runs", {})
+        result["about"] = args.about or old.get("about", "")
+        if "thresholds" in old:
+            result["thresholds"] = old["thresholds"]
     named = {}
     for spec in args.threshold_from:
         name, _, source = spec.partition("=")
@@ -174,7 +188,6 @@ def main() -> None:
         for f in ("config.json", "metrics.csv", "result.json"):
             if (run / f).is_file():
                 shutil.copy2(run / f, dest / f)
-    out = DOCS / "results" / f"{args.name}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
 
