@@ -13,6 +13,7 @@ Which run belongs to which cell: :mod:`eghn.train.collected`.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from docutils import nodes
@@ -24,7 +25,7 @@ from sphinx.util.docutils import SphinxDirective
 
 from eghn.train.collected import PROTOCOL_ORDER, STATUS_SOURCES, TABLES, WITHIN_SHARE, Cell, Group, collect, overrides
 
-__all__ = ["STATUS_SOURCES", "Cell", "Group", "collect", "setup"]
+__all__ = ["STATUS_SOURCES", "Cell", "Group", "NotRunTable", "StatusTable", "collect", "setup"]
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +174,81 @@ class StatusTable(SphinxDirective):
         return [container]
 
 
+class NotRunTable(SphinxDirective):
+    """``.. eghn-not-run::``: every cell of the paper's tables that no collected run trained, with
+    the command that runs it and its measured CPU cost (``docs/results/cell_costs.json``, written
+    by ``benchmarks/cell_cost.py``). A cell leaves this table once a result file holds a run of
+    its config."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        try:
+            costs = load_source("cell_costs")
+            sources = [load_source(name) for name in STATUS_SOURCES]
+        except Exception as exc:
+            logger.warning("cannot read the cell costs: %s", exc, location=self.get_location())
+            return []
+        trained = {m.group(1) for content in sources for run in content.get("runs", {}).values()
+                   if (m := re.search(r"eghn train (\S+)", run.get("command", "")))}
+        header = ["cells", "protocol", "CPU s / epoch", "epoch cap", "CPU h, 3 seeds at the cap",
+                  "CPU h, 3 seeds at typical epochs", "command"]
+        rows: list[list[nodes.Node | str]] = []
+        unmeasured: list[tuple[str, str]] = []
+        for key, entry in sorted(costs["cells"].items(), key=lambda kv: _cell_order(kv[1])):
+            if entry["config"] in trained:
+                continue
+            names = "; ".join(f"{TABLES[t]} {column} · {row}" for t, row, column in entry["cells"])
+            protocol = " + ".join([entry["protocol"], *entry.get("overrides", [])])
+            if "error" in entry:
+                unmeasured.append((f"{names} ({protocol}): ", entry["error"]))
+                continue
+            src = f"cell_costs:cells.{key}"
+            typical: nodes.Node | str = "-"
+            if "typical_epochs" in entry:
+                typical = nodes.inline()
+                typical += result_node(format(entry["cpu_hours_3_seeds_typical"], ".2f"),
+                                       src + ".cpu_hours_3_seeds_typical")
+                typical += nodes.Text(" (")
+                typical += result_node(str(entry["typical_epochs"]), src + ".typical_epochs")
+                typical += nodes.Text(" epochs, the median of ")
+                typical += result_node(str(entry["typical_from_runs"]), src + ".typical_from_runs")
+                typical += nodes.Text(" finished runs on this data)")
+            command = nodes.literal(entry["command"], entry["command"])
+            rows.append([names, protocol,
+                         result_node(format(entry["cpu_s_per_epoch"], ".2f"), src + ".cpu_s_per_epoch"),
+                         result_node(str(entry["epoch_cap"]), src + ".epoch_cap"),
+                         result_node(format(entry["cpu_hours_3_seeds"], ".1f"), src + ".cpu_hours_3_seeds"),
+                         typical, command])
+        container = nodes.container(classes=["eghn-measured"])
+        container += _table(header, rows, [24, 8, 8, 7, 9, 18, 26], classes=("eghn-measured",))
+        note = nodes.paragraph()
+        note += nodes.Text("CPU time measured by ")
+        note += nodes.literal("benchmarks/cell_cost.py", "benchmarks/cell_cost.py")
+        note += nodes.Text(" (one torch thread; the median of the training epochs after the first, plus "
+                           "one evaluation every eval_every epochs and the setup), on ")
+        note += result_node(costs["machine"]["cpu"], "cell_costs:machine.cpu")
+        note += nodes.Text(". Early stopping usually ends a run well before the epoch cap, so the cap's "
+                           "figure is an upper bound; the typical figure uses the epochs that eghn's "
+                           "finished runs on the same data needed.")
+        container += note
+        if unmeasured:
+            items = nodes.bullet_list()
+            for cell_text, error in unmeasured:
+                item = nodes.list_item()
+                para = nodes.paragraph(text="not measured: " + cell_text)
+                para += nodes.literal(error, error)
+                item += para
+                items += item
+            container += items
+        return [container]
+
+
+def _cell_order(entry: dict[str, Any]) -> tuple[int, str, str]:
+    table = entry["cells"][0][0]
+    return list(TABLES).index(table), entry["protocol"], entry["config"]
+
+
 def _source(group: Group) -> str:
     """The result-file key of a group's first run, which its rendered numbers cite."""
     return f"{group.runs[0][0]}:runs.{group.runs[0][1]}"
@@ -212,4 +288,5 @@ def _status_table(header: list[str], rows: list[list[nodes.Node | str]], compact
 
 def setup(app):
     app.add_directive("eghn-status", StatusTable)
+    app.add_directive("eghn-not-run", NotRunTable)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -5,7 +5,9 @@
 * :func:`growth`: over the training steps of traces, the largest coordinate update of the
   layers of each level, the gradient norm and the loss;
 * :func:`battery`: divergences and test MSE by depth and variant (``benchmarks/stability_battery.py``);
-* :func:`occupancy`: the occupancy of the emptiest pooling level at every evaluation of the battery.
+* :func:`occupancy`: the occupancy of the emptiest pooling level at every evaluation of the battery;
+* :func:`spike`: around a spike of a long run, per training step, the loss, the pooling level's
+  saturation and the change of every parameter group.
 
 Used by ``.. plot:: scripts/stability_plots.py FUNCTION`` (``plot_basedir`` is ``docs/``).
 """
@@ -23,7 +25,7 @@ try:
 except NameError:  # the plot directive runs the script in its own folder, without __file__
     _HERE = Path.cwd()
 RESULTS = _HERE.parent / "results" / "stability"
-__all__ = ["battery", "cascade", "growth", "load", "occupancy", "twoscale"]
+__all__ = ["battery", "cascade", "growth", "load", "occupancy", "spike", "twoscale"]
 
 
 def load(name: str) -> dict[str, Any]:
@@ -148,3 +150,38 @@ def occupancy(name: str = "battery", config: str = "default", group: str = "defa
 def twoscale(name: str = "battery") -> None:
     """Occupancy of the emptiest level in the two-scale group (M-complex (5,5), L = 1 and 2)."""
     occupancy(name, "default", "twoscale")
+
+
+def spike(name: str = "trace_walk_recipe_s2") -> None:
+    """Around a spike of a long run (a trace recorded with ``--detail-from``), per training step:
+    the training MSE of the batch, the pooling level's saturated share and logit spread, and the
+    change each optimiser step made to each parameter group (Adam's ``step``) with the gradient
+    it received (``grad``)."""
+    d = load(name)
+    steps = d["steps"]
+    first = next(i for i, st in enumerate(steps) if "update" in st)
+    xs = list(range(first + 1, len(steps) + 1))  # training steps counted from 1
+    window = steps[first:]
+    pool = next(k for k in window[0] if k.startswith("pools.") and k.count(".") == 1)
+    groups = list(window[0]["update"])
+    fig, axes = plt.subplots(4, 1, figsize=(8, 9), sharex=True)
+    axes[0].semilogy(xs, [st["loss"]["mse"] for st in window], lw=0.8)
+    axes[0].set_ylabel("batch training MSE")
+    ax = axes[1]
+    ax.plot(xs, [st.get(pool, {}).get("saturation") for st in window], lw=0.8, label="saturated rows")
+    ax.set_ylabel("saturated share")
+    twin = ax.twinx()
+    twin.plot(xs, [st.get(pool, {}).get("logit_spread") for st in window], lw=0.8, color="tab:red",
+              label="largest log score ratio")
+    twin.set_ylabel("log score ratio", color="tab:red")
+    ax.legend(loc="lower left", fontsize=8)
+    for g in groups:
+        axes[2].semilogy(xs, [max(st["update"][g]["step"] or 0.0, 1e-12) for st in window], lw=0.8, label=g)
+        axes[3].semilogy(xs, [max(st["update"][g]["grad"] or 0.0, 1e-12) for st in window], lw=0.8, label=g)
+    axes[2].set_ylabel("|weight change| of the step")
+    axes[3].set_ylabel("|gradient| the step got")
+    axes[3].set_xlabel("training step")
+    axes[2].legend(fontsize=6, ncol=3)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()

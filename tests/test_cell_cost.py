@@ -1,0 +1,51 @@
+"""``benchmarks/cell_cost.py``: the measured CPU cost of the paper's cells that have not run."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cost():
+    spec = importlib.util.spec_from_file_location("cell_cost", ROOT / "benchmarks" / "cell_cost.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_measure_times_every_epoch_and_extrapolates_to_the_cap(cost):
+    timing = cost.measure("default", None, 3, quick=True)
+    assert timing["measured_epochs"] == timing["epochs_trained"] == 3
+    assert len(timing["cpu_s_epochs"]) == len(timing["wall_s_epochs"]) == 3
+    assert all(t > 0 for t in timing["cpu_s_epochs"])
+    # the median training epoch after the warm-up one, and the evaluation on top of it
+    assert timing["cpu_s_per_epoch"] == pytest.approx(timing["cpu_s_epochs"][1], abs=1e-3)
+    assert timing["cpu_s_per_eval"] == pytest.approx(max(timing["cpu_s_epochs"][2] - timing["cpu_s_per_epoch"], 0),
+                                                     abs=2e-3)
+    # the cap is the shipped config's (the [quick] table's epochs are replaced by the measured ones)
+    cap, every = timing["epoch_cap"], timing["eval_every"]
+    expected = timing["cpu_s_setup"] + cap * timing["cpu_s_per_epoch"] + cap // every * timing["cpu_s_per_eval"]
+    expected /= 3600
+    assert timing["cpu_hours_per_seed"] == pytest.approx(expected, abs=1e-3)
+    assert timing["cpu_hours_3_seeds"] == pytest.approx(3 * timing["cpu_hours_per_seed"], abs=2e-3)
+
+
+def test_cpu_hours_counts_one_evaluation_per_eval_every(cost):
+    timing = {"cpu_s_setup": 36.0, "cpu_s_per_epoch": 2.0, "cpu_s_per_eval": 10.0, "eval_every": 5}
+    assert cost.cpu_hours(timing, 100) == pytest.approx((36 + 200 + 20 * 10) / 3600, abs=1e-3)
+    assert cost.cpu_hours(timing, 0) == pytest.approx(0.01)
+
+
+def test_not_run_cells_leave_out_the_configs_with_collected_runs(cost):
+    cells = cost.not_run_cells(["table1", "table2"])
+    configs = {cell.config for _, cell in cells}
+    assert "mocap/run_eghn" not in configs and "table1/eghn_single_3x3" not in configs  # collected
+    assert "table1/eghn_single_10x10" in configs
+    everything = cost.not_run_cells(["table1", "table2"], include_run=True)
+    assert len(everything) > len(cells) and "mocap/run_eghn" in {c.config for _, c in everything}
+    assert cost.typical_epochs("Run (Subject 9)")  # finished Run runs exist, with their epochs
