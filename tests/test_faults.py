@@ -116,14 +116,15 @@ def test_resume_applies_a_new_learning_rate_and_records_it(tmp_path):
     with pytest.raises(StopAfter.Interrupted):
         train(toy_config(tmp_path, lr=1e-2), run, echo=_quiet, callbacks=[StopAfter(2)])
     lines = []
-    res = train(toy_config(tmp_path, lr=1e-3, weight_decay=1e-4, epochs=4), run, resume=True,
+    res = train(toy_config(tmp_path, lr=1e-3, weight_decay=1e-4, adam_eps=1e-4, epochs=4), run, resume=True,
                 echo=lines.append)
     assert res.epochs == 4
     state = load_checkpoint(run / "last.pt")
     groups = state["optimizer"]["param_groups"]
-    assert all(g["lr"] == 1e-3 and g["weight_decay"] == 1e-4 for g in groups)
+    assert all(g["lr"] == 1e-3 and g["weight_decay"] == 1e-4 and g["eps"] == 1e-4 for g in groups)
     assert state["resumes"] == [{"after_epoch": 2, "changed": {"train.epochs": [6, 4], "train.lr": [1e-2, 1e-3],
-                                                               "train.weight_decay": [1e-12, 1e-4]}}]
+                                                               "train.weight_decay": [1e-12, 1e-4],
+                                                               "train.adam_eps": [1e-8, 1e-4]}}]
     assert any("train.lr 0.01 -> 0.001" in m for m in lines)
     assert json.loads((run / "config.json").read_text())["train"]["lr"] == 1e-3
 
@@ -380,6 +381,7 @@ def _toy_toml(tmp_path, epochs=2):
 
 @pytest.mark.parametrize("option, match", [
     ("train.lr=nan", "'train.lr' must be a finite number > 0, got nan"),
+    ("train.adam_eps=0", "'train.adam_eps' must be a finite number > 0, got 0"),
     ("train.lr=0", "'train.lr' must be a finite number > 0"),
     ("train.batch_size=-5", "'train.batch_size' must be >= 1"),
     ("model.hidden=0", "'model.hidden' must be >= 1"),

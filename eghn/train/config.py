@@ -105,6 +105,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "batch_size": 100,          # global batch size (split over processes under DDP)
     "lr": 5e-4,                 # Adam learning rate
     "weight_decay": 1e-12,      # Adam weight decay
+    "adam_eps": 1e-8,           # Adam's epsilon: added to the root of the second moment (torch's default)
     "eval_every": 5,            # evaluate (val + test) every this many epochs
     "patience": 50,             # early stopping: evaluations without val improvement
     "eval_test": True,          # also evaluate the test split at every evaluation

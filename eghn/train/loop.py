@@ -534,7 +534,7 @@ def _make_trainer(settings: RunSettings, run_dir: Path, banks: Mapping[str, Grap
             model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
             find_unused_parameters=tcfg.ddp_find_unused)
     # the fused Adam kernel (CPU and CUDA): one pass over all parameters instead of ~10 ops each
-    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay,
+    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay, eps=tcfg.adam_eps,
                                  fused=env.device.type in ("cpu", "cuda"))
     parts = TrainerParts(model=model, optimizer=optimizer, banks=banks, settings=tcfg, device=env.device,
                          unit=float(settings.length_scale), info=info, amp_dtype=env.amp_dtype, ddp_model=ddp_model)

@@ -69,7 +69,7 @@ __all__ = [
 #: Their new values are used, logged and recorded in ``last.pt`` (``resumes``); any other
 #: difference (data, model, seed, protocol, batch size, precision, ...) is refused.
 RESUME_ALLOWED: frozenset[str] = frozenset({
-    "train.lr", "train.weight_decay", "train.lr_schedule", "train.clip_grad",  # the optimiser
+    "train.lr", "train.weight_decay", "train.adam_eps", "train.lr_schedule", "train.clip_grad",  # the optimiser
     "train.epochs", "train.patience",  # how long: raising them extends a finished run
     "train.threads", "train.progress", "train.tensorboard", "train.preload", "train.preload_max_gb",
     "train.recompute_edges", "train.cpu_malloc", "device",  # where and how fast

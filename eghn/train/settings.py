@@ -45,7 +45,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 #: counts that must be >= 1
 _AT_LEAST_ONE = ("epochs", "batch_size", "eval_every", "patience")
 #: numbers with a lower bound: (key, bound, strict)
-_BOUNDED = (("lr", 0.0, True), ("weight_decay", 0.0, False), ("clip_grad", 0.0, False),
+_BOUNDED = (("lr", 0.0, True), ("weight_decay", 0.0, False), ("adam_eps", 0.0, True), ("clip_grad", 0.0, False),
             ("preload_max_gb", 0.0, True), ("max_batches", 0, False), ("threads", 0, False))
 
 
@@ -71,6 +71,7 @@ class TrainSettings:
     batch_size: int = TRAIN_DEFAULTS["batch_size"]
     lr: float = TRAIN_DEFAULTS["lr"]
     weight_decay: float = TRAIN_DEFAULTS["weight_decay"]
+    adam_eps: float = TRAIN_DEFAULTS["adam_eps"]
     eval_every: int = TRAIN_DEFAULTS["eval_every"]
     patience: int = TRAIN_DEFAULTS["patience"]
     eval_test: bool = TRAIN_DEFAULTS["eval_test"]

@@ -395,11 +395,13 @@ class Trainer:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` (weights are loaded by the caller, which can explain a
-        mismatch); the config's learning rate and weight decay win over the optimiser's."""
+        mismatch); the config's learning rate, weight decay and Adam epsilon win over the
+        optimiser's."""
         self.optimizer.load_state_dict(state["optimizer"])
-        for key in ("lr", "weight_decay"):
+        for key, name in (("lr", "lr"), ("weight_decay", "weight_decay"), ("adam_eps", "eps")):
             for group in self.optimizer.param_groups:
-                group[key] = self.tcfg[key]
+                if name in group:
+                    group[name] = self.tcfg[key]
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         rng = {k: (v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v]) for k, v in state["rng"].items()}
