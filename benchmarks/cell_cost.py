@@ -10,6 +10,7 @@ seconds of this process (``time.process_time``: a busy machine slows the wall cl
 the CPU time). It records:
 
 * ``cpu_s_per_epoch``: the median training epoch after the first (which warms up the allocator);
+  with ``--epochs 2`` (for the slowest models), the first epoch, warm-up included;
 * ``cpu_s_per_eval``: the last epoch (which evaluates val and test) minus that median;
 * ``cpu_s_setup``: data and model construction, up to the first epoch;
 * ``cpu_hours_per_seed``: setup + ``epochs`` x training epoch + ``epochs / eval_every`` x

@@ -208,15 +208,81 @@ def summarise(layers: list[str], steps: list[dict[str, Any]]) -> dict[str, Any]:
     return {"cascade": out, "first_step_d2": start, "steps": len(steps)}
 
 
+def _median(xs: list[float]) -> float:
+    xs = sorted(x for x in xs if x is not None)
+    return xs[len(xs) // 2] if xs else math.nan
+
+
+def spike_summary(steps: list[dict[str, Any]], factor: float = 10.0, after: int = 50) -> dict[str, Any] | None:
+    """What moved first before a loss spike, from the detailed steps of a trace (``--detail-from``).
+
+    The spike is the first detailed step whose batch training MSE exceeds ``factor`` times the
+    median of the detailed steps before it. For every parameter group, its *typical* step (the
+    median change of its weights before the spike) and the first step from which it changed by
+    more than ``factor`` times that (``first_jump``, ``None`` if it never did up to the spike).
+    Groups are listed by first jump; steps count from 1, as training steps. Also the pooling
+    level's median saturation and logit spread before the spike, and the connectivity loss
+    before it and over the ``after`` steps after it; and the largest typical step over gradient
+    (Adam's gain) of the groups other than the first to move. ``None`` when no step qualifies.
+    """
+    detailed = [i for i, st in enumerate(steps) if "update" in st]
+    spike = next((i for n, i in enumerate(detailed) if n >= 20
+                  and steps[i]["loss"]["mse"] > factor * _median([steps[j]["loss"]["mse"] for j in detailed[:n]])),
+                  None)
+    if spike is None:
+        return None
+    before = [i for i in detailed if i < spike]
+    groups = []
+    for g in steps[detailed[0]]["update"]:
+        typical = _median([steps[i]["update"][g]["step"] for i in before])
+        typical_grad = _median([steps[i]["update"][g]["grad"] for i in before])
+        jump = next((i for i in [*before, spike] if steps[i]["update"][g]["step"] > factor * typical), None)
+        row = {"group": g, "typical_step": _r(typical), "typical_grad": _r(typical_grad),
+               "typical_gain": _r(typical / typical_grad) if typical_grad else None,
+               "first_jump": None if jump is None else jump + 1}
+        if jump is not None:
+            u = steps[jump]["update"][g]
+            row.update(step_at_jump=u["step"], grad_at_jump=u["grad"], jump_ratio=_r(u["step"] / typical))
+        groups.append(row)
+    groups.sort(key=lambda r: (r["first_jump"] is None, r["first_jump"] or 0))
+    pool = next((k for k in steps[detailed[0]] if k.startswith("pools.") and k.count(".") == 1), None)
+    later = [i for i in detailed if spike < i <= spike + after]
+    out = {"spike_step": spike + 1, "mse_at_spike": steps[spike]["loss"]["mse"],
+           "mse_before": _r(_median([steps[i]["loss"]["mse"] for i in before])),
+           "largest_mse": max(steps[i]["loss"]["mse"] for i in [spike, *later]),
+           "conn_before": _r(_median([steps[i]["loss"]["conn"] for i in before])),
+           "conn_after": _r(_median([steps[i]["loss"]["conn"] for i in later])) if later else None,
+           "groups": groups, "moved_first": groups[0]["group"] if groups[0]["first_jump"] else None,
+           # Adam's typical step over gradient: the largest among the groups that did not move first
+           "others_largest_gain": max((r["typical_gain"] for r in groups[1:] if r["typical_gain"] is not None),
+                                      default=None)}
+    if pool:
+        out.update(saturation_before=_r(_median([steps[i][pool].get("saturation") for i in before])),
+                   logit_spread_before=_r(_median([steps[i][pool].get("logit_spread") for i in before])),
+                   saturation_lowest=_r(min(steps[i][pool]["saturation"] for i in [*before[-30:], spike])))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("name")
-    p.add_argument("config")
+    p.add_argument("config", nargs="?")
+    p.add_argument("--spike-summary", action="store_true",
+                   help="add the spike summary (spike_summary) to the existing trace NAME (a path) and exit")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--detail-from", type=int, default=0,
                    help="record the per-layer statistics from this training step on (losses always)")
     args = p.parse_args(argv)
+    if args.spike_summary:
+        path = Path(args.name)
+        doc = json.loads(path.read_text())
+        doc["spike"] = spike_summary(doc["steps"])
+        path.write_text(json.dumps(doc) + "\n")
+        print(json.dumps(doc["spike"], indent=1))
+        return 0
+    if args.config is None:
+        p.error("CONFIG is needed unless --spike-summary")
     rec = Recorder(args.detail_from)
     build = loop.build_model
 
@@ -251,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         rec.steps.append(rec.cur)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     doc = {"name": args.name, "config": args.config, "overrides": args.overrides, **status,
-           "summary": summarise(rec.layers, rec.steps), "layers": rec.layers, "grad_norm": rec.grad, "steps": rec.steps,
+           "summary": summarise(rec.layers, rec.steps), "spike": spike_summary(rec.steps) if args.detail_from else None,
+           "layers": rec.layers, "grad_norm": rec.grad, "steps": rec.steps,
            "provenance": {"commit": commit, "torch": torch.__version__, "machine": platform.machine(),
                           "command": "python benchmarks/stability_trace.py "
                           + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))}}

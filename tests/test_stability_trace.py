@@ -50,3 +50,25 @@ def test_the_trace_leaves_no_hook_behind(trace, tmp_path):
     assert not optimizer_module._global_optimizer_pre_hooks
     assert not optimizer_module._global_optimizer_post_hooks
     assert torch.nn.utils.clip_grad_norm_.__name__ == "clip_grad_norm_"  # not the recording wrapper
+
+
+def test_spike_summary_names_the_group_that_moved_first(trace):
+    def step(mse, score_step, emmp_step, sat=1.0):
+        return {"loss": {"mse": mse, "conn": 0.5 if mse < 1 else 1.5},
+                "pools.0": {"saturation": sat, "logit_spread": 100.0},
+                "update": {"pools.0.score": {"grad": 1e-5, "step": score_step, "gain": None},
+                           "pools.0.emmps": {"grad": 0.5, "step": emmp_step, "gain": None}}}
+
+    steps = [{"loss": {"mse": 5.0, "conn": 2.0}}] * 3  # before the detail step: losses only
+    steps += [step(0.1, 1e-4, 0.01) for _ in range(30)]
+    steps += [step(0.1, 5e-3, 0.01, sat=0.9)]  # the scores move 50x: step 34
+    steps += [step(0.1, 1e-3, 0.2)]  # then the pooled EMMP 20x: step 35
+    steps += [step(2.0, 1e-3, 0.2)] + [step(0.5, 1e-4, 0.01)] * 5  # the spike: step 36
+    summary = trace.spike_summary(steps)
+    assert summary["spike_step"] == 36 and summary["mse_at_spike"] == 2.0 and summary["mse_before"] == 0.1
+    assert summary["moved_first"] == "pools.0.score"
+    first, second = summary["groups"]
+    assert (first["group"], first["first_jump"], first["jump_ratio"]) == ("pools.0.score", 34, 50.0)
+    assert (second["group"], second["first_jump"]) == ("pools.0.emmps", 35)
+    assert summary["saturation_lowest"] == 0.9 and summary["conn_before"] == 0.5 and summary["conn_after"] == 0.5
+    assert trace.spike_summary(steps[:34]) is None  # no spike yet
