@@ -37,7 +37,6 @@ import itertools
 import json
 import os
 import platform
-import re
 import shlex
 import statistics
 import sys
@@ -53,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from eghn.train import train  # noqa: E402
 from eghn.train.callbacks import Callback  # noqa: E402
-from eghn.train.collected import STATUS_SOURCES, results_dir  # noqa: E402
+from eghn.train.collected import STATUS_SOURCES, results_dir, trained_configs  # noqa: E402
 from eghn.train.config import ConfigError, load_config  # noqa: E402
 from eghn.train.reproduce import TABLES  # noqa: E402
 
@@ -82,29 +81,21 @@ def not_run_cells(tables: list[str], *, include_run: bool = False) -> list[tuple
     """``(table, cell)`` for the cells of ``tables`` whose config no collected run trained (the
     config named after ``eghn train`` in a run's command, in the result files of
     :data:`~eghn.train.collected.STATUS_SOURCES`); every cell with ``include_run``."""
-    trained = set()
-    for run in _collected_runs():
-        match = re.search(r"eghn train (\S+)", run.get("command", ""))
-        if match:
-            trained.add(match.group(1))
+    trained = trained_configs(_sources())
     return [(table, cell) for table in tables for cell in TABLES[table].cells
             if include_run or cell.config not in trained]
 
 
-def _collected_runs() -> list[dict[str, Any]]:
-    """Every run record of the result files of :data:`~eghn.train.collected.STATUS_SOURCES`."""
-    runs = []
-    for name in STATUS_SOURCES:
-        path = results_dir() / f"{name}.json"
-        if path.is_file():
-            runs.extend(json.loads(path.read_text()).get("runs", {}).values())
-    return runs
+def _sources() -> dict[str, dict[str, Any]]:
+    """The result files of :data:`~eghn.train.collected.STATUS_SOURCES` that exist, by name."""
+    paths = {name: results_dir() / f"{name}.json" for name in STATUS_SOURCES}
+    return {name: json.loads(path.read_text()) for name, path in paths.items() if path.is_file()}
 
 
 def typical_epochs(column: str) -> list[int]:
     """The epochs that the finished collected runs on the data of ``column`` trained (to early
     stopping or their cap), sorted."""
-    return sorted(int(r["epochs"]) for r in _collected_runs()
+    return sorted(int(r["epochs"]) for content in _sources().values() for r in content.get("runs", {}).values()
                   if r.get("data") == column and r.get("finished", True) and not r.get("diverged")
                   and "epochs" in r)
 

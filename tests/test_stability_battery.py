@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from _scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def battery():
-    spec = importlib.util.spec_from_file_location("stability_battery", ROOT / "benchmarks" / "stability_battery.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/stability_battery.py")
 
 
 def _row(variant, seed, status="ok", test=0.2, occupancy=1.0, saturation=0.0, clusters="[4, 2]"):

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 import torch.optim.optimizer as optimizer_module
+from _scripts import load_script
 
 from eghn.train.config import load_config
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def trace():
-    spec = importlib.util.spec_from_file_location("stability_trace", ROOT / "benchmarks" / "stability_trace.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/stability_trace.py")
 
 
 def test_the_optimiser_steps_are_recorded_per_parameter_group_from_the_detail_step(trace, tmp_path):

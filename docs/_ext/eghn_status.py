@@ -13,7 +13,6 @@ Which run belongs to which cell: :mod:`eghn.train.collected`.
 
 from __future__ import annotations
 
-import re
 from typing import Any, ClassVar
 
 from docutils import nodes
@@ -23,7 +22,17 @@ from sphinx import addnodes
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
-from eghn.train.collected import PROTOCOL_ORDER, STATUS_SOURCES, TABLES, WITHIN_SHARE, Cell, Group, collect, overrides
+from eghn.train.collected import (
+    PROTOCOL_ORDER,
+    STATUS_SOURCES,
+    TABLES,
+    WITHIN_SHARE,
+    Cell,
+    Group,
+    collect,
+    overrides,
+    trained_configs,
+)
 
 __all__ = ["STATUS_SOURCES", "Cell", "Group", "NotRunTable", "StatusTable", "collect", "setup"]
 
@@ -185,12 +194,11 @@ class NotRunTable(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         try:
             costs = load_source("cell_costs")
-            sources = [load_source(name) for name in STATUS_SOURCES]
+            sources = {name: load_source(name) for name in STATUS_SOURCES}
         except Exception as exc:
             logger.warning("cannot read the cell costs: %s", exc, location=self.get_location())
             return []
-        trained = {m.group(1) for content in sources for run in content.get("runs", {}).values()
-                   if (m := re.search(r"eghn train (\S+)", run.get("command", "")))}
+        trained = trained_configs(sources)
         header = ["cells", "protocol", "CPU s / epoch", "epoch cap", "CPU h, 3 seeds at the cap",
                   "CPU h, 3 seeds at typical epochs", "command"]
         rows: list[list[nodes.Node | str]] = []

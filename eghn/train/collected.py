@@ -40,7 +40,7 @@ from typing import Any
 
 __all__ = ["PROTOCOL_ORDER", "STATUS_SOURCES", "TABLES", "WITHIN_SHARE", "Cell", "Group", "collect",
            "learning_curves", "overrides", "paper_vs_eghn", "read_collected", "read_metrics",
-           "results_dir", "unit_label"]
+           "results_dir", "trained_configs", "unit_label"]
 
 #: result files of full-length runs of the paper's tables (the short ablations of
 #: ``fidelity_ablation`` are not reproductions of a cell)
@@ -266,6 +266,17 @@ def collect(paper: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
                 cell.groups.append(groups[gkey])
             groups[gkey].runs.append((source, key, run))
     return cells
+
+
+def trained_configs(sources: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """The configs that the collected runs of ``sources`` trained: the name after ``eghn train``
+    in each run's command.
+
+    >>> trained_configs({"f": {"runs": {"r": {"command": "eghn train mocap/run_eghn --seed 2"}}}})
+    {'mocap/run_eghn'}
+    """
+    return {m.group(1) for content in sources.values() for run in content.get("runs", {}).values()
+            if (m := re.search(r"eghn train (\S+)", run.get("command", "")))}
 
 
 def results_dir() -> Path | None:
