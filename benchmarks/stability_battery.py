@@ -16,6 +16,8 @@ Groups (``--groups``, default all):
   messages (``bounded_both``, eghn 0.2.0's recipe), plus the input velocity
   (``input_velocity``), the occupancy term (``occupancy``) or both (``input_velocity_occupancy``,
   the recipe since 0.3.0), and single stabilisers (``bounded_egnn``, ``bounded_pool``);
+  ``eghn_adam_eps`` is eghn's protocol with Adam's epsilon raised to 1e-6 (the candidate against
+  the spike traced on the Stability page);
   ``shipped`` is the default config as it ships;
 * ``mocap``: Run and Walk (``mocap/run_eghn``, ``mocap/walk_eghn``), 200 epochs, seeds 1-5,
   protocols ``eghn`` and ``released``;
@@ -90,6 +92,7 @@ VARIANTS: dict[str, tuple[str | None, list[str]]] = {
                              "model.velocity_update=false", "model.occupancy_weight=1.0",
                              "data.n_complex=5", "data.avg_size=5"]),
     "eghn_protocol": ("eghn", []),
+    "eghn_adam_eps": ("eghn", ["train.adam_eps=1e-6"]),
     "released": ("released", []),
 }
 
