@@ -32,6 +32,7 @@ import csv
 import json
 import math
 import re
+import shlex
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -204,14 +205,23 @@ def overrides(command: str) -> list[str]:
 
 
 def _setting(command: str) -> str:
-    """A command without what does not change the measurement: the seed, ``--no-progress``, a
-    CPU device and the number of threads (the protocol stays: it is part of the setting).
+    r"""A command without what does not change the measurement: the seed, ``--no-progress``, a
+    CPU device and the number of threads (the protocol stays: it is part of the setting). Shell
+    and TOML quoting of a value do not matter (``protocol='"paper"'`` is ``protocol=paper``).
 
     >>> _setting("eghn train a --seed 2 --no-progress --set train.threads=1") == _setting(
     ...     "eghn train a --seed 1 --device cpu --set train.threads=1")
     True
+    >>> _setting("eghn train a --set protocol=paper --seed 2") == _setting(
+    ...     "eghn train a --seed 1 --set protocol='\"paper\"'")
+    True
     """
-    text = re.sub(r"--seed\s+\d+|--no-progress|--device\s+cpu\b|--set\s+'?train\.threads=\S+", "", command)
+    try:
+        tokens = shlex.split(command)
+    except ValueError:
+        tokens = command.split()
+    tokens = [re.sub(r'^([\w.]+)="(.*)"$', r"\1=\2", t) for t in tokens]
+    text = re.sub(r"--seed\s+\d+|--no-progress|--device\s+cpu\b|--set\s+train\.threads=\S+", "", " ".join(tokens))
     return " ".join(text.split())
 
 
