@@ -17,7 +17,7 @@ Groups (``--groups``, default all):
   (``input_velocity``), the occupancy term (``occupancy``) or both (``input_velocity_occupancy``,
   the recipe since 0.3.0), and single stabilisers (``bounded_egnn``, ``bounded_pool``);
   ``eghn_adam_eps`` is eghn's protocol with Adam's epsilon raised to 1e-6 (the candidate against
-  the spike traced on the Stability page);
+  the spike traced on the Stability page), ``shipped_adam_eps`` the default config with it;
   ``shipped`` is the default config as it ships;
 * ``mocap``: Run and Walk (``mocap/run_eghn``, ``mocap/walk_eghn``), 200 epochs, seeds 1-5,
   protocols ``eghn`` and ``released``;
@@ -88,6 +88,7 @@ VARIANTS: dict[str, tuple[str | None, list[str]]] = {
     "input_velocity_occupancy": (None, ["model.coord_message=bounded", "model.pool_message=bounded",
                                         "model.velocity_update=false", "model.occupancy_weight=1.0"]),
     "shipped": (None, []),
+    "shipped_adam_eps": (None, ["train.adam_eps=1e-6"]),
     "two_scale_5x5": (None, ["model.coord_message=bounded", "model.pool_message=bounded",
                              "model.velocity_update=false", "model.occupancy_weight=1.0",
                              "data.n_complex=5", "data.avg_size=5"]),
