@@ -363,3 +363,28 @@ def test_cli_preprocesses_into_out(tmp_path, capsys):
     assert ProteinMDDataset.from_cache(npz, selection="name CA").num_atoms == 214
     with pytest.raises(ValueError, match="holds selection 'name CA', not 'backbone'"):
         ProteinMDDataset.from_cache(npz, selection="backbone")
+
+
+@pytest.mark.parametrize("model", ["eghn", "egnn", "mpnn"])
+def test_offline_protocol_trains_on_the_embedded_frames(model):
+    """``--set protocol=offline``: the offline analogue of Table 3, on the frames shipped with
+    MDAnalysisTests, with the released data settings and a CPU-sized budget; its data build."""
+    from eghn.train.config import load_config
+    from eghn.train.loop import build_datasets
+
+    cfg = load_config(f"protein/adk_{model}", protocol="offline")
+    assert cfg["protocol"] == "offline"
+    assert cfg["data"]["source"] == "adk-embedded" and cfg["data"]["cutoff"] == 8.0
+    assert cfg["train"]["epochs"] == 300 and cfg["train"]["lr"] == 5e-4 and cfg["train"]["batch_size"] == 8
+    if model == "eghn":
+        assert cfg["model"]["hidden"] == 64 and cfg["data"]["node_features"] == "released"
+    data = build_datasets(cfg)
+    assert [len(data[s]) for s in ("train", "val", "test")] == [49, 16, 18]
+
+
+@pytest.mark.parametrize("model", ["tfn", "se3_transformer"])
+def test_offline_protocol_is_not_defined_for_the_models_that_ran_out_of_memory(model):
+    from eghn.train.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="offline"):
+        load_config(f"protein/adk_{model}", protocol="offline")
