@@ -30,6 +30,8 @@ stability page::
     python benchmarks/stability_trace.py L3_paper default --set "model.clusters=[6, 3, 2]" \\
         --set model.coord_message=paper --set seed=2
     python benchmarks/stability_trace.py L3_bounded default --set "model.clusters=[6, 3, 2]" --set seed=2
+    python benchmarks/stability_trace.py default_s3 default --set seed=3
+    python benchmarks/stability_trace.py default_eps_s3 default --set seed=3 --set train.adam_eps=1e-6
 """
 
 from __future__ import annotations
