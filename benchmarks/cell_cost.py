@@ -18,7 +18,8 @@ the CPU time). It records:
   this is an upper bound for one seed; ``cpu_hours_3_seeds`` is three times it;
 * ``cpu_hours_3_seeds_typical``: three seeds at ``typical_epochs``, the median number of epochs
   that the finished collected runs on the same data trained (``typical_from_runs`` of them);
-* the command that runs the cell (``eghn reproduce TABLE --protocol P --only CONFIG``).
+* the command that runs the cell (``eghn reproduce TABLE --protocol P --only CONFIG``), and the one
+  that measures the entry again (``measured_with``).
 
 Results go to a JSON file (default ``docs/results/cell_costs.json``), rendered on the Results
 page beside the cells that have not run. Entries already in the file are kept (``--redo``
@@ -56,7 +57,7 @@ from eghn.train.collected import STATUS_SOURCES, results_dir, trained_configs  #
 from eghn.train.config import ConfigError, load_config  # noqa: E402
 from eghn.train.reproduce import TABLES  # noqa: E402
 
-__all__ = ["EpochClock", "cpu_hours", "main", "measure", "not_run_cells", "typical_epochs"]
+__all__ = ["EpochClock", "cpu_hours", "main", "measure", "measured_with", "not_run_cells", "typical_epochs"]
 
 
 class EpochClock(Callback):
@@ -146,6 +147,26 @@ def measure(config_name: str, protocol: str | None, epochs: int, *, overrides: l
     return timing
 
 
+def measured_with(table: str, entry: dict[str, Any]) -> str:
+    r"""The command that measures ``entry`` (a cell of ``table``) again, from its own fields.
+
+    >>> entry = {"config": "protein/adk_mpnn", "protocol": "paper", "measured_epochs": 2,
+    ...          "overrides": ["data.source=adk-embedded"]}
+    >>> print(measured_with("table3", entry).replace(" --", "\n--"))
+    OMP_NUM_THREADS=1 python benchmarks/cell_cost.py
+    --tables table3
+    --protocols paper
+    --epochs 2
+    --only protein/adk_mpnn
+    --set data.source=adk-embedded
+    --all
+    --redo
+    """
+    sets = "".join(f" --set {shlex.quote(o)}" for o in entry.get("overrides", []))
+    return (f"OMP_NUM_THREADS=1 python benchmarks/cell_cost.py --tables {table} --protocols {entry['protocol']} "
+            f"--epochs {entry['measured_epochs']} --only {entry['config']}{sets} --all --redo")
+
+
 def cpu_hours(timing: dict[str, Any], epochs: int) -> float:
     """CPU hours of one seed trained for ``epochs`` epochs, from a :func:`measure` record.
 
@@ -177,10 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         "about": "CPU time of the cells of the paper's tables that have no run: measured per epoch "
                  "(one torch thread), times the config's epoch cap (an upper bound: early stopping "
                  "usually ends sooner)",
-        "command": "OMP_NUM_THREADS=1 python benchmarks/cell_cost.py " + " ".join(argv or sys.argv[1:]),
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
                     "python": platform.python_version()},
     })
+    record.pop("command", None)  # each entry names the command that measured it (measured_with)
     cells = record.setdefault("cells", {})
     for table, cell in not_run_cells(args.tables, include_run=args.all):
         if args.only and cell.config not in args.only:
@@ -209,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                           "overrides": args.overrides,
                           "command": command,
                           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **timing}
+            cells[key]["measured_with"] = measured_with(table, cells[key])
             seen = typical_epochs(cell.column)
             if seen:  # at the median epochs of the finished runs on the same data
                 median = int(statistics.median(seen))
