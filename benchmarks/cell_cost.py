@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from eghn.train import train  # noqa: E402
 from eghn.train.callbacks import Callback  # noqa: E402
-from eghn.train.collected import STATUS_SOURCES, results_dir, trained_configs  # noqa: E402
+from eghn.train.collected import read_result_files, trained_configs  # noqa: E402
 from eghn.train.config import ConfigError, load_config  # noqa: E402
 from eghn.train.reproduce import TABLES  # noqa: E402
 
@@ -78,25 +78,21 @@ class EpochClock(Callback):
         self.ends.append(self._now())
 
 
-def not_run_cells(tables: list[str], *, include_run: bool = False) -> list[tuple[str, Any]]:
+def not_run_cells(tables: list[str], *, include_run: bool = False,
+                  sources: dict[str, dict[str, Any]] | None = None) -> list[tuple[str, Any]]:
     """``(table, cell)`` for the cells of ``tables`` whose config no collected run trained (the
-    config named after ``eghn train`` in a run's command, in the result files of
-    :data:`~eghn.train.collected.STATUS_SOURCES`); every cell with ``include_run``."""
-    trained = trained_configs(_sources())
+    config named after ``eghn train`` in a run's command, in ``sources``: by default the result
+    files of :data:`~eghn.train.collected.STATUS_SOURCES`); every cell with ``include_run``."""
+    trained = trained_configs(read_result_files(missing_ok=True) if sources is None else sources)
     return [(table, cell) for table in tables for cell in TABLES[table].cells
             if include_run or cell.config not in trained]
 
 
-def _sources() -> dict[str, dict[str, Any]]:
-    """The result files of :data:`~eghn.train.collected.STATUS_SOURCES` that exist, by name."""
-    paths = {name: results_dir() / f"{name}.json" for name in STATUS_SOURCES}
-    return {name: json.loads(path.read_text()) for name, path in paths.items() if path.is_file()}
-
-
-def typical_epochs(column: str) -> list[int]:
+def typical_epochs(column: str, sources: dict[str, dict[str, Any]] | None = None) -> list[int]:
     """The epochs that the finished collected runs on the data of ``column`` trained (to early
-    stopping or their cap), sorted."""
-    return sorted(int(r["epochs"]) for content in _sources().values() for r in content.get("runs", {}).values()
+    stopping or their cap), sorted; ``sources`` as in :func:`not_run_cells`."""
+    sources = read_result_files(missing_ok=True) if sources is None else sources
+    return sorted(int(r["epochs"]) for content in sources.values() for r in content.get("runs", {}).values()
                   if r.get("data") == column and r.get("finished", True) and not r.get("diverged")
                   and "epochs" in r)
 
@@ -203,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     })
     record.pop("command", None)  # each entry names the command that measured it (measured_with)
     cells = record.setdefault("cells", {})
-    for table, cell in not_run_cells(args.tables, include_run=args.all):
+    sources = read_result_files(missing_ok=True)  # the collected runs, read once
+    for table, cell in not_run_cells(args.tables, include_run=args.all, sources=sources):
         if args.only and cell.config not in args.only:
             continue
         for protocol in args.protocols:
@@ -231,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                           "command": command,
                           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **timing}
             cells[key]["measured_with"] = measured_with(table, cells[key])
-            seen = typical_epochs(cell.column)
+            seen = typical_epochs(cell.column, sources)
             if seen:  # at the median epochs of the finished runs on the same data
                 median = int(statistics.median(seen))
                 cells[key].update(typical_epochs=median, typical_from_runs=len(seen),

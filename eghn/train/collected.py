@@ -41,7 +41,7 @@ from typing import Any
 
 __all__ = ["PROTOCOL_ORDER", "STATUS_SOURCES", "TABLES", "WITHIN_SHARE", "Cell", "Group", "collect",
            "learning_curves", "overrides", "paper_vs_eghn", "read_collected", "read_metrics",
-           "results_dir", "trained_configs", "unit_label"]
+           "read_result_files", "results_dir", "trained_configs", "unit_label"]
 
 #: result files of full-length runs of the paper's tables (the short ablations of
 #: ``fidelity_ablation`` are not reproductions of a cell)
@@ -327,10 +327,38 @@ def read_collected(directory: str | Path | None = None,
     """
     from .reproduce import paper_results
 
+    return collect(paper_results(), read_result_files(directory, sources))
+
+
+def read_result_files(directory: str | Path | None = None, sources: Sequence[str] = tuple(STATUS_SOURCES),
+                      *, missing_ok: bool = False) -> dict[str, dict[str, Any]]:
+    """The result files ``NAME.json`` of ``directory`` for each name in ``sources``, parsed, by name.
+
+    Args:
+        directory: a folder of result files (default: :func:`results_dir`).
+        sources: the names of the result files to read.
+        missing_ok: leave out the names that have no file instead of raising.
+
+    Raises:
+        FileNotFoundError: no such folder, or (without ``missing_ok``) a result file is missing.
+
+    Example:
+        >>> import json, tempfile
+        >>> from pathlib import Path
+        >>> from eghn.train.collected import read_result_files
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "mine.json").write_text(json.dumps({"runs": {}}))
+        >>> read_result_files(folder, sources=["mine", "absent"], missing_ok=True)
+        {'mine': {'runs': {}}}
+    """
     folder = Path(directory) if directory is not None else results_dir()
     if folder is None or not folder.is_dir():
         raise FileNotFoundError(f"no folder of collected results at {folder} (docs/results of a source checkout)")
-    return collect(paper_results(), {name: json.loads((folder / f"{name}.json").read_text()) for name in sources})
+    paths = {name: folder / f"{name}.json" for name in sources}
+    missing = [str(path) for path in paths.values() if not path.is_file()]
+    if missing and not missing_ok:
+        raise FileNotFoundError(f"no result file {', '.join(missing)}")
+    return {name: json.loads(path.read_text()) for name, path in paths.items() if path.is_file()}
 
 
 def read_metrics(path: str | Path) -> list[dict[str, float]]:
