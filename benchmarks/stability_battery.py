@@ -255,12 +255,18 @@ def merge(done: dict[str, Any], out: Path, files: list[Path]) -> int:
 
 
 def provenance(argv: list[str] | None) -> dict[str, Any]:
+    """The commit, the machine (a seed repeats bit for bit only on the same kind: see
+    :mod:`eghn.train.machine`) and the command of a battery invocation."""
     import platform
 
     import torch
 
+    from eghn.train.machine import machine_record
+
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    record = machine_record()
     return {"commit": commit, "torch": torch.__version__, "machine": platform.machine(),
+            "cpu": record["cpu"], "cpu_capability": record["cpu_capability"],
             "threads": 1, "command": "python benchmarks/stability_battery.py "
             + " ".join(sys.argv[1:] if argv is None else argv)}
 

@@ -55,6 +55,7 @@ from eghn.nn.egnn import EGNNLayer
 from eghn.nn.emmp import EMMP
 from eghn.nn.epool import EPool
 from eghn.train.config import load_config
+from eghn.train.machine import cpu_name
 from eghn.train.stability import cluster_occupancy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -322,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
            "summary": summarise(rec.layers, rec.steps), "spike": spike_summary(rec.steps) if args.detail_from else None,
            "layers": rec.layers, "grad_norm": rec.grad, "steps": rec.steps,
            "provenance": {"commit": commit, "torch": torch.__version__, "machine": platform.machine(),
+                          "cpu": cpu_name(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                           "command": "python benchmarks/stability_trace.py "
                           + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))}}
     out = args.out or OUT / f"trace_{args.name}.json"

@@ -61,6 +61,15 @@ def test_a_finished_run_takes_its_result(tmp_path, collect):
     s = collect.summarise(_run(tmp_path, rows, result=result), [])
     assert s["finished"] is True and s["stopped_early"] is True and "diverged" not in s
     assert s["spikes"] == [] and s["regulariser_jump"] is None
+    assert "machines" not in s  # a run trained before eghn recorded its machine
+
+
+def test_a_finished_run_names_the_machines_it_trained_on(tmp_path, collect):
+    rows = [(5, 1.0, 0.5, 0.5, 0.4, 0.41), (10, 2.0, 0.4, 0.4, 0.3, 0.32)]
+    machines = [{"after_epoch": 0, "cpu": "A", "cpu_capability": "AVX2", "threads": 1},
+                {"after_epoch": 5, "cpu": "B", "cpu_capability": "AVX512", "threads": 1}]
+    result = {"best_epoch": 10, "best_val": 0.3, "test": 0.32, "stopped_early": True, "machines": machines}
+    assert collect.summarise(_run(tmp_path, rows, result=result), [])["machines"] == machines
 
 
 def test_provenance_names_version_and_commit(collect):

@@ -168,6 +168,13 @@ def test_resume_after_kill_gives_identical_run(tmp_path):
     b = load_checkpoint(tmp_path / "killed" / "last.pt")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert len(list(csv.DictReader(open(tmp_path / "killed" / "metrics.csv")))) == 4
+    # each part of the run records the machine it trained on: the start, then the resume after epoch 4
+    assert [m["after_epoch"] for m in full.machines] == [0]
+    assert [m["after_epoch"] for m in resumed.machines] == [0, 4]
+    saved = json.loads((tmp_path / "killed" / "result.json").read_text())["machines"]
+    assert saved == resumed.machines and saved[1]["torch"] == torch.__version__ and saved[1]["threads"] == 1
+    assert saved[1]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert "machine: " in (tmp_path / "killed" / "train.log").read_text()
 
 
 def test_evaluation_under_rotation_and_translation(tmp_path):

@@ -115,6 +115,8 @@ def summarise(run: Path, thresholds: list[float], named: dict[str, float] | None
                    stopped_early=res["stopped_early"])
         if "stability" in res:  # the trainer's own detectors (eghn.train.stability): counts, no events
             out["stability"] = {k: v for k, v in res["stability"].items() if k != "events"}
+        if res.get("machines"):  # where it trained (eghn.train.machine): a seed repeats bit for bit only there
+            out["machines"] = res["machines"]
     keyed = {f"{t:g}".replace(".", "_"): t for t in thresholds} | dict(named or {})
     for key, t in keyed.items():
         hit = next((r for r in rows if float(r["val_mse"]) <= t), None)

@@ -426,7 +426,8 @@ class RunWriter(Callback):
     together or not at all (:class:`eghn.io.WriteGroup`), with the held log lines.
 
     ``pending`` holds files that the first write also rewrites (``None``: removes), e.g. a
-    ``config.json`` or ``best.pt`` rebuilt on resume; ``resumes`` the record of every resume.
+    ``config.json`` or ``best.pt`` rebuilt on resume; ``resumes`` the record of every resume;
+    ``machines`` the machine of the start and of every resume (:mod:`eghn.train.machine`).
 
     Example:
         Without checkpoints: ``metrics.csv`` and the pending files.
@@ -452,6 +453,7 @@ class RunWriter(Callback):
         self.run_dir, self.config, self.log, self.checkpoints = Path(run_dir), config, log, checkpoints
         self.pending = pending if pending is not None else {}
         self.resumes: list[dict[str, Any]] = []
+        self.machines: list[dict[str, Any]] = []  # eghn.train.machine.machine_record, one per start or resume
 
     def on_evaluation(self, trainer: Any, row: Mapping[str, Any], improved: bool) -> None:
         best_path, last_path = self.run_dir / "best.pt", self.run_dir / "last.pt"
@@ -471,7 +473,8 @@ class RunWriter(Callback):
         self.pending.clear()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"resumes": self.resumes}
+        return {"resumes": self.resumes, "machines": self.machines}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.resumes = [dict(r) for r in state.get("resumes", [])]
+        self.machines = [dict(r) for r in state.get("machines", [])]

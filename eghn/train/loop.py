@@ -53,6 +53,7 @@ from .checkpoint import load_checkpoint
 from .config import ConfigError, check_kwargs, check_values, save_config
 from .distributed import DistInfo
 from .loader import GraphBank
+from .machine import machine_record
 from .malloc import reuse_freed_memory
 from .rundir import (
     RunLog,
@@ -472,6 +473,7 @@ def _run(settings: RunSettings, run_dir: Path, *, resume: bool, datasets: Mappin
     elif env.info.is_main:
         pending[run_dir / "config.json"] = (json.dumps(settings.to_dict(), indent=2, sort_keys=True) + "\n").encode()
     _announce(settings, run_dir, banks, model, env, log)
+    _record_machine(trainer, env, log)
     trainer.fit()
     return _finish(trainer, settings, run_dir, env, log, pending)
 
@@ -564,6 +566,18 @@ def _restore(trainer: Trainer, state: Mapping[str, Any], changed: Mapping[str, l
         log("changed on resume: " + ", ".join(f"{k} {_show(a)} -> {_show(b)}" for k, (a, b) in changed.items()))
 
 
+def _record_machine(trainer: Trainer, env: _Env, log: RunLog) -> None:
+    """Log the machine this (part of the) run trains on and record it in ``last.pt`` and
+    ``result.json`` (:mod:`.machine`: a seed reproduces bit for bit only on the same kind)."""
+    record = machine_record(env.device)
+    writer = next((cb for cb in trainer.callbacks if isinstance(cb, RunWriter)), None)
+    if writer is not None:
+        writer.machines.append({"after_epoch": trainer.epoch, **record})
+    log(f"machine: {record['cpu']} ({record['cpu_capability']}), {record['threads']} torch "
+        f"thread{'s' if record['threads'] != 1 else ''}, torch {record['torch']}"
+        + (f", {record['gpu']}" if "gpu" in record else ""))
+
+
 def _show(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else json.dumps(v)
 
@@ -585,10 +599,12 @@ def _finish(trainer: Trainer, settings: RunSettings, run_dir: Path, env: _Env, l
     """The run's :class:`RunResult`, written to ``result.json`` with the learning curve."""
     best = trainer.best
     stability = next(cb for cb in trainer.callbacks if isinstance(cb, Stability)).monitor.summary()
+    writer = next((cb for cb in trainer.callbacks if isinstance(cb, RunWriter)), None)
     result = RunResult(run_dir=str(run_dir), best_epoch=int(best["epoch"]), best_val=float(best["val"]),
                        test=float(best["test"]), epochs=int(trainer.epoch), wall_s=round(trainer.wall, 3),
                        stopped_early=bool(trainer.stop), history=trainer.history,
-                       protocol=settings.protocol, version=_version(), stability=stability)
+                       protocol=settings.protocol, version=_version(), stability=stability,
+                       machines=list(writer.machines) if writer is not None else [])
     log(f"done: best val MSE {fmt(result.best_val)} at epoch {result.best_epoch}, "
         f"test MSE at that epoch {fmt(result.test)} ({result.epochs} epochs, {result.wall_s:,.1f} s)")
     log(f"stability: {stability['spikes']} spikes, {stability['collapses']} pooling collapses")

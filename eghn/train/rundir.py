@@ -125,6 +125,8 @@ class RunResult:
     protocol: str = ""
     version: str = ""  #: the eghn version that trained the run
     stability: dict[str, Any] = field(default_factory=dict)  #: spikes and collapses (eghn.train.stability)
+    #: each machine the run trained on, from the epoch after ``after_epoch`` (eghn.train.machine)
+    machines: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
