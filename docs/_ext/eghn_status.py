@@ -71,8 +71,13 @@ class StatusTable(SphinxDirective):
         value = _measured(best, scale, decimals)
         paper = _published(cell)
         variant = cell.variant(best)
-        keys = overrides(run.get("command", ""))
-        protocol = run.get("protocol", "?") + (" + " + _join(keys) if keys else "")
+        protocol = nodes.inline()
+        protocol += nodes.Text(run.get("protocol", "?"))
+        for i, setting in enumerate(overrides(run.get("command", ""), values=True)):
+            protocol += nodes.Text(" + " if i == 0 else ", ")
+            protocol += nodes.literal(setting, setting)
+        if variant:
+            protocol += nodes.Text(f"; {variant}")
         status = "finished" if best.finished else "cut short"
         verdict = cell.verdict(best.mean / scale)
         if verdict:
@@ -82,8 +87,7 @@ class StatusTable(SphinxDirective):
             ratio += nodes.Text("x paper)")
         else:
             ratio = status
-        return [f"{short} {cell.column} · {cell.row}", paper, value,
-                protocol + (f"; {variant}" if variant else ""), str(len(best.runs)), ratio]
+        return [f"{short} {cell.column} · {cell.row}", paper, value, protocol, str(len(best.runs)), ratio]
 
     def _compact_row(self, cell: Cell, short: str, scale: float, decimals: int,
                      protocols: list[str]) -> list[nodes.Node | str]:

@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import re
@@ -205,14 +206,25 @@ class Cell:
         return variant
 
 
-def overrides(command: str) -> list[str]:
-    """The ``--set`` keys of a command that change the protocol (not threads, not the protocol).
+def overrides(command: str, *, values: bool = False) -> list[str]:
+    """The ``--set`` keys of a command that change the protocol (not threads, not the protocol);
+    with ``values``, as ``key=value`` (the value without shell or TOML quoting).
 
     >>> overrides("eghn train a --set train.threads=1 --set train.clip_grad=1.0")
     ['train.clip_grad']
+    >>> overrides("eghn train a --set 'model.clusters=[4, 2]' --set train.adam_eps=1e-8", values=True)
+    ['model.clusters=[4, 2]', 'train.adam_eps=1e-8']
     """
-    keys = re.findall(r"--set\s+'?([\w.]+)=", command)
-    return [k for k in dict.fromkeys(keys) if k not in NEUTRAL_KEYS]
+    try:
+        tokens = shlex.split(command)
+    except ValueError:
+        tokens = command.split()
+    found: dict[str, str] = {}
+    for flag, setting in itertools.pairwise(tokens):
+        key, eq, value = setting.partition("=")
+        if flag == "--set" and eq and re.fullmatch(r"[\w.]+", key) and key not in NEUTRAL_KEYS:
+            found.setdefault(key, re.sub(r'^"(.*)"$', r"\1", value))
+    return [f"{k}={v}" for k, v in found.items()] if values else list(found)
 
 
 def _setting(command: str) -> str:
@@ -400,10 +412,10 @@ def unit_label(scale: float) -> str:
 
 
 def _describe(cell: Cell, group: Group, *, with_cell: bool = True) -> str:
-    """"ROW · COLUMN — PROTOCOL; VARIANT": the changed ``--set`` keys only where the model label
-    does not already say what differs."""
+    """"ROW · COLUMN — PROTOCOL; VARIANT": the changed ``--set`` settings (``key=value``) only
+    where the model label does not already say what differs."""
     variant = cell.variant(group)
-    keys = [] if variant else overrides(group.first.get("command", ""))
+    keys = [] if variant else overrides(group.first.get("command", ""), values=True)
     text = group.first.get("protocol", "?") + (" + " + ", ".join(keys) if keys else "")
     text += f"; {variant}" if variant else ""
     return f"{cell.row} · {cell.column} — {text}" if with_cell else f"{cell.row}: {text}"
