@@ -55,6 +55,7 @@ from eghn.train import train  # noqa: E402
 from eghn.train.callbacks import Callback  # noqa: E402
 from eghn.train.collected import read_result_files, trained_configs  # noqa: E402
 from eghn.train.config import ConfigError, load_config  # noqa: E402
+from eghn.train.machine import cpu_name  # noqa: E402
 from eghn.train.reproduce import TABLES  # noqa: E402
 
 __all__ = ["EpochClock", "cpu_hours", "main", "measure", "measured_with", "not_run_cells", "typical_epochs"]
@@ -95,16 +96,6 @@ def typical_epochs(column: str, sources: dict[str, dict[str, Any]] | None = None
     return sorted(int(r["epochs"]) for content in sources.values() for r in content.get("runs", {}).values()
                   if r.get("data") == column and r.get("finished", True) and not r.get("diverged")
                   and "epochs" in r)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def measure(config_name: str, protocol: str | None, epochs: int, *, overrides: list[str] = (),
@@ -194,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         "about": "CPU time of the cells of the paper's tables that have no run: measured per epoch "
                  "(one torch thread), times the config's epoch cap (an upper bound: early stopping "
                  "usually ends sooner)",
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
                     "python": platform.python_version()},
     })
     record.pop("command", None)  # each entry names the command that measured it (measured_with)

@@ -493,13 +493,9 @@ def machine() -> dict:
 
     import torch
 
-    cpu = platform.processor()
-    with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    rec = dict(cpu=cpu, cores=os.cpu_count(), torch=torch.__version__, python=platform.python_version())
+    from eghn.train.machine import cpu_name
+
+    rec = dict(cpu=cpu_name(), cores=os.cpu_count(), torch=torch.__version__, python=platform.python_version())
     if torch.cuda.is_available():
         rec["gpu"] = torch.cuda.get_device_name(0)
     return rec

@@ -55,7 +55,7 @@ from eghn.nn.egnn import EGNNLayer
 from eghn.nn.emmp import EMMP
 from eghn.nn.epool import EPool
 from eghn.train.config import load_config
-from eghn.train.machine import cpu_name
+from eghn.train.machine import machine_record
 from eghn.train.stability import cluster_occupancy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -319,11 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     if rec.cur:  # the forward that failed
         rec.steps.append(rec.cur)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    machine = machine_record()
     doc = {"name": args.name, "config": args.config, "overrides": args.overrides, **status,
            "summary": summarise(rec.layers, rec.steps), "spike": spike_summary(rec.steps) if args.detail_from else None,
            "layers": rec.layers, "grad_norm": rec.grad, "steps": rec.steps,
            "provenance": {"commit": commit, "torch": torch.__version__, "machine": platform.machine(),
-                          "cpu": cpu_name(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                          **{k: machine[k] for k in ("cpu", "cpu_capability")},
                           "command": "python benchmarks/stability_trace.py "
                           + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))}}
     out = args.out or OUT / f"trace_{args.name}.json"

@@ -560,17 +560,22 @@ def _restore(trainer: Trainer, state: Mapping[str, Any], changed: Mapping[str, l
     log(f"resuming {run_dir} after epoch {trainer.epoch} (best val {fmt(trainer.best['val'])} "
         f"at epoch {int(trainer.best['epoch'])})")
     if changed:
-        writer = next((cb for cb in trainer.callbacks if isinstance(cb, RunWriter)), None)
+        writer = _run_writer(trainer)
         if writer is not None:
             writer.resumes.append({"after_epoch": trainer.epoch, "changed": dict(changed)})
         log("changed on resume: " + ", ".join(f"{k} {_show(a)} -> {_show(b)}" for k, (a, b) in changed.items()))
+
+
+def _run_writer(trainer: Trainer) -> RunWriter | None:
+    """The trainer's :class:`RunWriter` (``None`` on a process that writes no run files)."""
+    return next((cb for cb in trainer.callbacks if isinstance(cb, RunWriter)), None)
 
 
 def _record_machine(trainer: Trainer, env: _Env, log: RunLog) -> None:
     """Log the machine this (part of the) run trains on and record it in ``last.pt`` and
     ``result.json`` (:mod:`.machine`: a seed reproduces bit for bit only on the same kind)."""
     record = machine_record(env.device)
-    writer = next((cb for cb in trainer.callbacks if isinstance(cb, RunWriter)), None)
+    writer = _run_writer(trainer)
     if writer is not None:
         writer.machines.append({"after_epoch": trainer.epoch, **record})
     log(f"machine: {record['cpu']} ({record['cpu_capability']}), {record['threads']} torch "
@@ -599,7 +604,7 @@ def _finish(trainer: Trainer, settings: RunSettings, run_dir: Path, env: _Env, l
     """The run's :class:`RunResult`, written to ``result.json`` with the learning curve."""
     best = trainer.best
     stability = next(cb for cb in trainer.callbacks if isinstance(cb, Stability)).monitor.summary()
-    writer = next((cb for cb in trainer.callbacks if isinstance(cb, RunWriter)), None)
+    writer = _run_writer(trainer)
     result = RunResult(run_dir=str(run_dir), best_epoch=int(best["epoch"]), best_val=float(best["val"]),
                        test=float(best["test"]), epochs=int(trainer.epoch), wall_s=round(trainer.wall, 3),
                        stopped_early=bool(trainer.stop), history=trainer.history,
