@@ -15,7 +15,9 @@ Groups (``--groups``, default all):
   named (:data:`VARIANTS`): the paper's messages (``paper_messages``), bounded EGNN and E-Pool
   messages (``bounded_both``, eghn 0.2.0's recipe), plus the input velocity
   (``input_velocity``), the occupancy term (``occupancy``) or both (``input_velocity_occupancy``,
-  the recipe since 0.3.0), and single stabilisers (``bounded_egnn``, ``bounded_pool``);
+  the recipe since 0.3.0), ``log_occupancy`` (that recipe with the occupancy hinge taken on
+  the log of the score mass, ``model.occupancy_form = "log"``), and single stabilisers
+  (``bounded_egnn``, ``bounded_pool``);
   ``eghn_adam_eps`` is eghn's protocol with Adam's epsilon raised to 1e-6 (the candidate against
   the spike traced on the Stability page), ``shipped_adam_eps`` the default config with it;
   ``shipped`` is the default config as it ships;
@@ -87,6 +89,9 @@ VARIANTS: dict[str, tuple[str | None, list[str]]] = {
                          "model.velocity_update=true", "model.occupancy_weight=1.0"]),
     "input_velocity_occupancy": (None, ["model.coord_message=bounded", "model.pool_message=bounded",
                                         "model.velocity_update=false", "model.occupancy_weight=1.0"]),
+    "log_occupancy": (None, ["model.coord_message=bounded", "model.pool_message=bounded",
+                             "model.velocity_update=false", "model.occupancy_weight=1.0",
+                             "model.occupancy_form=log"]),
     "shipped": (None, []),
     "shipped_adam_eps": (None, ["train.adam_eps=1e-6"]),
     "two_scale_5x5": (None, ["model.coord_message=bounded", "model.pool_message=bounded",

@@ -199,6 +199,52 @@ def test_occupancy_term_is_zero_when_every_cluster_is_held_and_pushes_mass_into_
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_log_occupancy_term_matches_the_mass_hinge_and_keeps_its_gradient_under_saturation(dtype):
+    from eghn.models.eghn import _empty_log_mass, _empty_mass
+
+    batch = torch.tensor([0, 0, 0, 0, 1, 1, 1])
+    gen = torch.Generator().manual_seed(0)
+    base = 0.1 * torch.randn(7, 3, generator=gen, dtype=dtype)
+    base[torch.arange(7), torch.arange(7) % 2] += 1.0  # particles alternate between clusters 0 and 1
+    base[:, 2] -= 1.0  # cluster 2 holds less than one particle's mass in both graphs
+    for scale in (1.0, 40.0):  # soft rows, then saturated ones
+        z = (base * scale).requires_grad_(True)
+        mass = _empty_mass(torch.softmax(z, -1), batch, 2)
+        log_mass = _empty_log_mass(torch.log_softmax(z, -1), batch, 2)
+        by_hand = torch.zeros(2, 3, dtype=dtype).index_add(0, batch, torch.softmax(z, -1))
+        if scale == 1.0:  # the log of the mass, computed directly, where it does not underflow
+            want = float(torch.relu(-by_hand.log()).sum(1).mean().detach())
+            assert float(log_mass.detach()) == pytest.approx(want, rel=1e-5)
+        g_mass, = torch.autograd.grad(mass, z)
+        g_log, = torch.autograd.grad(log_mass, z)
+        # the emptied column: the log hinge pulls with weight (1 / G) sum_i w_i (1 - s_i2) per graph
+        # (less the other hinges' small push), 1 / G once the rows saturate
+        for rows in (slice(0, 4), slice(4, 7)):
+            assert -0.5 - 1e-12 <= float(g_log[rows, 2].sum()) <= -0.3
+        if scale == 40.0:  # the mass hinge's gradient has vanished (the negative control)
+            assert float(g_log[:, 2].sum()) == pytest.approx(-1.0, rel=1e-6)
+            assert float(mass.detach()) == pytest.approx(1.0, rel=1e-6)  # (1 + 1) / 2 graphs
+            assert float(g_mass.abs().max()) < 1e-30
+            assert bool(torch.isfinite(log_mass)) and float(log_mass.detach()) > 50
+    balanced = torch.full((6, 3), -1e4, dtype=dtype)
+    balanced[torch.arange(6), torch.tensor([0, 1, 2, 0, 1, 2])] = 0.0
+    assert float(_empty_log_mass(torch.log_softmax(balanced, -1), batch[1:], 2)) == 0.0
+    kw = dict(hidden=8, clusters=[3, 2], enc_layers=1, pool_layers=1, dec_layers=1)
+    torch.manual_seed(0)
+    g = collate([random_graph(n, dim=3, node_dim=2, generator=gen) for n in (7, 9)]).to(dtype=dtype)
+    plain = EGHN(2, occupancy_weight=1.0, **kw).to(dtype)
+    logged = EGHN(2, occupancy_weight=1.0, occupancy_form="log", **kw).to(dtype)
+    logged.load_state_dict(plain.state_dict())
+    a, b = plain(g).aux, logged(g).aux
+    S = a["scores"]
+    want = sum(torch.relu(-torch.zeros(2, s.shape[1], dtype=dtype).index_add(0, bt, s).log()).sum(1).mean()
+               for s, bt in zip(S, (g.batch, torch.arange(2).repeat_interleave(3))))
+    assert torch.allclose(b["occupancy_loss"], want, rtol=1e-5)
+    with pytest.raises(ValueError, match="occupancy_form"):
+        EGHN(2, clusters=[3], occupancy_form="entropy")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_bounded_score_logits_keep_every_score_away_from_saturation(dtype):
     from eghn.nn import EPool
 

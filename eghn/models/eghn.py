@@ -72,6 +72,24 @@ def _empty_mass(S: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
     return torch.relu(1.0 - mass).sum(1).mean()
 
 
+def _empty_log_mass(log_S: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+    r""":math:`\frac{1}{G}\sum_{g,k}\max\big(0, -\log \sum_{i \in g} s_{ik}\big)` of one level's
+    log-scores ``log_S`` :math:`(N, K)`: zero exactly where :func:`_empty_mass` is, but its
+    gradient on the logit :math:`z_{ik}` is :math:`-w_{ik}(1 - s_{ik})` with :math:`w_{ik}` the
+    cluster weight of Eq. 9 (:func:`~eghn.nn.pool_ops.cluster_weights`), which does not vanish
+    when the rows of ``S`` saturate: an emptied cluster pulls back the particles that are
+    closest to it. The log of the mass is a log-sum-exp shifted by the column maximum, so it
+    never underflows."""
+    k = log_S.shape[1]
+    index = batch.view(-1, 1).expand(-1, k)
+    top = log_S.new_full((num_graphs, k), -torch.inf)
+    top = top.scatter_reduce(0, index, log_S.detach(), reduce="amax", include_self=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    total = log_S.new_zeros(num_graphs, k).index_add(0, batch, torch.exp(log_S - top[batch]))
+    log_mass = top + torch.log(total)
+    return torch.relu(-log_mass).sum(1).mean()
+
+
 @register("eghn")
 class EGHN(nn.Module):
     r"""Equivariant Graph Hierarchy-based Network (Han et al., NeurIPS 2022).
@@ -186,6 +204,12 @@ class EGHN(nn.Module):
             of at least one particle, and otherwise pushes score mass into the emptiest
             clusters, against the collapse of a level onto fewer clusters than :math:`K` (the
             Training stability page).
+        occupancy_form: ``"mass"`` (default: the hinge above, on the score mass) or ``"log"``:
+            the hinge on its logarithm,
+            :math:`\max\big(0,\, -\log \sum_{i \in g} s^{(l)}_{ik}\big)`, zero for the same
+            scores, whose gradient does not vanish once the score rows saturate (the mass
+            hinge's gradient on a logit carries a factor :math:`s_{ik}(1 - s_{ik})`, the log
+            hinge's a factor :math:`1 - s_{ik}`). Used only when ``occupancy_weight > 0``.
         score_bound: ``None`` (default: the paper's Eq. 8) or a bound :math:`c` on E-Pool's score
             logits (:class:`~eghn.nn.EPool`, ``score_bound``): a stabiliser against saturated
             scores, which pass no gradient back to a cluster that has emptied.
@@ -224,7 +248,7 @@ class EGHN(nn.Module):
                  batch_max_features: Sequence[int] = (), mass_floor: float | None = None,
                  coord_message: str = "paper", pool_message: str = "paper",
                  velocity_update: bool = True, occupancy_weight: float = 0.0,
-                 score_bound: float | None = None) -> None:
+                 occupancy_form: str = "mass", score_bound: float | None = None) -> None:
         super().__init__()
         self._register_load_state_dict_pre_hook(_rename_old_keys)
         forms = dict(egnn_form=egnn_form, pool_form=pool_form, cluster_graph=cluster_graph,
@@ -279,6 +303,9 @@ class EGHN(nn.Module):
         self.occupancy_weight = check_number("occupancy_weight", occupancy_weight)
         if self.occupancy_weight < 0:
             raise ValueError(f"occupancy_weight must be >= 0, got {occupancy_weight!r}")
+        if occupancy_form not in ("mass", "log"):
+            raise ValueError(f"occupancy_form must be 'mass' or 'log', got {occupancy_form!r}")
+        self.occupancy_form = occupancy_form
         if mass_floor is not None and not mass_floor > 0:
             raise ValueError(f"mass_floor must be None or positive, got {mass_floor!r}")
         self.mass_floor = mass_floor
@@ -421,7 +448,8 @@ class EGHN(nn.Module):
             A_glob = pool_adjacency(p.scores, edges["global"][0], batch, G, weights["global"])
             conn.append(self._connectivity(A_loc))
             if self.occupancy_weight:
-                empty.append(_empty_mass(p.scores, batch, G))
+                empty.append(_empty_log_mass(p.log_scores, batch, G) if self.occupancy_form == "log"
+                             else _empty_mass(p.scores, batch, G))
             scores.append(p.scores)
             edges = {"global": self._cluster_edges(A_glob), "local": self._cluster_edges(A_loc)}
             weights = {key: attr[:, 0] for key, (_, attr) in edges.items()}
