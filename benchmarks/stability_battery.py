@@ -18,6 +18,7 @@ Groups (``--groups``, default all):
   the recipe since 0.3.0), ``log_occupancy`` (that recipe with the occupancy hinge taken on
   the log of the score mass, ``model.occupancy_form = "log"``), and single stabilisers
   (``bounded_egnn``, ``bounded_pool``);
+  ``eghn_log_occupancy`` is eghn's protocol with the log-space occupancy hinge;
   ``eghn_adam_eps`` is eghn's protocol with Adam's epsilon raised to 1e-6 (the candidate against
   the spike traced on the Stability page), ``shipped_adam_eps`` the default config with it;
   ``shipped`` is the default config as it ships;
@@ -99,6 +100,7 @@ VARIANTS: dict[str, tuple[str | None, list[str]]] = {
                              "data.n_complex=5", "data.avg_size=5"]),
     "eghn_protocol": ("eghn", []),
     "eghn_adam_eps": ("eghn", ["train.adam_eps=1e-6"]),
+    "eghn_log_occupancy": ("eghn", ["model.occupancy_form=log"]),
     "released": ("released", []),
 }
 
