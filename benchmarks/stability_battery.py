@@ -71,11 +71,12 @@ HISTORY_KEYS = ("epoch", "train_loss", "train_mse", "val_mse", "spikes", "collap
 
 #: the default task's settings that every variant states explicitly, so that a variant means the
 #: same runs whatever the shipped recipe is at the time
-_PAPER_FORM = ["model.velocity_update=true", "model.occupancy_weight=0.0"]
+_PAPER_FORM = ["model.velocity_update=true", "model.occupancy_weight=0.0", "model.occupancy_form=mass"]
 
 #: variant -> (protocol or None, overrides). The default task's variants name every stabiliser
 #: (bounded EGNN messages, bounded E-Pool messages, input velocity, occupancy term);
-#: ``bounded_both`` is the recipe of eghn 0.2.0, ``input_velocity_occupancy`` that of 0.3.0.
+#: ``bounded_both`` is the recipe of eghn 0.2.0, ``input_velocity_occupancy`` that of 0.3.0 and 0.4.0,
+#: ``log_occupancy`` that of the default config since 0.5.0.
 #: Rows recorded before a variant was made explicit keep the overrides they ran with (the
 #: shipped default config supplied the rest: both bounded messages, the paper's velocity
 #: channel, no occupancy term).
@@ -85,11 +86,13 @@ VARIANTS: dict[str, tuple[str | None, list[str]]] = {
     "bounded_pool": (None, ["model.coord_message=paper", "model.pool_message=bounded", *_PAPER_FORM]),
     "bounded_both": (None, ["model.coord_message=bounded", "model.pool_message=bounded", *_PAPER_FORM]),
     "input_velocity": (None, ["model.coord_message=bounded", "model.pool_message=bounded",
-                              "model.velocity_update=false", "model.occupancy_weight=0.0"]),
+                              "model.velocity_update=false", "model.occupancy_weight=0.0",
+                              "model.occupancy_form=mass"]),
     "occupancy": (None, ["model.coord_message=bounded", "model.pool_message=bounded",
-                         "model.velocity_update=true", "model.occupancy_weight=1.0"]),
+                         "model.velocity_update=true", "model.occupancy_weight=1.0", "model.occupancy_form=mass"]),
     "input_velocity_occupancy": (None, ["model.coord_message=bounded", "model.pool_message=bounded",
-                                        "model.velocity_update=false", "model.occupancy_weight=1.0"]),
+                                        "model.velocity_update=false", "model.occupancy_weight=1.0",
+                                        "model.occupancy_form=mass"]),
     "log_occupancy": (None, ["model.coord_message=bounded", "model.pool_message=bounded",
                              "model.velocity_update=false", "model.occupancy_weight=1.0",
                              "model.occupancy_form=log"]),
@@ -97,7 +100,7 @@ VARIANTS: dict[str, tuple[str | None, list[str]]] = {
     "shipped_adam_eps": (None, ["train.adam_eps=1e-6"]),
     "two_scale_5x5": (None, ["model.coord_message=bounded", "model.pool_message=bounded",
                              "model.velocity_update=false", "model.occupancy_weight=1.0",
-                             "data.n_complex=5", "data.avg_size=5"]),
+                             "model.occupancy_form=mass", "data.n_complex=5", "data.avg_size=5"]),
     "eghn_protocol": ("eghn", []),
     "eghn_adam_eps": ("eghn", ["train.adam_eps=1e-6"]),
     "eghn_log_occupancy": ("eghn", ["model.occupancy_form=log"]),

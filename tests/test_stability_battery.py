@@ -35,10 +35,10 @@ def test_summary_counts_divergences_and_the_state_runs_end_in(battery):
 
 def test_every_default_variant_names_its_stabilisers(battery):
     for name in ("paper_messages", "bounded_egnn", "bounded_pool", "bounded_both", "input_velocity", "occupancy",
-                 "input_velocity_occupancy"):
+                 "input_velocity_occupancy", "log_occupancy"):
         keys = {o.partition("=")[0] for o in battery.VARIANTS[name][1]}
         assert keys == {"model.coord_message", "model.pool_message", "model.velocity_update",
-                        "model.occupancy_weight"}, name
+                        "model.occupancy_weight", "model.occupancy_form"}, name
 
 
 def test_export_writes_one_run_keyed_by_epoch(battery, tmp_path):
