@@ -90,6 +90,13 @@ def _empty_log_mass(log_S: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
     return torch.relu(-log_mass).sum(1).mean()
 
 
+#: occupancy form -> its term of one level's pooling output, chosen once in ``EGHN.__init__``
+_OCCUPANCY_TERMS = {
+    "mass": lambda p, batch, num_graphs: _empty_mass(p.scores, batch, num_graphs),
+    "log": lambda p, batch, num_graphs: _empty_log_mass(p.log_scores, batch, num_graphs),
+}
+
+
 @register("eghn")
 class EGHN(nn.Module):
     r"""Equivariant Graph Hierarchy-based Network (Han et al., NeurIPS 2022).
@@ -303,7 +310,7 @@ class EGHN(nn.Module):
         self.occupancy_weight = check_number("occupancy_weight", occupancy_weight)
         if self.occupancy_weight < 0:
             raise ValueError(f"occupancy_weight must be >= 0, got {occupancy_weight!r}")
-        if occupancy_form not in ("mass", "log"):
+        if occupancy_form not in _OCCUPANCY_TERMS:
             raise ValueError(f"occupancy_form must be 'mass' or 'log', got {occupancy_form!r}")
         self.occupancy_form = occupancy_form
         if mass_floor is not None and not mass_floor > 0:
@@ -448,8 +455,7 @@ class EGHN(nn.Module):
             A_glob = pool_adjacency(p.scores, edges["global"][0], batch, G, weights["global"])
             conn.append(self._connectivity(A_loc))
             if self.occupancy_weight:
-                empty.append(_empty_log_mass(p.log_scores, batch, G) if self.occupancy_form == "log"
-                             else _empty_mass(p.scores, batch, G))
+                empty.append(_OCCUPANCY_TERMS[self.occupancy_form](p, batch, G))
             scores.append(p.scores)
             edges = {"global": self._cluster_edges(A_glob), "local": self._cluster_edges(A_loc)}
             weights = {key: attr[:, 0] for key, (_, attr) in edges.items()}
