@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from eghn.nn.invariants import center
-from eghn.nn.pool_ops import pool_adjacency, reduce_clusters, unpool
+from eghn.nn.pool_ops import log_cluster_mass, pool_adjacency, reduce_clusters, unpool
 from eghn.nn.scatter import graph_mean, uniform_graph_size
 
 
@@ -57,5 +57,33 @@ def test_fast_and_scatter_paths_match_reference(layout):
     torch.testing.assert_close(high, ref_high, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(unpool(S, high, batch), ref_agg, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(pool_adjacency(S, ei, batch, G, w), ref_adj, rtol=1e-12, atol=1e-12)
+    masses = torch.stack([S[batch == g].sum(0) for g in range(G)])
+    torch.testing.assert_close(log_cluster_mass(S.log(), batch, G), masses.log(), rtol=1e-12, atol=1e-12)
     means = torch.stack([Z[batch == g].mean(0) for g in range(G)])
     torch.testing.assert_close(graph_mean(Z, batch, G), means, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["uniform", "mixed"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_log_cluster_mass_stays_finite_where_the_mass_underflows(layout, dtype):
+    batch = torch.arange(2).repeat_interleave(3) if layout == "uniform" else torch.tensor([0, 0, 1, 1, 1, 1])
+    n = batch.numel()
+    # cluster 1 holds e^-1000 per particle: 0 in float32 and float64, but its log is about -1000
+    logits = torch.zeros(n, 2, dtype=dtype)
+    logits[:, 1] = -1000.0
+    logits.requires_grad_(True)
+    log_S = torch.log_softmax(logits, -1)
+    assert float(log_S[:, 1].exp().sum()) == 0.0
+    out = log_cluster_mass(log_S, batch, 2)
+    sizes = torch.bincount(batch).to(torch.float64)
+    expected = torch.stack([torch.zeros(2, dtype=torch.float64), -1000.0 + torch.zeros(2, dtype=torch.float64)], 1)
+    torch.testing.assert_close(out.double(), expected + sizes.log().unsqueeze(1), rtol=0, atol=1e-4)
+    # the gradient on the underflowed column is the cluster weight (1 / size), not 0
+    (grad,) = torch.autograd.grad(out[:, 1].sum(), logits)
+    torch.testing.assert_close(grad[:, 1].double(), 1 / sizes[batch], rtol=1e-5, atol=0)
+    # a column of -inf log-scores (an underflowed S taken to the log) is -inf, with no NaN in the gradient
+    log_zero = torch.tensor([[0.0, -torch.inf]] * n, dtype=dtype, requires_grad=True)
+    dead = log_cluster_mass(log_zero, batch, 2)
+    assert torch.isneginf(dead[:, 1]).all() and torch.isfinite(dead[:, 0]).all()
+    (grad,) = torch.autograd.grad(dead[:, 0].sum(), log_zero)
+    assert torch.isfinite(grad).all()

@@ -17,7 +17,7 @@ from ..nn.egnn import EGNNLayer
 from ..nn.epool import EPool
 from ..nn.eunpool import EUnPool
 from ..nn.plain_mp import PlainMPLayer
-from ..nn.pool_ops import dense_to_edges, pool_adjacency
+from ..nn.pool_ops import dense_to_edges, log_cluster_mass, pool_adjacency
 from ..nn.radial_block import RadialBlock
 from ..nn.released import (
     ReleasedPool,
@@ -78,16 +78,9 @@ def _empty_log_mass(log_S: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
     gradient on the logit :math:`z_{ik}` is :math:`-w_{ik}(1 - s_{ik})` with :math:`w_{ik}` the
     cluster weight of Eq. 9 (:func:`~eghn.nn.pool_ops.cluster_weights`), which does not vanish
     when the rows of ``S`` saturate: an emptied cluster pulls back the particles that are
-    closest to it. The log of the mass is a log-sum-exp shifted by the column maximum, so it
+    closest to it. The log of the mass is :func:`~eghn.nn.pool_ops.log_cluster_mass`, which
     never underflows."""
-    k = log_S.shape[1]
-    index = batch.view(-1, 1).expand(-1, k)
-    top = log_S.new_full((num_graphs, k), -torch.inf)
-    top = top.scatter_reduce(0, index, log_S.detach(), reduce="amax", include_self=True)
-    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    total = log_S.new_zeros(num_graphs, k).index_add(0, batch, torch.exp(log_S - top[batch]))
-    log_mass = top + torch.log(total)
-    return torch.relu(-log_mass).sum(1).mean()
+    return torch.relu(-log_cluster_mass(log_S, batch, num_graphs)).sum(1).mean()
 
 
 #: occupancy form -> its term of one level's pooling output, chosen once in ``EGHN.__init__``

@@ -11,8 +11,8 @@ from torch import Tensor
 
 from .scatter import bucket_sizes, gather, scatter_sum, uniform_graph_size
 
-__all__ = ["cluster_batch", "cluster_weights", "dense_to_edges", "pool_adjacency", "reduce_clusters", "row_normalize",
-           "unpool"]
+__all__ = ["cluster_batch", "cluster_weights", "dense_to_edges", "log_cluster_mass", "pool_adjacency",
+           "reduce_clusters", "row_normalize", "unpool"]
 
 
 def cluster_batch(num_graphs: int, clusters: int, device: torch.device | None = None) -> Tensor:
@@ -26,19 +26,71 @@ def cluster_batch(num_graphs: int, clusters: int, device: torch.device | None = 
     return torch.arange(num_graphs, device=device).repeat_interleave(clusters)
 
 
+def _shifted_exp(log_scores: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor, Tensor, int | None]:
+    r"""``(e, c, total, n)``: :math:`e_{ik} = \exp(\log s_{ik} - c_{g(i)k})` :math:`(N, K)` with
+    :math:`c_{gk} = \max_{i \in g} \log s_{ik}` (0 for a column of :math:`-\infty`; no gradient
+    flows through it) :math:`(G, K)`, the column sums of :math:`e` over each graph's nodes
+    :math:`(G, K)`, and the common graph size (``None`` for mixed sizes). The largest term of every
+    sum is :math:`\exp(0) = 1`, so a column's total underflows only when all its scores are 0."""
+    if not log_scores.is_floating_point():
+        raise TypeError(f"log_scores must be floating point, got {log_scores.dtype}")
+    n_nodes, k = log_scores.shape
+    n = uniform_graph_size(batch, num_graphs)
+    if n is not None:  # equal graph sizes: reductions over dim 1 of (G, n, K)
+        shifted = log_scores.reshape(num_graphs, n, k)
+        top = shifted.detach().amax(1)
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+        e = torch.exp(shifted - top.unsqueeze(1))
+        return e.reshape(n_nodes, k), top, e.sum(1), n
+    index = batch.view(-1, 1).expand(-1, k)
+    top = log_scores.new_full((num_graphs, k), -torch.inf)
+    top = top.scatter_reduce(0, index, log_scores.detach(), reduce="amax", include_self=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    e = torch.exp(log_scores - gather(top, batch))
+    return e, top, scatter_sum(e, batch, num_graphs), None
+
+
+def log_cluster_mass(log_scores: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+    r"""Log of every cluster's score mass in every graph, a log-sum-exp over each graph's nodes.
+
+    .. math:: \log m_{gk} = \log \sum_{i \in g} s_{ik}
+              = c_{gk} + \log \sum_{i \in g} \exp(\log s_{ik} - c_{gk}),
+              \qquad c_{gk} = \max_{i \in g} \log s_{ik}
+
+    The shift by the column maximum makes the largest term :math:`\exp(0) = 1`, so the sum
+    never underflows: the result is finite whenever one score of the column is, even when
+    :math:`m_{gk}` itself is a denormal or 0 in floating point. A column whose log-scores are
+    all :math:`-\infty` gets :math:`-\infty` (and no NaN in the gradient).
+
+    Shapes:
+        - log_scores: :math:`(N, K)`, batch: :math:`(N,)` -> :math:`(G, K)`
+
+    Example:
+        >>> import torch
+        >>> from eghn.nn.pool_ops import log_cluster_mass
+        >>> log_S = torch.tensor([[0.0, -1000.0], [0.0, -1001.0]])  # s = 1 and e^-1000: 0 in float32
+        >>> [round(v, 3) for v in log_cluster_mass(log_S, torch.zeros(2, dtype=torch.long), 1)[0].tolist()]
+        [0.693, -999.687]
+    """
+    _, top, total, _ = _shifted_exp(log_scores, batch, num_graphs)
+    held = total > 0
+    return torch.where(held, top + torch.log(torch.where(held, total, torch.ones_like(total))), -torch.inf)
+
+
 def cluster_weights(log_scores: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
     r"""Normalised cluster weights of Eq. 9-10, computed in log space.
 
     .. math:: w_{ik} = \frac{s_{ik}}{\sum_{j \in g(i)} s_{jk}}
-              = \frac{\exp(\log s_{ik} - m_{gk})}{\sum_{j \in g(i)} \exp(\log s_{jk} - m_{gk})},
-              \qquad m_{gk} = \max_{j \in g} \log s_{jk}
+              = \frac{\exp(\log s_{ik} - c_{gk})}{\sum_{j \in g(i)} \exp(\log s_{jk} - c_{gk})},
+              \qquad c_{gk} = \max_{j \in g} \log s_{jk}
 
-    i.e. a softmax over the nodes of each graph of every column of :math:`\log S`. The largest
-    term of each sum is :math:`\exp(0) = 1`, so the denominator is at least 1: it never
-    underflows, even when the total score :math:`\sum_j s_{jk}` of a cluster is a denormal or 0
-    in floating point, and every column of :math:`W` sums to 1 over each graph's nodes up to
-    rounding. Cluster quantities :math:`W^\top x` are therefore always affine combinations of the
-    particles' quantities, the property Lemma 2.6 of ``proofs/theorem2.md`` relies on.
+    i.e. a softmax over the nodes of each graph of every column of :math:`\log S`, with the
+    shifted sums of :func:`log_cluster_mass`. The largest term of each sum is
+    :math:`\exp(0) = 1`, so the denominator is at least 1: it never underflows, even when the
+    total score :math:`\sum_j s_{jk}` of a cluster is a denormal or 0 in floating point, and every
+    column of :math:`W` sums to 1 over each graph's nodes up to rounding. Cluster quantities
+    :math:`W^\top x` are therefore always affine combinations of the particles' quantities, the
+    property Lemma 2.6 of ``proofs/theorem2.md`` relies on.
 
     A column of a graph whose log-scores are all :math:`-\infty` (:math:`s_{jk} = 0` for every
     node, possible only when ``log_scores`` is taken from an underflowed ``S``) gets uniform weights
@@ -54,26 +106,15 @@ def cluster_weights(log_scores: Tensor, batch: Tensor, num_graphs: int) -> Tenso
         >>> cluster_weights(S.log(), torch.zeros(2, dtype=torch.long), 1).sum(0).tolist()  # columns sum to 1
         [1.0, 1.0]
     """
-    if not log_scores.is_floating_point():
-        raise TypeError(f"log_scores must be floating point, got {log_scores.dtype}")
-    n_nodes, k = log_scores.shape
-    n = uniform_graph_size(batch, num_graphs)
-    if n is not None:  # equal graph sizes: a softmax over dim 1 of (G, n, K)
-        Lg = log_scores.reshape(num_graphs, n, k)
-        top = Lg.detach().amax(1, keepdim=True)
-        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-        e = torch.exp(Lg - top)
-        total = e.sum(1, keepdim=True)
-        W = torch.where(total > 0, e / torch.where(total > 0, total, torch.ones_like(total)), 1.0 / n)
+    e, _, total, n = _shifted_exp(log_scores, batch, num_graphs)
+    held = total > 0
+    total = torch.where(held, total, torch.ones_like(total))
+    if n is not None:  # equal graph sizes: broadcast over (G, n, K)
+        n_nodes, k = e.shape
+        W = torch.where(held.unsqueeze(1), e.reshape(num_graphs, n, k) / total.unsqueeze(1), 1.0 / n)
         return W.reshape(n_nodes, k)
-    index = batch.view(-1, 1).expand(-1, k)
-    top = log_scores.new_full((num_graphs, k), -torch.inf)
-    top = top.scatter_reduce(0, index, log_scores.detach(), reduce="amax", include_self=True)
-    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    e = torch.exp(log_scores - gather(top, batch))
-    total = gather(scatter_sum(e, batch, num_graphs), batch)
     size = gather(bucket_sizes(batch, num_graphs, log_scores).to(log_scores.dtype), batch).unsqueeze(-1)
-    return torch.where(total > 0, e / torch.where(total > 0, total, torch.ones_like(total)), 1.0 / size)
+    return torch.where(gather(held, batch), e / gather(total, batch), 1.0 / size)
 
 
 def reduce_clusters(S: Tensor, x: Tensor, batch: Tensor, num_graphs: int, *,
