@@ -208,3 +208,28 @@ def test_mixed_batch_no_leakage():
     m1 = batch.batch == 1
     assert torch.allclose(out2[~m1], out[~m1], atol=1e-10)
     assert torch.allclose(out2[m1], out[m1] @ Qs[1].T + ts[1], atol=1e-9)
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_eghn_cluster_labels_are_interchangeable(levels):
+    """The coarse levels treat their clusters alike: renaming the clusters of every E-Pool (a
+    permutation of its score head's outputs) leaves EGHN's prediction and connectivity loss
+    unchanged. A change of the scores that is not a renaming changes the prediction (the
+    negative control)."""
+    gen = torch.Generator().manual_seed(8)
+    g = collate([random_graph(n, node_dim=3, edge_dim=2, local_edge_dim=1, generator=gen) for n in (8, 5, 13)])
+    g = g.to(dtype=torch.float64)
+    model = _eghn(levels, torch.float64)
+    before = model(g)
+    heads = [pool.score[-1] for pool in model.pools]
+    with torch.no_grad():
+        for head in heads:
+            perm = torch.roll(torch.arange(head.out_features), 1)
+            head.weight.copy_(head.weight[perm])
+            head.bias.copy_(head.bias[perm])
+        after = model(g)
+        assert not torch.equal(before.aux["scores"][0], after.aux["scores"][0])  # the labels did move
+        torch.testing.assert_close(after.pos, before.pos, rtol=0, atol=1e-10)
+        torch.testing.assert_close(after.aux["connectivity_loss"], before.aux["connectivity_loss"], rtol=0, atol=1e-10)
+        heads[0].bias[0] += 1.0  # not a renaming: one cluster favoured
+        assert (model(g).pos - before.pos).abs().max() > 1e-4
