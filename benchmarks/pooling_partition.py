@@ -156,7 +156,8 @@ def analyse_run(run_dir: str | Path, split: str = "test", max_graphs: int | None
     return {
         "run": str(run_dir), "split": split, "systems": n, "epoch": int(state["epoch"]),
         "clusters": config["model"]["clusters"][0],
-        "exact": int(exact_all.sum()), "soft": int(soft_all.sum()), "patterns": len(patterns),
+        "exact": int(exact_all.sum()), "not_exact": n - int(exact_all.sum()), "soft": int(soft_all.sum()),
+        "patterns": len(patterns),
         "top_pattern_share": max(patterns.values()) / sum(patterns.values()) if patterns else None,
         "mse_exact": mean(exact_all), "mse_other": mean(~exact_all), "mse_all": float(mse_all.mean()),
         "mse_soft": mean(soft_all),

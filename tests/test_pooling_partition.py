@@ -63,7 +63,7 @@ def test_a_trained_run_is_read_back_with_its_own_test_mse(part, tmp_path):
     out = tmp_path / "partition.json"
     assert part.main([f"r={tmp_path / 'run'}", "--out", str(out)]) == 0
     rec = json.loads(out.read_text())["runs"]["r"]
-    assert rec["systems"] == 30 and 0 <= rec["exact"] <= 30 and 0 <= rec["soft"] <= 30
+    assert rec["systems"] == 30 and 0 <= rec["exact"] == 30 - rec["not_exact"] and 0 <= rec["soft"] <= 30
     assert rec["epoch"] == result.best_epoch
     assert (rec["patterns"] == 0) == (rec["exact"] == 0) and rec["patterns"] <= 6  # at most 3! namings
     assert rec["mse_all"] == pytest.approx(result.test, rel=1e-4)
