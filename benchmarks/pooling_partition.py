@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -42,6 +43,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+import eghn
 
 __all__ = ["analyse_run", "complex_labels", "exact_partition", "main", "size_patterns"]
 
@@ -164,6 +167,16 @@ def analyse_run(run_dir: str | Path, split: str = "test", max_graphs: int | None
     }
 
 
+def _commit() -> str:
+    """The repository's commit, or ``""`` outside a git checkout."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parents[1],
+                              capture_output=True, text=True, check=False)
+    except OSError:
+        return ""
+    return done.stdout.strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR")
@@ -178,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                   "complexes in one; soft = some particle's largest score below 0.9; MSEs per system, "
                   "averaged over the systems of each kind."),
         "command": "python benchmarks/pooling_partition.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "torch": torch.__version__, "machine": platform.machine(), "runs": {},
+        "eghn_version": eghn.__version__, "commit": _commit(), "torch": torch.__version__,
+        "machine": platform.machine(), "runs": {},
     }
     for spec in args.runs:
         name, sep, run_dir = spec.partition("=")
