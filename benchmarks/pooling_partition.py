@@ -15,10 +15,11 @@ paper Eq. 8) with the system's rigid complexes (the connected components of its 
   :math:`K!` of them (the labels do not change the prediction, since the coarse level treats
   its clusters alike);
 
-and reports the per-system position MSE (in the data's units, like the run's own test MSE)
-over the exactly pooled systems, over the others and over all (the last is the run's test MSE
-on the full split). This separates two readings of a
-seed that misses: its pooling mixes complexes on some systems and those systems carry the
+together with the run's training regulariser (training loss minus training MSE, from its
+``metrics.csv``) at every evaluation, and reports the per-system position MSE (in the data's
+units, like the run's own test MSE) over the exactly pooled systems, over the others and over
+all (the last is the run's test MSE on the full split). This separates two readings of a seed
+that misses: its pooling mixes complexes on some systems and those systems carry the
 error, or the error is spread over systems whose pooling is right.
 
 Usage (one PyTorch thread; the runs' datasets must be where their configs say)::
@@ -123,6 +124,7 @@ def size_patterns(scores: Tensor, labels: Tensor, batch: Tensor, systems: Tensor
 def analyse_run(run_dir: str | Path, split: str = "test", max_graphs: int | None = None,
                 batch_size: int = 500) -> dict[str, Any]:
     """The partition record of one run directory (see the module docstring)."""
+    from eghn.train.collected import read_metrics
     from eghn.train.loop import build_datasets, build_model
     from eghn.train.rundir import load_weights
     from eghn.train.trained import read_run
@@ -153,6 +155,10 @@ def analyse_run(run_dir: str | Path, split: str = "test", max_graphs: int | None
         soft.append(top < 0.9)
     mse_all, exact_all, soft_all = torch.cat(mse), torch.cat(exact), torch.cat(soft)
 
+    metrics = Path(run_dir) / "metrics.csv"
+    regulariser = ({str(int(row["epoch"])): row["train_loss"] - row["train_mse"] for row in read_metrics(metrics)}
+                   if metrics.is_file() else {})
+
     def mean(mask: Tensor) -> float | None:
         return float(mse_all[mask].mean()) if bool(mask.any()) else None
 
@@ -163,7 +169,7 @@ def analyse_run(run_dir: str | Path, split: str = "test", max_graphs: int | None
         "patterns": len(patterns),
         "top_pattern_share": max(patterns.values()) / sum(patterns.values()) if patterns else None,
         "mse_exact": mean(exact_all), "mse_other": mean(~exact_all), "mse_all": float(mse_all.mean()),
-        "mse_soft": mean(soft_all),
+        "mse_soft": mean(soft_all), "regulariser": regulariser,
     }
 
 

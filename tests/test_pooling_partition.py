@@ -65,6 +65,8 @@ def test_a_trained_run_is_read_back_with_its_own_test_mse(part, tmp_path):
     rec = json.loads(out.read_text())["runs"]["r"]
     assert rec["systems"] == 30 and 0 <= rec["exact"] == 30 - rec["not_exact"] and 0 <= rec["soft"] <= 30
     assert rec["epoch"] == result.best_epoch
+    assert set(rec["regulariser"]) == {"1", "2"}  # one per evaluation of metrics.csv
+    assert all(value >= 0 for value in rec["regulariser"].values())
     assert (rec["patterns"] == 0) == (rec["exact"] == 0) and rec["patterns"] <= 6  # at most 3! namings
     assert rec["mse_all"] == pytest.approx(result.test, rel=1e-4)
     # the two kinds average to the whole, weighted by their counts
