@@ -47,7 +47,7 @@ from torch import Tensor
 
 import eghn
 
-__all__ = ["analyse_run", "complex_labels", "exact_partition", "main", "size_patterns"]
+__all__ = ["analyse_run", "complex_labels", "exact_partition", "main", "size_patterns", "summarise"]
 
 
 def complex_labels(edge_index: Tensor, num_nodes: int) -> Tensor:
@@ -122,14 +122,15 @@ def size_patterns(scores: Tensor, labels: Tensor, batch: Tensor, systems: Tensor
 
 @torch.no_grad()
 def analyse_run(run_dir: str | Path, split: str = "test", max_graphs: int | None = None,
-                batch_size: int = 500) -> dict[str, Any]:
-    """The partition record of one run directory (see the module docstring)."""
+                batch_size: int = 500, checkpoint: str = "best") -> dict[str, Any]:
+    """The partition record of one run directory (see the module docstring), with the weights of
+    its ``best.pt`` or (``checkpoint="last"``) its ``last.pt``."""
     from eghn.train.collected import read_metrics
     from eghn.train.loop import build_datasets, build_model
     from eghn.train.rundir import load_weights
     from eghn.train.trained import read_run
 
-    config, ckpt, state = read_run(run_dir, checkpoint="best")
+    config, ckpt, state = read_run(run_dir, checkpoint=checkpoint)
     if config["model"]["name"] != "eghn":
         raise ValueError(f"{run_dir}: a run of model {config['model']['name']!r}, not eghn")
     ds = build_datasets(config, splits=(split,))[split]
@@ -163,7 +164,7 @@ def analyse_run(run_dir: str | Path, split: str = "test", max_graphs: int | None
         return float(mse_all[mask].mean()) if bool(mask.any()) else None
 
     return {
-        "run": str(run_dir), "split": split, "systems": n, "epoch": int(state["epoch"]),
+        "run": str(run_dir), "split": split, "checkpoint": checkpoint, "systems": n, "epoch": int(state["epoch"]),
         "clusters": config["model"]["clusters"][0],
         "exact": int(exact_all.sum()), "not_exact": n - int(exact_all.sum()), "soft": int(soft_all.sum()),
         "patterns": len(patterns),
@@ -171,6 +172,27 @@ def analyse_run(run_dir: str | Path, split: str = "test", max_graphs: int | None
         "mse_exact": mean(exact_all), "mse_other": mean(~exact_all), "mse_all": float(mse_all.mean()),
         "mse_soft": mean(soft_all), "regulariser": regulariser,
     }
+
+
+def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Runs named ``GROUP_sSEED`` counted per ``GROUP``: how many there are, how many pooled every
+    system exactly with a single size-to-cluster pattern (``by_complex``), and the mean of
+    their test MSE.
+
+    Example:
+        >>> runs = {"a_s1": {"exact": 5, "systems": 5, "patterns": 1, "mse_all": 0.1},
+        ...         "a_s2": {"exact": 3, "systems": 5, "patterns": 2, "mse_all": 0.3}}
+        >>> summarise(runs)["a"]
+        {'runs': 2, 'by_complex': 1, 'mse_all_mean': 0.2}
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for name, rec in runs.items():
+        head, sep, seed = name.rpartition("_s")
+        groups.setdefault(head if sep and seed.isdigit() else name, []).append(rec)
+    return {name: {"runs": len(recs),
+                   "by_complex": sum(r["exact"] == r["systems"] and r["patterns"] == 1 for r in recs),
+                   "mse_all_mean": sum(r["mse_all"] for r in recs) / len(recs)}
+            for name, recs in groups.items()}
 
 
 def _commit() -> str:
@@ -188,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR")
     ap.add_argument("--split", default="test", choices=["train", "val", "test"])
     ap.add_argument("--max-graphs", type=int, default=None)
+    ap.add_argument("--checkpoint", default="best", choices=["best", "last"],
+                    help="the weights of best.pt (default) or of last.pt (the last evaluation)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -204,13 +228,14 @@ def main(argv: list[str] | None = None) -> int:
         name, sep, run_dir = spec.partition("=")
         if not sep or not name or not run_dir:
             ap.error(f"expected NAME=RUN_DIR, got {spec!r}")
-        rec = analyse_run(run_dir, args.split, args.max_graphs)
+        rec = analyse_run(run_dir, args.split, args.max_graphs, checkpoint=args.checkpoint)
         rec["run"] = Path(run_dir).name
         doc["runs"][name] = rec
         exact, other = ("-" if rec[k] is None else f"{rec[k]:.4f}" for k in ("mse_exact", "mse_other"))
         print(f"{name}: epoch {rec['epoch']}, exact {rec['exact']}/{rec['systems']}, soft {rec['soft']}, "
               f"{rec['patterns']} size-to-cluster patterns; "
               f"MSE exact {exact}, other {other}, all {rec['mse_all']:.4f}")
+    doc["groups"] = summarise(doc["runs"])
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(doc, indent=1) + "\n")

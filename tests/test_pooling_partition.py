@@ -61,8 +61,12 @@ def test_a_trained_run_is_read_back_with_its_own_test_mse(part, tmp_path):
                                   "data.n_test=30", "model.hidden=16", "device=cpu"])
     result = train(cfg, tmp_path / "run", echo=lambda msg: None)
     out = tmp_path / "partition.json"
-    assert part.main([f"r={tmp_path / 'run'}", "--out", str(out)]) == 0
-    rec = json.loads(out.read_text())["runs"]["r"]
+    assert part.main([f"r_s1={tmp_path / 'run'}", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    rec = doc["runs"]["r_s1"]
+    assert doc["groups"]["r"]["runs"] == 1 and doc["groups"]["r"]["mse_all_mean"] == rec["mse_all"]
+    last = part.analyse_run(tmp_path / "run", checkpoint="last")
+    assert last["checkpoint"] == "last" and last["epoch"] == 2
     assert rec["systems"] == 30 and 0 <= rec["exact"] == 30 - rec["not_exact"] and 0 <= rec["soft"] <= 30
     assert rec["epoch"] == result.best_epoch
     assert set(rec["regulariser"]) == {"1", "2"}  # one per evaluation of metrics.csv
