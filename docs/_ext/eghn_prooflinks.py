@@ -4,7 +4,8 @@ The proofs (``proofs/*.md``) name their tests as inline code, e.g.
 ```tests/test_theorem2.py::test_centering_lemma```. This extension
 
 * turns every such inline code span, on any page, into a link to the test's entry on the
-  page holding the ``.. eghn-test-index::`` directive;
+  page holding the ``.. eghn-test-index::`` directive, when a proof names that test (the
+  index lists only those; a test named on other pages only stays plain code);
 * remembers which section (lemma) named which test;
 * renders, at the directive, a table *test -> lemmas* and the source of every test, read
   from the repository with :mod:`ast`, each entry linking back to its lemmas.
@@ -106,8 +107,9 @@ def _resolve(app, doctree: nodes.document, fromdocname: str) -> None:
     env = app.env
     index_doc = getattr(env, "eghn_test_index_doc", None)
     builder = app.builder
+    indexed = {rec["test"] for rec in _store(env)}
     for ref in list(doctree.findall(eghn_testref)):
-        if index_doc is None:
+        if index_doc is None or ref["test"] not in indexed:
             ref.replace_self(ref.children)
             continue
         uri = builder.get_relative_uri(fromdocname, index_doc) + "#" + anchor(ref["test"])
