@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -46,6 +45,8 @@ import torch
 from torch import Tensor
 
 import eghn
+from eghn.nn.scatter import graph_mean
+from eghn.train.runs import source_commit
 
 __all__ = ["analyse_run", "complex_labels", "exact_partition", "main", "size_patterns", "summarise"]
 
@@ -147,8 +148,7 @@ def analyse_run(run_dir: str | Path, split: str = "test", max_graphs: int | None
         out = model(g)
         S = out.aux["scores"][0]
         err = ((out.pos - g.target) ** 2).mean(-1) * scale2  # in the data's units, as the trainer reports
-        counts = torch.bincount(g.batch, minlength=g.num_graphs)
-        mse.append(torch.zeros(g.num_graphs, dtype=err.dtype).index_add_(0, g.batch, err) / counts)
+        mse.append(graph_mean(err, g.batch, g.num_graphs))
         labels = complex_labels(g.local_edge_index, g.pos.shape[0])
         exact.append(exact_partition(S, labels, g.batch, g.num_graphs))
         patterns += size_patterns(S, labels, g.batch, exact[-1])
@@ -195,16 +195,6 @@ def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             for name, recs in groups.items()}
 
 
-def _commit() -> str:
-    """The repository's commit, or ``""`` outside a git checkout."""
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parents[1],
-                              capture_output=True, text=True, check=False)
-    except OSError:
-        return ""
-    return done.stdout.strip()
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR")
@@ -221,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                   "complexes in one; soft = some particle's largest score below 0.9; MSEs per system, "
                   "averaged over the systems of each kind."),
         "command": "python benchmarks/pooling_partition.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "eghn_version": eghn.__version__, "commit": _commit(), "torch": torch.__version__,
+        "eghn_version": eghn.__version__, "commit": source_commit(), "torch": torch.__version__,
         "machine": platform.machine(), "runs": {},
     }
     for spec in args.runs:
