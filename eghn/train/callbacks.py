@@ -427,7 +427,9 @@ class RunWriter(Callback):
 
     ``pending`` holds files that the first write also rewrites (``None``: removes), e.g. a
     ``config.json`` or ``best.pt`` rebuilt on resume; ``resumes`` the record of every resume;
-    ``machines`` the machine of the start and of every resume (:mod:`eghn.train.machine`).
+    ``machines`` the machine of the start and of every resume (:mod:`eghn.train.machine`);
+    ``init`` the probed starts and the chosen one (:mod:`eghn.train.init_selection`; empty
+    without ``train.init_tries``).
 
     Example:
         Without checkpoints: ``metrics.csv`` and the pending files.
@@ -454,6 +456,7 @@ class RunWriter(Callback):
         self.pending = pending if pending is not None else {}
         self.resumes: list[dict[str, Any]] = []
         self.machines: list[dict[str, Any]] = []  # eghn.train.machine.machine_record, one per start or resume
+        self.init: dict[str, Any] = {}  # the probed starts and the chosen one (eghn.train.init_selection)
 
     def on_evaluation(self, trainer: Any, row: Mapping[str, Any], improved: bool) -> None:
         best_path, last_path = self.run_dir / "best.pt", self.run_dir / "last.pt"
@@ -473,8 +476,9 @@ class RunWriter(Callback):
         self.pending.clear()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"resumes": self.resumes, "machines": self.machines}
+        return {"resumes": self.resumes, "machines": self.machines, "init": self.init}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.resumes = [dict(r) for r in state.get("resumes", [])]
         self.machines = [dict(r) for r in state.get("machines", [])]
+        self.init = dict(state.get("init") or {})

@@ -125,6 +125,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "ddp_find_unused": True,    # DDP: allow parameters that get no gradient (e.g. a last h-update)
     "drop_last": False,         # skip the last, smaller training batch (the released code); kept if the only one
     "compile": "off",           # torch.compile the training forward pass: "off", "on" or "auto" (where measured faster)
+    "init_tries": 1,            # starts probed before training (1 = none; eghn.train.init_selection)
+    "init_epochs": 20,          # epochs of each probed start
+    "init_max_regulariser": 0.1,  # a probed start passes when its training regulariser falls to this
 }
 
 _SECTIONS = ("data", "model", "train", "quick")

@@ -52,6 +52,7 @@ from .callbacks import (
 from .checkpoint import load_checkpoint
 from .config import ConfigError, check_kwargs, check_values, save_config
 from .distributed import DistInfo
+from .init_selection import select_init
 from .loader import GraphBank
 from .machine import machine_record
 from .malloc import reuse_freed_memory
@@ -463,7 +464,15 @@ def _run(settings: RunSettings, run_dir: Path, *, resume: bool, datasets: Mappin
     if finished is not None:
         return finished
     settings, banks, model = _build(settings, datasets, env)
-    trainer = _make_trainer(settings, run_dir, banks, model, env, log, callbacks, pending)
+    seed, selection = settings.seed, None
+    if state is None and settings.train.init_tries > 1:  # a new run probes its starts first
+        _announce(settings, run_dir, banks, model, env, log)
+        selection = _select_init(settings, banks, env, log)
+        seed = selection["chosen_seed"]
+        model = _seeded_model(settings, banks, env, seed)
+    trainer = _make_trainer(settings, run_dir, banks, model, env, log, callbacks, pending, seed=seed)
+    if selection is not None and (writer := _run_writer(trainer)) is not None:
+        writer.init = selection
     if state is not None:
         _restore(trainer, state, changed, run_dir, settings, log)
     started[0] = True
@@ -472,7 +481,8 @@ def _run(settings: RunSettings, run_dir: Path, *, resume: bool, datasets: Mappin
         _write_csv(run_dir / "metrics.csv", trainer.history)
     elif env.info.is_main:
         pending[run_dir / "config.json"] = (json.dumps(settings.to_dict(), indent=2, sort_keys=True) + "\n").encode()
-    _announce(settings, run_dir, banks, model, env, log)
+    if selection is None:
+        _announce(settings, run_dir, banks, model, env, log)
     _record_machine(trainer, env, log)
     trainer.fit()
     return _finish(trainer, settings, run_dir, env, log, pending)
@@ -519,14 +529,32 @@ def _build(settings: RunSettings, datasets: Mapping[str, Any] | None, env: _Env
     settings = settings.with_length_scale(scale)
     banks = {s: GraphBank(datasets[s], env.device, env.dtype, tcfg.preload, tcfg.preload_max_gb) for s in _SPLITS}
     check_datasets(settings.to_dict(), banks)
-    torch.manual_seed(settings.seed)
-    model = build_model(settings.to_dict(), datasets["train"]).to(device=env.device, dtype=env.dtype)
-    return settings, banks, model
+    return settings, banks, _seeded_model(settings, banks, env, settings.seed)
 
 
-def _make_trainer(settings: RunSettings, run_dir: Path, banks: Mapping[str, GraphBank], model: nn.Module,
-                  env: _Env, log: RunLog, callbacks: Sequence[Any], pending: dict[Path, bytes | None]) -> Trainer:
-    """The trainer of ``model`` with the built-in callbacks after the given ones."""
+def _seeded_model(settings: RunSettings, banks: Mapping[str, GraphBank], env: _Env, seed: int) -> nn.Module:
+    """The model of ``settings``, its weights drawn after ``torch.manual_seed(seed)``."""
+    torch.manual_seed(seed)
+    return build_model(settings.to_dict(), banks["train"].dataset).to(device=env.device, dtype=env.dtype)
+
+
+def _select_init(settings: RunSettings, banks: Mapping[str, GraphBank], env: _Env, log: RunLog) -> dict[str, Any]:
+    """Probe ``train.init_tries`` starts in memory and choose one (:mod:`.init_selection`)."""
+    tcfg = settings.train
+
+    def make_trainer(seed: int) -> Trainer:
+        trainer = Trainer(_trainer_parts(settings, banks, _seeded_model(settings, banks, env, seed), env), [],
+                          log=log)
+        trainer.generator.manual_seed(seed)
+        return trainer
+
+    return select_init(make_trainer, settings.seed, tries=tcfg.init_tries, epochs=min(tcfg.init_epochs, tcfg.epochs),
+                       every=tcfg.eval_every, max_regulariser=tcfg.init_max_regulariser, log=log)
+
+
+def _trainer_parts(settings: RunSettings, banks: Mapping[str, GraphBank], model: nn.Module, env: _Env
+                   ) -> TrainerParts:
+    """``model`` with a fresh optimiser (and its DDP wrapper in a process group)."""
     tcfg, info = settings.train, env.info
     ddp_model = None
     if info.enabled:
@@ -538,8 +566,17 @@ def _make_trainer(settings: RunSettings, run_dir: Path, banks: Mapping[str, Grap
     # the fused Adam kernel (CPU and CUDA): one pass over all parameters instead of ~10 ops each
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay, eps=tcfg.adam_eps,
                                  fused=env.device.type in ("cpu", "cuda"))
-    parts = TrainerParts(model=model, optimizer=optimizer, banks=banks, settings=tcfg, device=env.device,
-                         unit=float(settings.length_scale), info=info, amp_dtype=env.amp_dtype, ddp_model=ddp_model)
+    return TrainerParts(model=model, optimizer=optimizer, banks=banks, settings=tcfg, device=env.device,
+                        unit=float(settings.length_scale), info=info, amp_dtype=env.amp_dtype, ddp_model=ddp_model)
+
+
+def _make_trainer(settings: RunSettings, run_dir: Path, banks: Mapping[str, GraphBank], model: nn.Module,
+                  env: _Env, log: RunLog, callbacks: Sequence[Any], pending: dict[Path, bytes | None], *,
+                  seed: int) -> Trainer:
+    """The trainer of ``model`` with the built-in callbacks after the given ones; ``seed`` orders
+    its batches."""
+    tcfg, info = settings.train, env.info
+    parts = _trainer_parts(settings, banks, model, env)
     builtin: list[Any] = [DivergenceGuard(run_dir, log, tcfg.checkpoint), Stability(log),
                           EarlyStopping(tcfg.patience, log), LogLine(log),
                           ProgressBar(settings.name, tcfg.progress and info.is_main)]
@@ -548,7 +585,7 @@ def _make_trainer(settings: RunSettings, run_dir: Path, banks: Mapping[str, Grap
     if info.is_main:
         builtin.append(RunWriter(run_dir, settings.to_dict(), log, checkpoints=tcfg.checkpoint, pending=pending))
     trainer = Trainer(parts, [*callbacks, *builtin], log=log)
-    trainer.generator.manual_seed(settings.seed)
+    trainer.generator.manual_seed(seed)
     return trainer
 
 
@@ -609,7 +646,8 @@ def _finish(trainer: Trainer, settings: RunSettings, run_dir: Path, env: _Env, l
                        test=float(best["test"]), epochs=int(trainer.epoch), wall_s=round(trainer.wall, 3),
                        stopped_early=bool(trainer.stop), history=trainer.history,
                        protocol=settings.protocol, version=_version(), stability=stability,
-                       machines=list(writer.machines) if writer is not None else [])
+                       machines=list(writer.machines) if writer is not None else [],
+                       init=dict(writer.init) if writer is not None and writer.init else {})
     log(f"done: best val MSE {fmt(result.best_val)} at epoch {result.best_epoch}, "
         f"test MSE at that epoch {fmt(result.test)} ({result.epochs} epochs, {result.wall_s:,.1f} s)")
     log(f"stability: {stability['spikes']} spikes, {stability['collapses']} pooling collapses")

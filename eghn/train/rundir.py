@@ -127,6 +127,8 @@ class RunResult:
     stability: dict[str, Any] = field(default_factory=dict)  #: spikes and collapses (eghn.train.stability)
     #: each machine the run trained on, from the epoch after ``after_epoch`` (eghn.train.machine)
     machines: list[dict[str, Any]] = field(default_factory=list)
+    #: the probed starts and the chosen seed under ``train.init_tries`` (eghn.train.init_selection)
+    init: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -43,10 +43,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "compile": ("off", "on", "auto"),
 }
 #: counts that must be >= 1
-_AT_LEAST_ONE = ("epochs", "batch_size", "eval_every", "patience")
+_AT_LEAST_ONE = ("epochs", "batch_size", "eval_every", "patience", "init_tries", "init_epochs")
 #: numbers with a lower bound: (key, bound, strict)
 _BOUNDED = (("lr", 0.0, True), ("weight_decay", 0.0, False), ("adam_eps", 0.0, True), ("clip_grad", 0.0, False),
-            ("preload_max_gb", 0.0, True), ("max_batches", 0, False), ("threads", 0, False))
+            ("preload_max_gb", 0.0, True), ("max_batches", 0, False), ("threads", 0, False),
+            ("init_max_regulariser", 0.0, False))
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class TrainSettings:
         >>> TrainSettings.from_table({"epoch": 5})
         Traceback (most recent call last):
         ...
-        eghn.train.config.ConfigError: unknown config key 'train.epoch'; did you mean train.epochs?
+        eghn.train.config.ConfigError: unknown config key 'train.epoch'; did you mean train.epochs, train.init_epochs?
     """
 
     epochs: int = TRAIN_DEFAULTS["epochs"]
@@ -91,6 +92,9 @@ class TrainSettings:
     ddp_find_unused: bool = TRAIN_DEFAULTS["ddp_find_unused"]
     drop_last: bool = TRAIN_DEFAULTS["drop_last"]
     compile: str = TRAIN_DEFAULTS["compile"]
+    init_tries: int = TRAIN_DEFAULTS["init_tries"]
+    init_epochs: int = TRAIN_DEFAULTS["init_epochs"]
+    init_max_regulariser: float = TRAIN_DEFAULTS["init_max_regulariser"]
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # types (an int is accepted for a float, as a float)

@@ -371,6 +371,20 @@ class Trainer:
         train_mse = mse_std * self.parts.unit**2
         return train_mse, train_mse + (loss_std - mse_std)
 
+    def start_window(self) -> None:
+        """Start a new window of training sums (as :meth:`fit` does), with the model in training mode."""
+        self._window.reset(time.perf_counter())
+        (self.parts.ddp_model or self.model).train()
+
+    def take_train_means(self) -> tuple[float, float]:
+        """``(train MSE, train loss)`` since the window started (see :meth:`evaluate`), and a new window.
+
+        For a loop outside :meth:`fit` (:mod:`eghn.train.init_selection`): the regulariser of
+        the window is ``train loss - train MSE`` (unitless)."""
+        means = self._train_means()
+        self._window.reset(time.perf_counter())
+        return means
+
     def _call(self, hook: str, *args: Any) -> None:
         for cb in self.callbacks:
             method = getattr(cb, hook, None)
