@@ -72,6 +72,17 @@ def test_a_finished_run_names_the_machines_it_trained_on(tmp_path, collect):
     assert collect.summarise(_run(tmp_path, rows, result=result), [])["machines"] == machines
 
 
+def test_a_run_that_chose_its_start_says_which(tmp_path, collect):
+    rows = [(5, 1.0, 0.5, 0.5, 0.4, 0.41), (10, 2.0, 0.4, 0.4, 0.3, 0.32)]
+    init = {"requested_seed": 1, "chosen_seed": 2001, "passed": True, "epochs": 20, "max_regulariser": 0.1,
+            "wall_s": 5.0, "trials": []}
+    result = {"best_epoch": 10, "best_val": 0.3, "test": 0.32, "stopped_early": True, "init": init}
+    s = collect.summarise(_run(tmp_path, rows, result=result), [])
+    assert s["init"] == init and s["seed"] == 1
+    (tmp_path / "b").mkdir()  # a run without train.init_tries records an empty choice
+    assert "init" not in collect.summarise(_run(tmp_path / "b", rows, result={**result, "init": {}}), [])
+
+
 def test_provenance_names_version_and_commit(collect):
     import eghn
 

@@ -67,6 +67,12 @@ def check_run(run: Path, rows: list[dict]) -> None:
                          "(eghn train --resume) to rewrite it, or collect another run")
 
 
+def _load_checkpoint(path: Path) -> dict:
+    from eghn.train.checkpoint import load_checkpoint
+
+    return load_checkpoint(path)
+
+
 def summarise(run: Path, thresholds: list[float], named: dict[str, float] | None = None) -> dict:
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     if not rows:
@@ -117,6 +123,10 @@ def summarise(run: Path, thresholds: list[float], named: dict[str, float] | None
             out["stability"] = {k: v for k, v in res["stability"].items() if k != "events"}
         if res.get("machines"):  # where it trained (eghn.train.machine): a seed repeats bit for bit only there
             out["machines"] = res["machines"]
+    init = (res.get("init") if finished else
+            _load_checkpoint(run / "last.pt").get("init") if (run / "last.pt").is_file() else None)
+    if init:  # train.init_tries (eghn.train.init_selection): the probed starts and the chosen seed
+        out["init"] = init
     keyed = {f"{t:g}".replace(".", "_"): t for t in thresholds} | dict(named or {})
     for key, t in keyed.items():
         hit = next((r for r in rows if float(r["val_mse"]) <= t), None)
