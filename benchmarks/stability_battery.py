@@ -272,8 +272,9 @@ def provenance(argv: list[str] | None) -> dict[str, Any]:
     import torch
 
     from eghn.train.machine import machine_record
+    from eghn.train.runs import source_commit
 
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = source_commit()
     record = machine_record()
     return {"commit": commit, "torch": torch.__version__, "machine": platform.machine(),
             "cpu": record["cpu"], "cpu_capability": record["cpu_capability"],

@@ -41,7 +41,6 @@ import json
 import math
 import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -56,6 +55,7 @@ from eghn.nn.emmp import EMMP
 from eghn.nn.epool import EPool
 from eghn.train.config import load_config
 from eghn.train.machine import machine_record
+from eghn.train.runs import source_commit
 from eghn.train.stability import cluster_occupancy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             loop.build_model, torch.nn.utils.clip_grad_norm_ = build, clip
     if rec.cur:  # the forward that failed
         rec.steps.append(rec.cur)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = source_commit()
     machine = machine_record()
     doc = {"name": args.name, "config": args.config, "overrides": args.overrides, **status,
            "summary": summarise(rec.layers, rec.steps), "spike": spike_summary(rec.steps) if args.detail_from else None,

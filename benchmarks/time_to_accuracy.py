@@ -106,7 +106,10 @@ def launch(args: argparse.Namespace) -> int:
     cmds = commands(args.task, args.authors_dir.resolve(), work.resolve(), args.seed, args.epochs)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    sys.path.insert(0, str(ROOT))  # this checkout's eghn, as the launched runs use
+    from eghn.train.runs import source_commit
+
+    commit = source_commit()
     (work / "launch.json").write_text(json.dumps(
         {"task": args.task, "seed": args.seed, "epochs": args.epochs, "commit": commit,
          "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
