@@ -47,7 +47,8 @@ __all__ = ["PROTOCOL_ORDER", "SEEDS_ENOUGH", "STATUS_SOURCES", "TABLES", "WITHIN
 #: result files of full-length runs of the paper's tables (the short ablations of
 #: ``fidelity_ablation`` are not reproductions of a cell)
 STATUS_SOURCES = ["paper_protocol_runs", "released_runs", "released_walk_runs", "released_seed_runs",
-                  "released_baselines", "table1_runs", "recipe_runs", "recipe_eps_runs", "recipe_table1_runs"]
+                  "released_baselines", "table1_runs", "recipe_runs", "recipe_eps_runs", "recipe_table1_runs",
+                  "selection_runs_3x3"]
 #: the paper's tables in the order shown, with a short name
 TABLES = {"table1": "T1", "table2": "T2", "table3": "T3", "table4": "T4"}
 #: ``--set`` keys of a command that do not change what a run measures
