@@ -372,5 +372,5 @@ def test_eghn_protocol_is_released_data_with_the_stabilisers(name):
     assert {k: default[k] for k in recipe} == recipe
     # M-complex runs choose their start by how E-Pool settles; no other config or protocol does
     tries = 6 if name.startswith("table1/") else 1
-    assert ours["train"]["init_tries"] == tries and ours["train"]["init_max_regulariser"] == 0.1
+    assert ours["train"]["init_tries"] == tries and ours["train"]["init_max_regulariser"] == 0.01
     assert released["train"]["init_tries"] == paper["train"]["init_tries"] == 1

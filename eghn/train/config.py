@@ -127,7 +127,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "compile": "off",           # torch.compile the training forward pass: "off", "on" or "auto" (where measured faster)
     "init_tries": 1,            # starts probed before training (1 = none; eghn.train.init_selection)
     "init_epochs": 20,          # epochs of each probed start
-    "init_max_regulariser": 0.1,  # a probed start passes when its training regulariser falls to this
+    "init_max_regulariser": 0.01,  # a probed start passes when its training regulariser falls to this
 }
 
 _SECTIONS = ("data", "model", "train", "quick")
