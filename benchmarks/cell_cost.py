@@ -13,11 +13,16 @@ the CPU time). It records:
   with ``--epochs 2`` (for the slowest models), the first epoch, warm-up included;
 * ``cpu_s_per_eval``: the last epoch (which evaluates val and test) minus that median;
 * ``cpu_s_setup``: data and model construction, up to the first epoch;
-* ``cpu_hours_per_seed``: setup + ``epochs`` x training epoch + ``epochs / eval_every`` x
-  evaluation at the config's epoch cap, in hours. Early stopping usually ends a run sooner, so
-  this is an upper bound for one seed; ``cpu_hours_3_seeds`` is three times it;
+* ``probe_epochs``: the most epochs a run spends probing starts before it trains
+  (``train.init_tries`` x ``train.init_epochs`` where ``init_tries`` > 1, else 0; the timing
+  itself trains one start, without the probe);
+* ``cpu_hours_per_seed``: setup + (``probe_epochs`` + ``epochs``) x training epoch +
+  ``epochs / eval_every`` x evaluation at the config's epoch cap, in hours. Early stopping
+  usually ends a run sooner and a probe often passes at its first start, so this is an upper
+  bound for one seed; ``cpu_hours_3_seeds`` is three times it;
 * ``cpu_hours_3_seeds_typical``: three seeds at ``typical_epochs``, the median number of epochs
-  that the finished collected runs on the same data trained (``typical_from_runs`` of them);
+  that the finished collected runs on the same data trained (``typical_from_runs`` of them),
+  each with the whole ``probe_epochs``;
 * the command that runs the cell (``eghn reproduce TABLE --protocol P --only CONFIG``), and the one
   that measures the entry again (``measured_with``).
 
@@ -106,7 +111,9 @@ def measure(config_name: str, protocol: str | None, epochs: int, *, overrides: l
     t0 = (time.process_time(), time.perf_counter())
     config = load_config(config_name, [*overrides, "train.threads=1"], quick=quick, protocol=protocol)
     cap, eval_every = int(config["train"]["epochs"]), int(config["train"]["eval_every"])
-    config["train"].update(epochs=epochs, eval_every=epochs, progress=False)
+    tries = int(config["train"].get("init_tries", 1))
+    probe = tries * int(config["train"].get("init_epochs", 0)) if tries > 1 else 0
+    config["train"].update(epochs=epochs, eval_every=epochs, progress=False, init_tries=1)
     clock = EpochClock()
     with tempfile.TemporaryDirectory() as tmp:
         result = train(config, Path(tmp) / "run", echo=lambda msg: None, callbacks=[clock])
@@ -120,6 +127,7 @@ def measure(config_name: str, protocol: str | None, epochs: int, *, overrides: l
     setup = clock.start[0] - t0[0]
     timing = {
         "epoch_cap": cap,
+        "probe_epochs": probe,
         "eval_every": eval_every,
         "measured_epochs": epochs,
         "cpu_s_setup": round(setup, 2),
@@ -155,12 +163,16 @@ def measured_with(table: str, entry: dict[str, Any]) -> str:
 
 
 def cpu_hours(timing: dict[str, Any], epochs: int) -> float:
-    """CPU hours of one seed trained for ``epochs`` epochs, from a :func:`measure` record.
+    """CPU hours of one seed trained for ``epochs`` epochs after its probe (``probe_epochs``,
+    0 when absent), from a :func:`measure` record.
 
     >>> cpu_hours({"cpu_s_setup": 0.0, "cpu_s_per_epoch": 1.0, "cpu_s_per_eval": 2.0, "eval_every": 5}, 3600)
     1.4
+    >>> cpu_hours({"cpu_s_setup": 0.0, "cpu_s_per_epoch": 1.0, "cpu_s_per_eval": 2.0, "eval_every": 5,
+    ...            "probe_epochs": 360}, 3600)
+    1.5
     """
-    total = timing["cpu_s_setup"] + epochs * timing["cpu_s_per_epoch"]
+    total = timing["cpu_s_setup"] + (timing.get("probe_epochs", 0) + epochs) * timing["cpu_s_per_epoch"]
     return round((total + epochs // timing["eval_every"] * timing["cpu_s_per_eval"]) / 3600, 3)
 
 

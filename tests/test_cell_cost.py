@@ -42,3 +42,21 @@ def test_not_run_cells_leave_out_the_configs_with_collected_runs(cost):
     everything = cost.not_run_cells(["table1", "table2"], include_run=True)
     assert len(everything) > len(cells) and "mocap/run_eghn" in {c.config for _, c in everything}
     assert cost.typical_epochs("Run (Subject 9)")  # finished Run runs exist, with their epochs
+
+
+def test_a_probing_protocol_is_timed_without_its_probe_and_charged_for_it(cost):
+    # the recipe on M-complex probes up to init_tries x init_epochs epochs before it trains
+    timing = cost.measure("table1/eghn_single_3x3", "eghn", 2, quick=True)
+    assert timing["epochs_trained"] == 2 and len(timing["cpu_s_epochs"]) == 2  # no probe epochs timed
+    assert timing["probe_epochs"] == 6 * 20
+    cap, every = timing["epoch_cap"], timing["eval_every"]
+    expected = (timing["cpu_s_setup"] + (cap + 120) * timing["cpu_s_per_epoch"]
+                + cap // every * timing["cpu_s_per_eval"]) / 3600
+    assert timing["cpu_hours_per_seed"] == pytest.approx(expected, abs=1e-3)
+    assert cost.measure("default", None, 2, quick=True)["probe_epochs"] == 0  # the default does not probe
+
+
+def test_cpu_hours_adds_the_probe_epochs(cost):
+    timing = {"cpu_s_setup": 0.0, "cpu_s_per_epoch": 2.0, "cpu_s_per_eval": 10.0, "eval_every": 5}
+    assert cost.cpu_hours({**timing, "probe_epochs": 120}, 100) == pytest.approx(
+        cost.cpu_hours(timing, 100) + 240 / 3600, abs=1e-3)
