@@ -19,8 +19,11 @@ directories and gives, per run, the wall time and epoch at which it first reache
   the test split at the best-validation checkpoint so far (the checkpoint a user would keep),
 
 and the ratio of the authors' time to each eghn run's time. Wall times count from the start
-of each run's training loop (``metrics.csv``'s ``wall_s``); they are the times of this
-concurrent run on the machine named in the result file, not of a run alone.
+of each run's training loop (``metrics.csv``'s ``wall_s``) plus, for a run that first probed
+its starts (``train.init_tries``, the recipe on M-complex), the probe's wall time, which the
+run spent before its first epoch (``probe``: that time and the probed epochs, from
+``result.json["init"]``); they are the times of this concurrent run on the machine named in the
+result file, not of a run alone.
 
 Usage::
 
@@ -132,10 +135,34 @@ def launch(args: argparse.Namespace) -> int:
     return 0 if all(c == 0 for c in codes.values()) else 1
 
 
+def probe(run_dir: Path) -> dict[str, float] | None:
+    """The start probe of a run that chose its initialisation (``train.init_tries``): its wall
+    time and the epochs it trained over all probed starts, from ``result.json["init"]`` (or
+    ``last.pt`` while the run is unfinished); ``None`` for a run that did not probe."""
+    result = run_dir / "result.json"
+    if result.is_file():
+        init = json.loads(result.read_text()).get("init")
+    elif (run_dir / "last.pt").is_file():
+        from eghn.train.checkpoint import load_checkpoint
+
+        init = load_checkpoint(run_dir / "last.pt").get("init")
+    else:
+        init = None
+    if not init:
+        return None
+    return {"wall_s": float(init["wall_s"]), "epochs": sum(int(t["epochs"]) for t in init["trials"])}
+
+
 def read_rows(run_dir: Path) -> list[dict[str, float]]:
+    """The evaluations of ``metrics.csv``, with the probe's wall time (:func:`probe`) added to
+    every ``wall_s``: the time since the run started, not since its first epoch."""
+    before = (probe(run_dir) or {"wall_s": 0.0})["wall_s"]
     with open(run_dir / "metrics.csv") as f:
-        return [{k: float(v) for k, v in r.items() if k in ("epoch", "wall_s", "val_mse", "test_mse")}
+        rows = [{k: float(v) for k, v in r.items() if k in ("epoch", "wall_s", "val_mse", "test_mse")}
                 for r in csv.DictReader(f)]
+    for r in rows:
+        r["wall_s"] += before
+    return rows
 
 
 def first_reaching(rows: list[dict[str, float]], *, val: float | None = None,
@@ -163,6 +190,9 @@ def summarise_run(run_dir: Path) -> dict[str, Any]:
     out = {"run_dir": run_dir.name, "finished": finished, "epochs": int(rows[-1]["epoch"]),
            "wall_s": rows[-1]["wall_s"], "best_epoch": int(best["epoch"]), "best_val": best["val_mse"],
            "test_at_best_val": best["test_mse"], "s_per_epoch": rows[-1]["wall_s"] / rows[-1]["epoch"]}
+    start = probe(run_dir)
+    if start is not None:
+        out["probe"] = start
     if finished:
         res = json.loads((run_dir / "result.json").read_text())
         out["stop_reason"] = res.get("stop_reason") or ("early stop" if res.get("stopped_early") else "epoch cap")

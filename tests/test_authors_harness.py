@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,18 @@ def test_the_tasks_name_the_same_settings_on_both_sides(harness, tta):
         assert task["authors"] in harness.TASKS
     run = harness.TASKS["run"]
     assert run["model"]["clusters"] == [5] and run["train"]["lr"] == 5e-4
+
+
+def test_a_run_that_probed_its_start_is_timed_from_its_start(tta, tmp_path):
+    run = tmp_path / "eghn_recipe"
+    run.mkdir()
+    (run / "metrics.csv").write_text("epoch,wall_s,train_loss,train_mse,val_mse,test_mse\n"
+                                     "5,10.0,1,1,2.0,2.1\n10,20.0,1,1,1.0,1.1\n")
+    assert tta.probe(run) is None and tta.read_rows(run)[0]["wall_s"] == 10.0  # no probe: as written
+    trials = [{"seed": 1, "epochs": 20, "passed": False}, {"seed": 1001, "epochs": 5, "passed": True}]
+    (run / "result.json").write_text(json.dumps({"init": {"wall_s": 30.0, "trials": trials}}))
+    assert tta.probe(run) == {"wall_s": 30.0, "epochs": 25}
+    rows = tta.read_rows(run)
+    assert [r["wall_s"] for r in rows] == [40.0, 50.0]  # the probe's time comes before epoch 1
+    assert tta.first_reaching(rows, val=1.0)["wall_s"] == 50.0
+    assert tta.summarise_run(run)["probe"] == {"wall_s": 30.0, "epochs": 25}
