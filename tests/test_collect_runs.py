@@ -131,3 +131,24 @@ def test_add_keeps_the_runs_already_collected(tmp_path, collect, monkeypatch):
     monkeypatch.setattr("sys.argv", ["collect_runs.py", "out", f"{run}=k,Run (Subject 9),EGHN,cmd"])
     collect.main()  # without --add the file holds the runs given only
     assert set(json.loads((tmp_path / "results" / "out.json").read_text())["runs"]) == {"k"}
+
+
+@pytest.mark.parametrize("config", ["protein/adk_eghn", "protein/adk_mpnn"])
+def test_the_rotated_test_column_of_a_finished_run(tmp_path, collect, config, monkeypatch):
+    pytest.importorskip("MDAnalysisTests")  # the embedded AdK frames of the quick config
+    from eghn.cli import main as eghn_main
+
+    monkeypatch.setenv("EGHN_CACHE_DIR", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    argv = ["train", config, "--quick", "--run-dir", str(run), "--no-progress", "--set", "train.epochs=2",
+            "--set", "train.threads=1", "--set", "data.progress=false"]
+    assert eghn_main(argv) == 0
+    rotated = collect.rotated_test(run, seed=3)
+    result = json.loads((run / "result.json").read_text())
+    assert rotated["test_mse_plain"] == pytest.approx(result["test"], rel=1e-6)
+    assert rotated["command"] == "eghn evaluate RUN --rotate --seed 3 --json"
+    assert rotated == collect.rotated_test(run, seed=3)  # seeded: the same rotations
+    if config.endswith("eghn"):  # E(n)-equivariant: the rotation changes nothing beyond float32 rounding
+        assert rotated["test_mse"] == pytest.approx(rotated["test_mse_plain"], rel=1e-5)
+    else:  # the negative control: an MPNN sees the rotation
+        assert abs(rotated["test_mse"] / rotated["test_mse_plain"] - 1) > 1e-3

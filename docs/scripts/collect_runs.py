@@ -24,6 +24,11 @@ directories that may be gone) and adds or replaces the runs given.
 (:func:`eghn.train.references.reference_mses` on the run's own config and data: hold still and
 linear extrapolation on the test split), so that the page compares with computed numbers.
 
+``--rotated SEED`` adds, for each finished run, the test MSE of its best checkpoint with every
+test graph under its own random rotation (Table 3's "test-time rotation" column), exactly as
+``eghn evaluate RUN --rotate --seed SEED --json`` measures it: ``rotated`` holds that MSE, the
+one without rotation from the same call (it equals ``test_mse`` up to rounding) and the command.
+
 The result file records what it was made with (:func:`provenance`): the eghn version and
 commit of the checkout that collected it, and each run the version that trained it (from its
 ``result.json``), so that a number on the site names a citable version (CHANGELOG.md, Releases).
@@ -134,6 +139,25 @@ def summarise(run: Path, thresholds: list[float], named: dict[str, float] | None
     return out
 
 
+def rotated_test(run: Path, seed: int) -> dict:
+    """The test MSE of ``run``'s best checkpoint under a random rotation of every test graph,
+    from ``eghn evaluate RUN --rotate --seed SEED --json`` (run in this process)."""
+    import contextlib
+    import io
+
+    from eghn.cli import main as eghn_main
+
+    argv = ["evaluate", str(run), "--rotate", "--seed", str(seed), "--json"]
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        status = eghn_main(argv)
+    if status:
+        raise SystemExit(f"eghn evaluate failed on {run} (status {status})")
+    res = json.loads(text.getvalue())
+    return {"test_mse": res["mse_transformed"], "test_mse_plain": res["mse"], "epoch": res["epoch"],
+            "dtype": res["dtype"], "command": f"eghn evaluate RUN --rotate --seed {seed} --json"}
+
+
 def provenance(root: Path = DOCS.parent) -> dict[str, str]:
     """The eghn version and the git commit of the source tree at ``root`` (``"unknown"`` outside git)."""
     version = re.search(r'__version__ = "([^"]+)"', (root / "eghn" / "__init__.py").read_text())
@@ -157,6 +181,9 @@ def main() -> None:
                          "under thresholds.NAME")
     ap.add_argument("--references", action="store_true",
                     help="add each run's reference MSEs (needs the run's data)")
+    ap.add_argument("--rotated", type=int, metavar="SEED",
+                    help="add each finished run's test MSE under a random rotation of every test graph "
+                         "(eghn evaluate RUN --rotate --seed SEED)")
     ap.add_argument("--about", default="")
     ap.add_argument("--add", action="store_true",
                     help="keep the runs the result file already holds (their run directories may be gone; "
@@ -194,6 +221,8 @@ def main() -> None:
             config = json.loads((run / "config.json").read_text())
             summary["references"] = {r.key: {"label": r.label, "mse": r.mse, "t": r.t}
                                      for r in reference_mses(config)}
+        if args.rotated is not None and (run / "result.json").is_file():
+            summary["rotated"] = rotated_test(run, args.rotated)
         result["runs"][key] = summary
         dest = DOCS / "results" / "run_files" / key
         dest.mkdir(parents=True, exist_ok=True)
