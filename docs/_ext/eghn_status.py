@@ -227,9 +227,15 @@ class NotRunTable(SphinxDirective):
                 typical += result_node(str(entry["typical_from_runs"]), src + ".typical_from_runs")
                 typical += nodes.Text(" finished runs on this data)")
             command = nodes.literal(entry["command"], entry["command"])
+            cap = nodes.inline()
+            cap += result_node(str(entry["epoch_cap"]), src + ".epoch_cap")
+            if entry.get("probe_epochs"):  # train.init_tries: the starts probed before epoch 1
+                cap += nodes.Text(" + up to ")
+                cap += result_node(str(entry["probe_epochs"]), src + ".probe_epochs")
+                cap += nodes.Text(" probing")
             rows.append([names, protocol,
                          result_node(format(entry["cpu_s_per_epoch"], ".2f"), src + ".cpu_s_per_epoch"),
-                         result_node(str(entry["epoch_cap"]), src + ".epoch_cap"),
+                         cap,
                          result_node(format(entry["cpu_hours_3_seeds"], ".1f"), src + ".cpu_hours_3_seeds"),
                          typical, command])
         container = nodes.container(classes=["eghn-measured"])
@@ -242,7 +248,9 @@ class NotRunTable(SphinxDirective):
         note += result_node(costs["machine"]["cpu"], "cell_costs:machine.cpu")
         note += nodes.Text(". Early stopping usually ends a run well before the epoch cap, so the cap's "
                            "figure is an upper bound; the typical figure uses the epochs that eghn's "
-                           "finished runs on the same data needed.")
+                           "finished runs on the same data needed. A protocol that probes its starts "
+                           "(train.init_tries, eghn's recipe on M-complex) is charged every probed epoch, "
+                           "although a probe often passes at its first start.")
         container += note
         if unmeasured:
             items = nodes.bullet_list()
