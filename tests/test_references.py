@@ -72,3 +72,20 @@ def test_mocap_references_on_the_test_split(protocol):
     assert refs["linear_extrapolation"].mse == pytest.approx(float(((x0 + t * v0 - xt) ** 2).mean()), rel=1e-9)
     # 30 frames ahead a runner moves far: velocities explain most of it
     assert refs["linear_extrapolation"].mse < 0.5 * refs["hold_still"].mse
+
+
+def test_protein_references_on_the_embedded_frames(tmp_path, monkeypatch):
+    pytest.importorskip("MDAnalysisTests")  # the embedded AdK frames
+    monkeypatch.setenv("EGHN_CACHE_DIR", str(tmp_path / "cache"))
+    from eghn.train.loop import build_datasets
+
+    cfg = load_config("protein/adk_mpnn", ["data.progress=false"], protocol="offline")
+    refs = {r.key: r for r in reference_mses(cfg)}
+    assert list(refs) == ["hold_still", "linear_extrapolation"]
+    ds = build_datasets(cfg, splits=("train", "test"))
+    # computed here from the graphs themselves: holding still on the test split, and t fitted on train
+    x0, xt = (np.stack([getattr(g, k).numpy() for g in ds["test"]]) for k in ("pos", "target"))
+    assert refs["hold_still"].mse == pytest.approx(float(((x0 - xt) ** 2).mean()), rel=1e-6)
+    train = [np.stack([getattr(g, k).numpy() for g in ds["train"]]) for k in ("pos", "vel", "target")]
+    assert refs["linear_extrapolation"].t == pytest.approx(fit_linear_extrapolation(*train), rel=1e-12)
+    assert 0 < refs["linear_extrapolation"].mse < refs["hold_still"].mse  # the frames do drift along v

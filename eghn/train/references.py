@@ -2,8 +2,8 @@
 
 Two kinds, both computed or looked up, never typed: trivial baselines (:mod:`eghn.data.baselines`)
 on the run's own test split -- linear extrapolation :math:`x_T = x_0 + t\\,v_0` with :math:`t`
-fitted on its training split (M-complex and motion capture) and holding still,
-:math:`x_T = x_0` (motion capture) -- and the paper's published number named by the config's
+fitted on its training split (M-complex, motion capture and protein MD) and holding still,
+:math:`x_T = x_0` (motion capture and protein MD) -- and the paper's published number named by the config's
 top-level ``paper_reference = "tableN/ROW/COLUMN"`` (from ``eghn/results/paper.json``).
 """
 
@@ -84,6 +84,20 @@ def reference_mses(config: Mapping[str, Any]) -> list[Reference]:
             out.append(Reference("hold_still", "hold still, x_T = x_0", hold_still_mse(test[0], test[2])))
         out.append(Reference("linear_extrapolation",
                              f"linear extrapolation x_T = x_0 + {t:.3g} v_0 (fitted on the training split)", mse, t))
+    elif name == "protein":  # one graph per frame, the same atoms in each: stack them to (S, N, 3)
+        import torch
+
+        from ..data.baselines import fit_linear_extrapolation, hold_still_mse, linear_extrapolation_mse
+        from .loop import build_datasets
+
+        ds = build_datasets(config, splits=("train", "test"))
+        train, test = ([torch.stack([getattr(g, k) for g in ds[s]]).numpy() for k in ("pos", "vel", "target")]
+                       for s in ("train", "test"))
+        t = fit_linear_extrapolation(*train)
+        out.append(Reference("hold_still", "hold still, x_T = x_0", hold_still_mse(test[0], test[2])))
+        out.append(Reference("linear_extrapolation",
+                             f"linear extrapolation x_T = x_0 + {t:.3g} v_0 (fitted on the training split)",
+                             linear_extrapolation_mse(t, *test), t))
     ref = config.get("paper_reference") or ""
     if ref:
         value, what = paper_number(ref)
