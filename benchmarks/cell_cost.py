@@ -23,6 +23,9 @@ the CPU time). It records:
 * ``cpu_hours_3_seeds_typical``: three seeds at ``typical_epochs``, the median number of epochs
   that the finished collected runs on the same data trained (``typical_from_runs`` of them),
   each with the whole ``probe_epochs``;
+* ``load_avg``: the machine's 1-minute load average before and after the timing. CPU seconds
+  grow when other processes share the cores (two hardware threads of one core run slower
+  than one), so entries measured under different loads compare only roughly;
 * the command that runs the cell (``eghn reproduce TABLE --protocol P --only CONFIG``), and the one
   that measures the entry again (``measured_with``).
 
@@ -108,6 +111,7 @@ def measure(config_name: str, protocol: str | None, epochs: int, *, overrides: l
     """Train ``config_name`` under ``protocol`` (``None``: the config's own), with the ``--set``
     ``overrides``, for ``epochs`` epochs (one evaluation, at the end) and return its timing
     record (``quick``: the config's ``[quick]`` table, for tests)."""
+    load_before = os.getloadavg()[0]
     t0 = (time.process_time(), time.perf_counter())
     config = load_config(config_name, [*overrides, "train.threads=1"], quick=quick, protocol=protocol)
     cap, eval_every = int(config["train"]["epochs"]), int(config["train"]["eval_every"])
@@ -136,6 +140,7 @@ def measure(config_name: str, protocol: str | None, epochs: int, *, overrides: l
         "cpu_s_epochs": [round(c, 3) for c in cpu_epochs],
         "wall_s_epochs": [round(w, 3) for w in wall_epochs],
         "epochs_trained": result.epochs,
+        "load_avg": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     timing["cpu_hours_per_seed"] = cpu_hours(timing, cap)
     timing["cpu_hours_3_seeds"] = round(3 * timing["cpu_hours_per_seed"], 3)

@@ -14,6 +14,7 @@ def cost():
 def test_measure_times_every_epoch_and_extrapolates_to_the_cap(cost):
     timing = cost.measure("default", None, 3, quick=True)
     assert timing["measured_epochs"] == timing["epochs_trained"] == 3
+    assert len(timing["load_avg"]) == 2 and all(x >= 0 for x in timing["load_avg"])
     assert len(timing["cpu_s_epochs"]) == len(timing["wall_s_epochs"]) == 3
     assert all(t > 0 for t in timing["cpu_s_epochs"])
     # the median training epoch after the warm-up one, and the evaluation on top of it
