@@ -160,7 +160,10 @@ class PaperTable(SphinxDirective):
 
 class RunsTable(SphinxDirective):
     """``.. eghn-runs-table:: NAME``: the measured runs of ``docs/results/NAME.json``, beside the
-    published numbers of ``:paper: tableN`` (default ``table2``) for each run's model and data."""
+    published numbers of ``:paper: tableN`` (default ``table2``) for each run's model and data,
+    in that table's units. A run on data that is not a column of the table (an offline
+    analogue) shows no published number; runs with a ``rotated`` test MSE
+    (``collect_runs.py --rotated``) get a column for it."""
 
     required_arguments = 1
     has_content = False
@@ -176,6 +179,10 @@ class RunsTable(SphinxDirective):
         except Exception as exc:
             logger.warning("cannot read result file %s: %s", name, exc, location=self.get_location())
             return []
+        scale = float(paper_table.get("scale", 0.01))
+        digits = ":.1f" if scale == 0.01 else ":.3f"
+        op = f"*{1 / scale:g}{digits}"
+        rotated = any("rotated" in run for run in runs.values())
         rows = []
         for key, run in runs.items():
             src = f"{name}:runs.{key}"
@@ -191,19 +198,26 @@ class RunsTable(SphinxDirective):
                 cap = "early stop" if run["stopped_early"] else "cap reached"
             else:
                 cap = "cap reached" if run["epochs"] - run["best_epoch"] < 50 else "early stop"
-            rows.append([
+            published: nodes.Node | str = "not a published cell"
+            if run["data"] in paper_rows[row]:
+                published = result_node(str(paper_rows[row][run["data"]]), f"paper:{table}.rows.{row}.{run['data']}")
+            row_nodes = [
                 run["data"], run["model"],
                 nodes.inline("", "", result_node(str(run["epochs"]), src + ".epochs"), nodes.Text(f", {cap} ("),
                              result_node(str(run["best_epoch"]), src + ".best_epoch"), nodes.Text(")")),
                 result_node(render(run["wall_s"], "/60:.1f") + " min", src + ".wall_s"),
-                result_node(render(run["test_mse"], "*100:.1f"), src + ".test_mse"),
-                result_node(str(paper_rows[row][run["data"]]), f"paper:{table}.rows.{row}.{run['data']}"),
-                nodes.literal(run["command"], run["command"]),
-            ])
-        header = ["data", "model", "epochs (best)", "wall time", "test MSE ×10⁻²", "paper", "command"]
+                result_node(render(run["test_mse"], op), src + ".test_mse"),
+            ]
+            if rotated:
+                row_nodes.append(result_node(render(run["rotated"]["test_mse"], op), src + ".rotated.test_mse")
+                                 if "rotated" in run else "-")
+            rows.append([*row_nodes, published, nodes.literal(run["command"], run["command"])])
+        unit = "×10⁻²" if scale == 0.01 else "(Å²)" if scale == 1.0 else f"/ {scale:g}"
+        header = ["data", "model", "epochs (best)", "wall time", f"test MSE {unit}",
+                  *([f"test MSE, rotated {unit}"] if rotated else []), "paper", "command"]
+        widths = [14, 8, 16, 10, 9, *([9] if rotated else []), 7, 36]
         seeds = [int(run.get("seed", 1)) for run in runs.values()]
-        return [_table(header, rows, [14, 8, 16, 10, 9, 7, 36]),
-                glossary_note(self.env.docname, paper_table.get("scale", 0.01), seeds)]
+        return [_table(header, rows, widths), glossary_note(self.env.docname, scale, seeds)]
 
 
 def setup(app):

@@ -34,12 +34,15 @@ from eghn.train.collected import (
     trained_configs,
 )
 
-__all__ = ["STATUS_SOURCES", "Cell", "Group", "NotRunTable", "StatusTable", "collect", "setup"]
+__all__ = ["ANALOGUES", "STATUS_SOURCES", "Cell", "Group", "NotRunTable", "StatusTable", "collect", "setup"]
 
 logger = logging.getLogger(__name__)
 
 #: cells of one table that repeat another's: Table 4's full model is Table 2's EGHN (K = 5)
 SAME_AS = {("table4", "EGHN (K=5)"): ("table2", "EGHN")}
+#: result files of runs that are not the paper's cells but an analogue of a table's (other data),
+#: named beside that table's cells not run when the file holds runs
+ANALOGUES = {"table3": ("offline_adk_runs", "an offline analogue on other AdK frames is on the Results page")}
 
 
 def _decimals(paper_table: dict[str, Any]) -> int:
@@ -159,8 +162,10 @@ class StatusTable(SphinxDirective):
                     else:
                         where = _join(list(columns))
                     parts.append(f"{_join(models)} ({where})")
-                rows.append(_fit([f"{short} other cells", "", "", "not run: " + "; ".join(parts)],
-                                 len(header), compact))
+                text = "not run: " + "; ".join(parts)
+                if table in ANALOGUES and _has_runs(ANALOGUES[table][0]):
+                    text += f" ({ANALOGUES[table][1]})"
+                rows.append(_fit([f"{short} other cells", "", "", text], len(header), compact))
         table_node = _status_table(header, rows, compact)
         note = nodes.paragraph(classes=["eghn-status-note"])
         note += nodes.Text("Test MSE as the paper's tables: ×10⁻² (T1, T2, T4), Å² (T3); the paper's ± "
@@ -262,6 +267,14 @@ class NotRunTable(SphinxDirective):
                 items += item
             container += items
         return [container]
+
+
+def _has_runs(name: str) -> bool:
+    """Whether ``docs/results/NAME.json`` exists and holds runs."""
+    try:
+        return bool(load_source(name).get("runs"))
+    except Exception:
+        return False
 
 
 def _cell_order(entry: dict[str, Any]) -> tuple[int, str, str]:
