@@ -208,7 +208,7 @@ class NotRunTable(SphinxDirective):
             logger.warning("cannot read the cell costs: %s", exc, location=self.get_location())
             return []
         trained = trained_configs(sources)
-        header = ["cells", "protocol", "CPU s / epoch", "epoch cap", "CPU h, 3 seeds at the cap",
+        header = ["cells", "protocol", "CPU s / epoch", "load", "epoch cap", "CPU h, 3 seeds at the cap",
                   "CPU h, 3 seeds at typical epochs", "command"]
         rows: list[list[nodes.Node | str]] = []
         unmeasured: list[tuple[str, str]] = []
@@ -238,13 +238,16 @@ class NotRunTable(SphinxDirective):
                 cap += nodes.Text(" + up to ")
                 cap += result_node(str(entry["probe_epochs"]), src + ".probe_epochs")
                 cap += nodes.Text(" probing")
+            load: nodes.Node | str = "-"  # the load average before the timing (recorded since 0.8.0)
+            if "load_avg" in entry:
+                load = result_node(format(entry["load_avg"][0], ".1f"), src + ".load_avg.0")
             rows.append([names, protocol,
                          result_node(format(entry["cpu_s_per_epoch"], ".2f"), src + ".cpu_s_per_epoch"),
-                         cap,
+                         load, cap,
                          result_node(format(entry["cpu_hours_3_seeds"], ".1f"), src + ".cpu_hours_3_seeds"),
                          typical, command])
         container = nodes.container(classes=["eghn-measured"])
-        container += _table(header, rows, [24, 8, 8, 7, 9, 18, 26], classes=("eghn-measured",))
+        container += _table(header, rows, [22, 8, 7, 5, 8, 9, 17, 24], classes=("eghn-measured",))
         note = nodes.paragraph()
         note += nodes.Text("CPU time measured by ")
         note += nodes.literal("benchmarks/cell_cost.py", "benchmarks/cell_cost.py")
@@ -255,7 +258,10 @@ class NotRunTable(SphinxDirective):
                            "figure is an upper bound; the typical figure uses the epochs that eghn's "
                            "finished runs on the same data needed. A protocol that probes its starts "
                            "(train.init_tries, eghn's recipe on M-complex) is charged every probed epoch, "
-                           "although a probe often passes at its first start.")
+                           "although a probe often passes at its first start. The load is the machine's load average "
+                           "when the entry was measured (\"-\": not recorded): on these two cores, CPU "
+                           "seconds per epoch grow when other processes run beside the timing, so entries "
+                           "measured under different loads compare only roughly.")
         container += note
         if unmeasured:
             items = nodes.bullet_list()
