@@ -169,16 +169,16 @@ class StatusTable(SphinxDirective):
         table_node = _status_table(header, rows, compact)
         note = nodes.paragraph(classes=["eghn-status-note"])
         note += nodes.Text("Test MSE as the paper's tables: ×10⁻² (T1, T2, T4), Å² (T3); the paper's ± "
-                           "where transcribed. eghn: the best finished setting of the cell under each "
-                           "protocol (mean ± sample std over its seeds"
-                           + (", ×number of seeds; the protocol as shipped, or with a setting changed where "
-                              "marked +" if compact else "") + "); status: reached (at or below "
-                           "the paper), within (above it by at most the paper's ± or ")
+                           "where transcribed. eghn: the best finished setting of the cell per "
+                           "protocol (mean ± sample std"
+                           + (" ×seeds; + marks a changed setting" if compact else " over its seeds")
+                           + "); status: reached (at or below the paper), within (above it by at most "
+                           + ("its ± or " if compact else "the paper's ± or "))
         # the share comes from the code that gives the verdicts (eghn.train.collected)
         note += nodes.inline("", f"{WITHIN_SHARE:.0%}", classes=["eghn-generated"])
-        note += nodes.Text(" of it) or missed"
-                           + (", and whether the runs were cut short. " if compact else
-                              ", whether the runs finished or were cut short, and eghn's MSE over the paper's. "))
+        note += nodes.Text(") or missed. " if compact else
+                           " of it) or missed, whether the runs finished or were cut short, and eghn's MSE "
+                           "over the paper's. ")
         if modified:
             note += nodes.Text("\"+ key\": the protocol with that setting changed. ")
         note += nodes.Text("Terms: ")
