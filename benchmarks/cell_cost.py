@@ -14,8 +14,8 @@ the CPU time). It records:
 * ``cpu_s_per_eval``: the last epoch (which evaluates val and test) minus that median;
 * ``cpu_s_setup``: data and model construction, up to the first epoch;
 * ``probe_epochs``: the most epochs a run spends probing starts before it trains
-  (``train.init_tries`` x ``train.init_epochs`` where ``init_tries`` > 1, else 0; the timing
-  itself trains one start, without the probe);
+  (:func:`eghn.train.init_selection.max_probe_epochs`; the timing itself trains one start,
+  without the probe);
 * ``cpu_hours_per_seed``: setup + (``probe_epochs`` + ``epochs``) x training epoch +
   ``epochs / eval_every`` x evaluation at the config's epoch cap, in hours. Early stopping
   usually ends a run sooner and a probe often passes at its first start, so this is an upper
@@ -63,6 +63,7 @@ from eghn.train import train  # noqa: E402
 from eghn.train.callbacks import Callback  # noqa: E402
 from eghn.train.collected import read_result_files, trained_configs  # noqa: E402
 from eghn.train.config import ConfigError, load_config  # noqa: E402
+from eghn.train.init_selection import max_probe_epochs  # noqa: E402
 from eghn.train.machine import cpu_name  # noqa: E402
 from eghn.train.reproduce import TABLES  # noqa: E402
 
@@ -115,8 +116,7 @@ def measure(config_name: str, protocol: str | None, epochs: int, *, overrides: l
     t0 = (time.process_time(), time.perf_counter())
     config = load_config(config_name, [*overrides, "train.threads=1"], quick=quick, protocol=protocol)
     cap, eval_every = int(config["train"]["epochs"]), int(config["train"]["eval_every"])
-    tries = int(config["train"].get("init_tries", 1))
-    probe = tries * int(config["train"].get("init_epochs", 0)) if tries > 1 else 0
+    probe = max_probe_epochs(config["train"])
     config["train"].update(epochs=epochs, eval_every=epochs, progress=False, init_tries=1)
     clock = EpochClock()
     with tempfile.TemporaryDirectory() as tmp:

@@ -153,10 +153,11 @@ def probe(run_dir: Path) -> dict[str, float] | None:
     return {"wall_s": float(init["wall_s"]), "epochs": sum(int(t["epochs"]) for t in init["trials"])}
 
 
-def read_rows(run_dir: Path) -> list[dict[str, float]]:
-    """The evaluations of ``metrics.csv``, with the probe's wall time (:func:`probe`) added to
-    every ``wall_s``: the time since the run started, not since its first epoch."""
-    before = (probe(run_dir) or {"wall_s": 0.0})["wall_s"]
+def read_rows(run_dir: Path, start: dict[str, float] | None = None) -> list[dict[str, float]]:
+    """The evaluations of ``metrics.csv``, with the probe's wall time added to every ``wall_s``:
+    the time since the run started, not since its first epoch. ``start`` is the run's
+    :func:`probe`, read from ``run_dir`` when not given."""
+    before = (start or probe(run_dir) or {"wall_s": 0.0})["wall_s"]
     with open(run_dir / "metrics.csv") as f:
         rows = [{k: float(v) for k, v in r.items() if k in ("epoch", "wall_s", "val_mse", "test_mse")}
                 for r in csv.DictReader(f)]
@@ -182,7 +183,8 @@ def first_reaching(rows: list[dict[str, float]], *, val: float | None = None,
 
 
 def summarise_run(run_dir: Path) -> dict[str, Any]:
-    rows = read_rows(run_dir)
+    start = probe(run_dir)
+    rows = read_rows(run_dir, start)
     if not rows:
         raise SystemExit(f"{run_dir} has no evaluations")
     best = min(rows, key=lambda r: (r["val_mse"], r["epoch"]))
@@ -190,7 +192,6 @@ def summarise_run(run_dir: Path) -> dict[str, Any]:
     out = {"run_dir": run_dir.name, "finished": finished, "epochs": int(rows[-1]["epoch"]),
            "wall_s": rows[-1]["wall_s"], "best_epoch": int(best["epoch"]), "best_val": best["val_mse"],
            "test_at_best_val": best["test_mse"], "s_per_epoch": rows[-1]["wall_s"] / rows[-1]["epoch"]}
-    start = probe(run_dir)
     if start is not None:
         out["probe"] = start
     if finished:
@@ -212,7 +213,7 @@ def analyse(args: argparse.Namespace) -> int:
     authors_best = runs["authors"]["best_val"]
     thresholds = {"authors_best_val": {"val": authors_best}, "paper_test": {"test": paper_test}}
     for name, summary in runs.items():
-        rows = read_rows(work / name)
+        rows = read_rows(work / name, summary.get("probe"))
         summary["reached"] = {key: first_reaching(rows, **kw) for key, kw in thresholds.items()}
     ratios: dict[str, dict[str, float | None]] = {}
     for name in ("eghn_recipe", "eghn_released"):

@@ -357,7 +357,7 @@ def _resume_config(run_dir: Path, saved: Path) -> dict:
 def _load_run(target: Path, device: str | None, checkpoint: str = "best"):
     """``(config, checkpoint path, checkpoint state, device)`` of a run directory or checkpoint file."""
     from .train.loop import select_device
-    from .train.trained import read_run
+    from .train.trained import _check_finite_weights, read_run
 
     config, ckpt, state = read_run(target, checkpoint=checkpoint)
     _check_finite_weights(ckpt, state)
@@ -373,18 +373,6 @@ def _read_json(path: Path) -> dict:
     return read_json_object(path, ConfigError)
 
 
-def _check_finite_weights(ckpt: Path, state: dict) -> None:
-    import torch
-
-    from .train.checkpoint import CheckpointError
-
-    bad = [k for k, v in state["model"].items()
-           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise CheckpointError(f"checkpoint {ckpt} holds NaN or infinite weights ({', '.join(bad[:3])}"
-                              f"{', ...' if len(bad) > 3 else ''}); it comes from a diverged run")
-
-
 def _equivariance_report(run_dir: Path, max_graphs: int = 1000, batch_size: int = 100):
     """Equivariance error of a run's best model, in float64, on the whole test split (at most
     ``max_graphs`` graphs), with translations of at least 100 times the systems' extent."""
@@ -395,32 +383,17 @@ def _equivariance_report(run_dir: Path, max_graphs: int = 1000, batch_size: int 
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
+    from .train.trained import evaluate_run
 
-    from .train.loader import GraphBank
-    from .train.loop import build_datasets, build_model, evaluate_model
-    from .train.rundir import load_weights
-
-    config, ckpt, state, dev = _load_run(args.target, args.device, args.checkpoint)
-    ds = build_datasets(config, splits=(args.split,))[args.split]
-    dtype = torch.float64 if (args.dtype or config["train"]["dtype"]) == "float64" else torch.float32
-    model = build_model(config, ds).to(device=dev, dtype=dtype)
-    load_weights(model, state["model"], ckpt, config, config)
-    bank = GraphBank(ds, dev, dtype, config["train"].get("preload", "auto"))
-    bs = args.batch_size or config["train"]["batch_size"]
-    plain = evaluate_model(model, bank, bs)
-    res = {"checkpoint": str(ckpt), "epoch": int(state.get("epoch", -1)), "split": args.split,
-           "dtype": str(dtype).removeprefix("torch."), "mse": plain}
-    if args.rotate or args.translate:
-        gen = torch.Generator().manual_seed(args.seed)
-        res["mse_transformed"] = evaluate_model(
-            model, bank, bs, rotate=args.rotate, translate=args.translate, generator=gen
-        )
-        res["transform"] = {"rotate": args.rotate, "translate_scale": args.translate, "seed": args.seed}
+    res = evaluate_run(args.target, split=args.split, checkpoint=args.checkpoint, device=args.device,
+                       dtype=args.dtype, batch_size=args.batch_size, rotate=args.rotate,
+                       translate=args.translate, seed=args.seed)
+    plain = res["mse"]
     if args.json:
         print(json.dumps(res, indent=2))
     else:
-        print(f"{ckpt} (epoch {res['epoch']}), {args.split} split, {len(ds)} samples, {res['dtype']}")
+        print(f"{res['checkpoint']} (epoch {res['epoch']}), {args.split} split, {res['n_samples']} samples, "
+              f"{res['dtype']}")
         print(f"  MSE: {plain:.6g}")
         if "mse_transformed" in res:
             what = " + ".join(

@@ -46,12 +46,13 @@ def test_not_run_cells_leave_out_the_configs_with_collected_runs(cost):
 
 
 def test_a_probing_protocol_is_timed_without_its_probe_and_charged_for_it(cost):
-    # the recipe on M-complex probes up to init_tries x init_epochs epochs before it trains
+    # the recipe on M-complex probes up to init_tries x init_epochs epochs (6 x 20) before it trains,
+    # each start at most the run's epoch cap (10 in the quick config)
     timing = cost.measure("table1/eghn_single_3x3", "eghn", 2, quick=True)
     assert timing["epochs_trained"] == 2 and len(timing["cpu_s_epochs"]) == 2  # no probe epochs timed
-    assert timing["probe_epochs"] == 6 * 20
     cap, every = timing["epoch_cap"], timing["eval_every"]
-    expected = (timing["cpu_s_setup"] + (cap + 120) * timing["cpu_s_per_epoch"]
+    assert cap == 10 and timing["probe_epochs"] == 6 * 10
+    expected = (timing["cpu_s_setup"] + (cap + 60) * timing["cpu_s_per_epoch"]
                 + cap // every * timing["cpu_s_per_eval"]) / 3600
     assert timing["cpu_hours_per_seed"] == pytest.approx(expected, abs=1e-3)
     assert cost.measure("default", None, 2, quick=True)["probe_epochs"] == 0  # the default does not probe

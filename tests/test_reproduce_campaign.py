@@ -300,3 +300,19 @@ def test_cli_campaign_over_two_tables_trains_a_shared_run_once(tmp_path, monkeyp
     c4 = json.loads((results_dir / "campaign_table4_released.json").read_text())
     assert [r["run_dir"] for r in c2["runs"]] == [r["run_dir"] for r in c4["runs"]]
     assert [r["test"] for r in c2["runs"]] == [r["test"] for r in t4["runs"]]
+
+
+# ---------------------------------------------------------------------------- test-time transformations
+def test_a_rotated_cell_evaluates_the_same_runs_under_rotation(tmp_path, monkeypatch):
+    from eghn.train.trained import evaluate_run
+
+    config = _arrays_toml(tmp_path)
+    monkeypatch.setitem(rep.TABLES, "table3", rep.TableSpec("table3", (
+        rep.Cell("EGNN", "MSE", config), rep.Cell("EGNN, rotated", "MSE", config, transform={"rotate": True}))))
+    out = tmp_path / "out"
+    plain, rotated = rep.reproduce("table3", seeds=2, out=out, echo=lambda _line: None, progress=False)
+    assert len(plain.values) == len(rotated.values) == 2
+    for seed, p, r in zip((1, 2), plain.values, rotated.values):
+        run_dir = out / "table3-released" / config.replace("/", "__") / f"seed{seed}"
+        assert r == evaluate_run(run_dir, rotate=True, seed=1000 + seed)["mse_transformed"]  # drawn from 1000 + seed
+        assert r == pytest.approx(p, rel=1e-4) and r != p  # an equivariant model, moved: equal up to float32 rounding

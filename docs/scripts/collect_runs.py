@@ -140,20 +140,11 @@ def summarise(run: Path, thresholds: list[float], named: dict[str, float] | None
 
 
 def rotated_test(run: Path, seed: int) -> dict:
-    """The test MSE of ``run``'s best checkpoint under a random rotation of every test graph,
-    from ``eghn evaluate RUN --rotate --seed SEED --json`` (run in this process)."""
-    import contextlib
-    import io
+    """The test MSE of ``run``'s best checkpoint under a random rotation of every test graph
+    (:func:`eghn.train.trained.evaluate_run`, what ``eghn evaluate RUN --rotate --seed SEED`` prints)."""
+    from eghn.train.trained import evaluate_run
 
-    from eghn.cli import main as eghn_main
-
-    argv = ["evaluate", str(run), "--rotate", "--seed", str(seed), "--json"]
-    text = io.StringIO()
-    with contextlib.redirect_stdout(text):
-        status = eghn_main(argv)
-    if status:
-        raise SystemExit(f"eghn evaluate failed on {run} (status {status})")
-    res = json.loads(text.getvalue())
+    res = evaluate_run(run, rotate=True, seed=seed)
     return {"test_mse": res["mse_transformed"], "test_mse_plain": res["mse"], "epoch": res["epoch"],
             "dtype": res["dtype"], "command": f"eghn evaluate RUN --rotate --seed {seed} --json"}
 

@@ -39,12 +39,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .config import SEED_MAX
 
-__all__ = ["SEED_STRIDE", "candidate_seeds", "probe_start", "select_init", "selection_record"]
+__all__ = ["SEED_STRIDE", "candidate_seeds", "max_probe_epochs", "probe_start", "select_init", "selection_record"]
 
 #: the distance between two probed seeds (seeds 1-999 of a campaign never share a start)
 SEED_STRIDE = 1000
@@ -54,6 +54,20 @@ def candidate_seeds(seed: int, tries: int) -> list[int]:
     """The seeds of the starts probed for a run of ``seed``: ``seed + 1000 k``, ``k < tries``
     (wrapped to the seed range)."""
     return [(seed + SEED_STRIDE * k) % (SEED_MAX + 1) for k in range(tries)]
+
+
+def max_probe_epochs(train: Mapping[str, Any]) -> int:
+    """The most epochs a new run of the ``train`` config table probes before its epoch 1:
+    ``init_tries`` x ``min(init_epochs, epochs)`` when ``init_tries > 1`` (every start fails),
+    else 0.
+
+    Example:
+        >>> from eghn.train.init_selection import max_probe_epochs
+        >>> max_probe_epochs({"init_tries": 4, "init_epochs": 30, "epochs": 600}), max_probe_epochs({"epochs": 600})
+        (120, 0)
+    """
+    tries = int(train.get("init_tries", 1))
+    return tries * min(int(train.get("init_epochs", 0)), int(train["epochs"])) if tries > 1 else 0
 
 
 def probe_start(trainer: Any, epochs: int, every: int, max_regulariser: float) -> dict[str, Any]:

@@ -9,7 +9,7 @@ top-level ``paper_reference = "tableN/ROW/COLUMN"`` (from ``eghn/results/paper.j
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 __all__ = ["Reference", "paper_number", "reference_mses"]
@@ -67,39 +67,43 @@ def reference_mses(config: Mapping[str, Any]) -> list[Reference]:
     """
     out: list[Reference] = []
     name = config["data"]["name"]
-    if name in ("mcomplex", "mocap"):
+    if name == "mcomplex":
+        from ..data.mcomplex import linear_extrapolation_baseline
         from .loop import build_datasets
 
         ds = build_datasets(config, splits=("train", "test"), raw=True)
-        if name == "mcomplex":
-            from ..data.mcomplex import linear_extrapolation_baseline
+        t, mse = linear_extrapolation_baseline(ds["train"], ds["test"])
+        out.append(_linear_reference(t, mse))
+    elif name == "mocap":  # the samples' (S, 31, 3) arrays
+        from .loop import build_datasets
 
-            t, mse = linear_extrapolation_baseline(ds["train"], ds["test"])
-        else:  # motion capture: the samples' (S, 31, 3) arrays
-            from ..data.baselines import fit_linear_extrapolation, hold_still_mse, linear_extrapolation_mse
-
-            train, test = ((d.pos, d.vel, d.target) for d in (ds["train"], ds["test"]))
-            t = fit_linear_extrapolation(*train)
-            mse = linear_extrapolation_mse(t, *test)
-            out.append(Reference("hold_still", "hold still, x_T = x_0", hold_still_mse(test[0], test[2])))
-        out.append(Reference("linear_extrapolation",
-                             f"linear extrapolation x_T = x_0 + {t:.3g} v_0 (fitted on the training split)", mse, t))
+        ds = build_datasets(config, splits=("train", "test"), raw=True)
+        out += _array_references(*((d.pos, d.vel, d.target) for d in (ds["train"], ds["test"])))
     elif name == "protein":  # one graph per frame, the same atoms in each: stack them to (S, N, 3)
         import torch
 
-        from ..data.baselines import fit_linear_extrapolation, hold_still_mse, linear_extrapolation_mse
         from .loop import build_datasets
 
         ds = build_datasets(config, splits=("train", "test"))
-        train, test = ([torch.stack([getattr(g, k) for g in ds[s]]).numpy() for k in ("pos", "vel", "target")]
-                       for s in ("train", "test"))
-        t = fit_linear_extrapolation(*train)
-        out.append(Reference("hold_still", "hold still, x_T = x_0", hold_still_mse(test[0], test[2])))
-        out.append(Reference("linear_extrapolation",
-                             f"linear extrapolation x_T = x_0 + {t:.3g} v_0 (fitted on the training split)",
-                             linear_extrapolation_mse(t, *test), t))
+        out += _array_references(*([torch.stack([getattr(g, k) for g in ds[s]]).numpy()
+                                    for k in ("pos", "vel", "target")] for s in ("train", "test")))
     ref = config.get("paper_reference") or ""
     if ref:
         value, what = paper_number(ref)
         out.append(Reference("paper", f"the paper's {what}", value))
     return out
+
+
+def _linear_reference(t: float, mse: float) -> Reference:
+    return Reference("linear_extrapolation",
+                     f"linear extrapolation x_T = x_0 + {t:.3g} v_0 (fitted on the training split)", mse, t)
+
+
+def _array_references(train: Sequence[Any], test: Sequence[Any]) -> list[Reference]:
+    """Holding still and linear extrapolation from ``(pos, vel, target)`` arrays of shape (S, N, 3):
+    :math:`t` fitted on ``train``, both MSEs on ``test``."""
+    from ..data.baselines import fit_linear_extrapolation, hold_still_mse, linear_extrapolation_mse
+
+    t = fit_linear_extrapolation(*train)
+    return [Reference("hold_still", "hold still, x_T = x_0", hold_still_mse(test[0], test[2])),
+            _linear_reference(t, linear_extrapolation_mse(t, *test))]

@@ -211,29 +211,12 @@ def paper_results() -> dict[str, Any]:
 
 
 def _evaluate_transformed(run_dir: Path, transform: dict[str, Any], seed: int, device: str | None) -> float:
-    import torch
+    """The test MSE of a run's best checkpoint under the cell's test-time transformation, drawn
+    from ``1000 + seed``."""
+    from .trained import evaluate_run
 
-    from .checkpoint import load_checkpoint
-    from .loader import GraphBank
-    from .loop import build_datasets, build_model, evaluate_model, select_device
-
-    state = load_checkpoint(run_dir / "best.pt")
-    config = state["config"]
-    dev = select_device(device or config["device"])
-    ds = build_datasets(config, splits=("test",))["test"]
-    dtype = torch.float64 if config["train"]["dtype"] == "float64" else torch.float32
-    model = build_model(config, ds).to(device=dev, dtype=dtype)
-    model.load_state_dict(state["model"])
-    bank = GraphBank(ds, dev, dtype, config["train"]["preload"], config["train"]["preload_max_gb"])
-    gen = torch.Generator().manual_seed(1000 + seed)
-    return evaluate_model(
-        model,
-        bank,
-        config["train"]["batch_size"],
-        rotate=bool(transform.get("rotate")),
-        translate=float(transform.get("translate", 0.0)),
-        generator=gen,
-    )
+    return evaluate_run(run_dir, device=device, rotate=bool(transform.get("rotate")),
+                        translate=float(transform.get("translate", 0.0)), seed=1000 + seed)["mse_transformed"]
 
 
 @dataclass
