@@ -8,6 +8,12 @@ run's protocol and variant, the number of seeds and whether the run finished or 
 the cells without any run are listed per table as "not run". Nothing is typed by hand: a new
 result file (or a new run in one) changes the table at the next build.
 
+With ``:compact:`` it is one row per cell with a column per protocol; ``:max-rows: N`` (the
+landing page, whose first screen must hold the table) folds a table's baseline rows into one row
+that counts their verdicts per protocol (:func:`eghn.train.collected.verdict_counts`), the table
+with the most baselines first, until at most ``N`` rows remain or only EGHN's rows and the "not
+run" lines are left.
+
 Which run belongs to which cell: :mod:`eghn.train.collected`.
 """
 
@@ -32,6 +38,7 @@ from eghn.train.collected import (
     collect,
     overrides,
     trained_configs,
+    verdict_counts,
 )
 
 __all__ = ["ANALOGUES", "STATUS_SOURCES", "Cell", "Group", "NotRunTable", "StatusTable", "collect", "setup"]
@@ -58,7 +65,7 @@ class StatusTable(SphinxDirective):
     """``.. eghn-status::``: the reproduction status of every published cell."""
 
     has_content = False
-    option_spec: ClassVar[dict[str, Any]] = {"compact": directives.flag}
+    option_spec: ClassVar[dict[str, Any]] = {"compact": directives.flag, "max-rows": directives.positive_int}
 
     def _xref(self, text: str, target: str, reftype: str = "ref") -> addnodes.pending_xref:
         ref = addnodes.pending_xref("", refdomain="std", reftype=reftype, reftarget=target,
@@ -123,6 +130,7 @@ class StatusTable(SphinxDirective):
         header = (["paper cell", "paper", *(f"eghn, {p}" for p in protocols)] if compact else
                   ["paper cell", "paper", "eghn", "run: protocol, variant", "seeds", "status"])
         rows: list[list[nodes.Node | str]] = []
+        run_cells: list[tuple[int, str, Cell, float]] = []  # compact: (row index, table, cell, scale) of run cells
         modified = False
         for table, short in TABLES.items():
             scale = paper[table].get("scale", 1.0)
@@ -138,6 +146,7 @@ class StatusTable(SphinxDirective):
                     continue
                 if compact:
                     rows.append(self._compact_row(cell, short, scale, decimals, protocols))
+                    run_cells.append((len(rows) - 1, table, cell, scale))
                     continue
                 for protocol in cell.protocols():
                     best = cell.best(protocol)
@@ -166,6 +175,8 @@ class StatusTable(SphinxDirective):
                 if table in ANALOGUES and _has_runs(ANALOGUES[table][0]):
                     text += f" ({ANALOGUES[table][1]})"
                 rows.append(_fit([f"{short} other cells", "", "", text], len(header), compact))
+        if compact and "max-rows" in self.options:
+            rows = _fold_baselines(rows, run_cells, self.options["max-rows"], protocols)
         table_node = _status_table(header, rows, compact)
         note = nodes.paragraph(classes=["eghn-status-note"])
         note += nodes.Text("Test MSE as the paper's tables: ×10⁻² (T1, T2, T4), Å² (T3); the paper's ± "
@@ -313,6 +324,33 @@ def _published(cell: Cell) -> nodes.inline:
         paper += nodes.Text(" ± ")
         paper += result_node(str(cell.paper_std), "paper:" + key.format("std"))
     return paper
+
+
+def _fold_baselines(rows: list[list[nodes.Node | str]], run_cells: list[tuple[int, str, Cell, float]], max_rows: int,
+                    protocols: list[str]) -> list[list[nodes.Node | str]]:
+    """Compact rows cut to at most ``max_rows`` (where that is possible): the baseline rows of a
+    table (every model but EGHN), the table with the most of them first, become one row that
+    counts their verdicts per protocol. EGHN's rows and the "not run" lines always stay."""
+    folded: dict[int, list[nodes.Node | str] | None] = {}  # row index -> its summary (None: dropped)
+    by_table: dict[str, list[tuple[int, Cell, float]]] = {}
+    for i, table, cell, scale in run_cells:
+        if not cell.row.startswith("EGHN"):
+            by_table.setdefault(table, []).append((i, cell, scale))
+    count = len(rows)
+    for table, found in sorted(by_table.items(), key=lambda item: -len(item[1])):
+        if count <= max_rows or len(found) < 2:
+            break
+        models = list(dict.fromkeys(cell.row for _, cell, _ in found))
+        summary: list[nodes.Node | str] = [f"{TABLES[table]} {', '.join(models)} ({len(found)} cells)", ""]
+        for protocol in protocols:
+            counts = verdict_counts([(cell, scale) for _, cell, scale in found], protocol)
+            short = counts.pop("cut short", 0)
+            text = ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
+            summary.append((text + (f" ({short} cut short)" if short else "")) or "-")
+        folded[found[0][0]] = summary
+        folded.update({i: None for i, _, _ in found[1:]})
+        count -= len(found) - 1
+    return [folded.get(i, row) for i, row in enumerate(rows) if folded.get(i, row) is not None]
 
 
 def _fit(row: list[nodes.Node | str], width: int, compact: bool) -> list[nodes.Node | str]:

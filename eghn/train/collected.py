@@ -42,7 +42,7 @@ from typing import Any
 
 __all__ = ["PROTOCOL_ORDER", "SEEDS_ENOUGH", "STATUS_SOURCES", "TABLES", "WITHIN_SHARE", "Cell", "Group", "collect",
            "learning_curves", "overrides", "paper_vs_eghn", "read_collected", "read_metrics",
-           "read_result_files", "results_dir", "trained_configs", "unit_label"]
+           "read_result_files", "results_dir", "trained_configs", "unit_label", "verdict_counts"]
 
 #: result files of full-length runs of the paper's tables (the short ablations of
 #: ``fidelity_ablation`` are not reproductions of a cell)
@@ -300,6 +300,35 @@ def collect(paper: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
                 cell.groups.append(groups[gkey])
             groups[gkey].runs.append((source, key, run))
     return cells
+
+
+def verdict_counts(cells: Sequence[tuple[Cell, float]], protocol: str) -> dict[str, int]:
+    """How many of ``cells`` (each with its table's ``scale``) eghn reached, came within or missed
+    under ``protocol``, judged as the compact status judges one cell: its best group that runs the
+    protocol as shipped, else its best group (:meth:`Cell.best`). ``"run"`` counts a group of a
+    cell without a published number, ``"cut short"`` (also counted under its verdict) an
+    unfinished group; cells without a group of ``protocol`` are not counted.
+
+    Example:
+        >>> from eghn.train.collected import Cell, Group, verdict_counts
+        >>> def run(model, mse, **kw):
+        ...     return Group([("f", "r", {"model": model, "protocol": "released", "test_mse": mse, "command": "x",
+        ...                               **kw})])
+        >>> cells = [(Cell("table2", "MPNN", "Walk", 36.1, [run("MPNN", 0.117)]), 0.01),
+        ...          (Cell("table2", "RF", "Walk", 188.0, [run("RF", 1.958, finished=False)]), 0.01),
+        ...          (Cell("table2", "RF", "Run", 521.3, [run("RF", 10.755)]), 0.01),
+        ...          (Cell("table2", "GMN", "Run", 44.1), 0.01)]
+        >>> verdict_counts(cells, "released"), verdict_counts(cells, "paper")
+        ({'reached': 1, 'within': 1, 'missed': 1, 'cut short': 1}, {})
+    """
+    counts = dict.fromkeys(("reached", "within", "missed", "run", "cut short"), 0)
+    for cell, scale in cells:
+        best = cell.best(protocol, plain=True) or cell.best(protocol)
+        if best is None:
+            continue
+        counts[cell.verdict(best.mean / scale) or "run"] += 1
+        counts["cut short"] += not best.finished
+    return {k: n for k, n in counts.items() if n}
 
 
 def trained_configs(sources: Mapping[str, Mapping[str, Any]]) -> set[str]:
