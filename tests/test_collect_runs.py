@@ -152,3 +152,24 @@ def test_the_rotated_test_column_of_a_finished_run(tmp_path, collect, config, mo
         assert rotated["test_mse"] == pytest.approx(rotated["test_mse_plain"], rel=1e-5)
     else:  # the negative control: an MPNN sees the rotation
         assert abs(rotated["test_mse"] / rotated["test_mse_plain"] - 1) > 1e-3
+
+
+def test_references_on_every_split_of_a_protein_run(tmp_path, collect, monkeypatch):
+    pytest.importorskip("MDAnalysisTests")  # the embedded AdK frames of the quick config
+    from eghn.cli import main as eghn_main
+    from eghn.train.references import reference_mses
+
+    monkeypatch.setenv("EGHN_CACHE_DIR", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    assert eghn_main(["train", "protein/adk_mpnn", "--quick", "--run-dir", str(run), "--no-progress", "--set",
+                      "train.epochs=1", "--set", "train.threads=1", "--set", "data.progress=false"]) == 0
+    monkeypatch.setattr(collect, "DOCS", tmp_path)
+    (tmp_path / "results").mkdir()
+    monkeypatch.setattr("sys.argv", ["collect_runs.py", "out", f"{run}=k;AdK;MPNN;cmd", "--references"])
+    collect.main()
+    written = json.loads((tmp_path / "results" / "out.json").read_text())["runs"]["k"]
+    config = json.loads((run / "config.json").read_text())
+    assert written["references"]["hold_still"]["mse"] == reference_mses(config)[0].mse
+    for split in ("train", "val"):
+        assert written["split_references"][split] == {r.key: r.mse for r in reference_mses(config, split)}
+    assert written["split_references"]["val"]["hold_still"] != written["references"]["hold_still"]["mse"]

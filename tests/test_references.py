@@ -89,3 +89,20 @@ def test_protein_references_on_the_embedded_frames(tmp_path, monkeypatch):
     train = [np.stack([getattr(g, k).numpy() for g in ds["train"]]) for k in ("pos", "vel", "target")]
     assert refs["linear_extrapolation"].t == pytest.approx(fit_linear_extrapolation(*train), rel=1e-12)
     assert 0 < refs["linear_extrapolation"].mse < refs["hold_still"].mse  # the frames do drift along v
+    # on the validation split: the same t (fitted on train), that split's frames
+    val = {r.key: r for r in reference_mses(cfg, "val")}
+    x0, xt = (np.stack([getattr(g, k).numpy() for g in build_datasets(cfg, splits=("val",))["val"]])
+              for k in ("pos", "target"))
+    assert val["hold_still"].mse == pytest.approx(float(((x0 - xt) ** 2).mean()), rel=1e-6)
+    assert val["linear_extrapolation"].t == refs["linear_extrapolation"].t
+    assert val["hold_still"].mse != refs["hold_still"].mse
+
+
+def test_the_paper_reference_is_a_test_split_reference(small_mcomplex):
+    cfg = resolve({"name": "r", "data": {"name": "mcomplex", "root": str(small_mcomplex)},
+                   "model": {"name": "eghn"}, "paper_reference": "table1/EGHN/single (3,3)"})
+    test, val = reference_mses(cfg), reference_mses(cfg, "val")
+    assert [r.key for r in val] == ["linear_extrapolation"]  # no paper number beside a validation MSE
+    assert val[0].t == test[0].t and val[0].mse != test[0].mse
+    with pytest.raises(ValueError, match="split must be"):
+        reference_mses(cfg, "validation")

@@ -22,7 +22,9 @@ directories that may be gone) and adds or replaces the runs given.
 
 ``--references`` adds, for each run, the reference MSEs ``eghn train`` prints beside its result
 (:func:`eghn.train.references.reference_mses` on the run's own config and data: hold still and
-linear extrapolation on the test split), so that the page compares with computed numbers.
+linear extrapolation on the test split), so that the page compares with computed numbers, and
+under ``split_references`` the same two on the training and validation splits (how much the data
+move there: the validation ones compare with ``best_val``).
 
 ``--rotated SEED`` adds, for each finished run, the test MSE of its best checkpoint with every
 test graph under its own random rotation (Table 3's "test-time rotation" column), exactly as
@@ -212,6 +214,8 @@ def main() -> None:
             config = json.loads((run / "config.json").read_text())
             summary["references"] = {r.key: {"label": r.label, "mse": r.mse, "t": r.t}
                                      for r in reference_mses(config)}
+            summary["split_references"] = {split: {r.key: r.mse for r in reference_mses(config, split)}
+                                           for split in ("train", "val")}
         if args.rotated is not None and (run / "result.json").is_file():
             summary["rotated"] = rotated_test(run, args.rotated)
         result["runs"][key] = summary

@@ -57,37 +57,46 @@ def paper_number(ref: str) -> tuple[float, str]:
     return float(value) * float(t.get("scale", 1.0)), f"{row}, {column} (paper {table.replace('table', 'Table ')})"
 
 
-def reference_mses(config: Mapping[str, Any]) -> list[Reference]:
-    """The references of the run described by ``config`` (empty when none applies).
+def reference_mses(config: Mapping[str, Any], split: str = "test") -> list[Reference]:
+    """The references of the run described by ``config`` on its ``split`` (empty when none
+    applies). A linear extrapolation's :math:`t` is always fitted on the training split; the
+    paper's number is a reference of the test split only.
+
+    On another split the references say how much the data move there: a model that beats them
+    on the validation split but not on the test split meets test frames unlike its training
+    frames (see the Table 3 analogue on the Results page).
 
     Example:
         >>> from eghn.train.references import reference_mses
         >>> reference_mses({"data": {"name": "arrays"}})  # no reference applies to your own arrays
         []
     """
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
     out: list[Reference] = []
     name = config["data"]["name"]
+    splits = tuple(dict.fromkeys(("train", split)))
     if name == "mcomplex":
         from ..data.mcomplex import linear_extrapolation_baseline
         from .loop import build_datasets
 
-        ds = build_datasets(config, splits=("train", "test"), raw=True)
-        t, mse = linear_extrapolation_baseline(ds["train"], ds["test"])
+        ds = build_datasets(config, splits=splits, raw=True)
+        t, mse = linear_extrapolation_baseline(ds["train"], ds[split])
         out.append(_linear_reference(t, mse))
     elif name == "mocap":  # the samples' (S, 31, 3) arrays
         from .loop import build_datasets
 
-        ds = build_datasets(config, splits=("train", "test"), raw=True)
-        out += _array_references(*((d.pos, d.vel, d.target) for d in (ds["train"], ds["test"])))
+        ds = build_datasets(config, splits=splits, raw=True)
+        out += _array_references(*((d.pos, d.vel, d.target) for d in (ds["train"], ds[split])))
     elif name == "protein":  # one graph per frame, the same atoms in each: stack them to (S, N, 3)
         import torch
 
         from .loop import build_datasets
 
-        ds = build_datasets(config, splits=("train", "test"))
+        ds = build_datasets(config, splits=splits)
         out += _array_references(*([torch.stack([getattr(g, k) for g in ds[s]]).numpy()
-                                    for k in ("pos", "vel", "target")] for s in ("train", "test")))
-    ref = config.get("paper_reference") or ""
+                                    for k in ("pos", "vel", "target")] for s in ("train", split)))
+    ref = (config.get("paper_reference") or "") if split == "test" else ""
     if ref:
         value, what = paper_number(ref)
         out.append(Reference("paper", f"the paper's {what}", value))
