@@ -505,6 +505,10 @@ def commit() -> str:
     try:
         here = Path(__file__).resolve().parent
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True)
+        if out.returncode:
+            # a copy without its git folder (a device machine, a source archive): the commit it was made
+            # from, if the caller says so
+            return os.environ.get("EGHN_COMMIT", "unknown")
         # the code measured: the package and the benchmarks (edits elsewhere, e.g. to the docs, do not count)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "../eghn", "."],
                                cwd=here, capture_output=True, text=True).stdout.strip()
