@@ -366,6 +366,17 @@ def start_gallery(opts) -> tuple[subprocess.Popen | None, dict]:
     return proc, rec
 
 
+def gallery_fits(output: str) -> list[dict]:
+    """The trainings the tutorial finished, read off its printed ``N steps in T s`` lines.
+
+    >>> gallery_fits("simulated 20 trajectories\\n3000 steps in 147.0 s; test MSE 0.19\\n")
+    [{'steps': 3000, 'wall_s': 147.0}]
+    """
+    import re
+
+    return [dict(steps=int(m[1]), wall_s=float(m[2])) for m in re.finditer(r"^(\d+) steps in ([\d.]+) s", output, re.M)]
+
+
 def finish_gallery(proc: subprocess.Popen | None, rec: dict, deadline: float) -> dict:
     if proc is None:
         return rec
@@ -377,9 +388,10 @@ def finish_gallery(proc: subprocess.Popen | None, rec: dict, deadline: float) ->
         proc.wait()
         out = Path(rec["log"]).read_text(errors="replace")
         return dict(rec, status="timeout", error="the tutorial did not finish within the suite's budget",
-                    wall_s=round(time.monotonic() - t0, 1), output=_tail(out))
+                    wall_s=round(time.monotonic() - t0, 1), fits=gallery_fits(out), output=_tail(out))
     out = Path(rec["log"]).read_text(errors="replace")
-    rec.update(exit_code=proc.returncode, wall_s=round(time.monotonic() - t0, 1), output=_tail(out, 4000))
+    rec.update(exit_code=proc.returncode, wall_s=round(time.monotonic() - t0, 1), fits=gallery_fits(out),
+               output=_tail(out, 4000))
     if proc.returncode:
         return dict(rec, status="failed", error=(out.strip().splitlines() or ["?"])[-1])
     return dict(rec, status="ok")

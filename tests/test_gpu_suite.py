@@ -89,3 +89,29 @@ def test_benchmarks_page_shows_smoke_files_as_not_measured(smoke, tmp_path):
     rows = {part: data for part, _, data in eghn_bench.gpu_suite_rows(tmp_path)}
     assert rows["scale"] is not None and rows["pytest_gpu"] is None
     assert "nodes" in eghn_bench._gpu_result("scale", rows["scale"]).astext()
+
+
+def test_gallery_fits_are_read_off_the_tutorial_output():
+    """How far a tutorial that ran out of time got: its finished trainings, from what it printed."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_suite
+
+    out = ("simulated 2000 + 500 trajectories in 9.7 s\n3000 steps in 147.0 s; test MSE 0.19\n"
+           "horizon 2\n150 steps in 3.5 s\n")
+    assert gpu_suite.gallery_fits(out) == [dict(steps=3000, wall_s=147.0), dict(steps=150, wall_s=3.5)]
+    assert gpu_suite.gallery_fits("simulated 20 trajectories in 1.0 s\n") == []
+
+
+def test_the_committed_gpu_results_render():
+    """The suite's committed result files (a real GPU run) render on the Benchmarks page, every part."""
+    pytest.importorskip("sphinx")
+    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+    import eghn_bench
+
+    folder = ROOT / "benchmarks" / "results" / "gpu"
+    if not (folder / "suite.json").is_file():
+        pytest.skip("no GPU results committed")
+    for part, _, data in eghn_bench.gpu_suite_rows(folder):
+        assert data is not None, part
+        text = eghn_bench._gpu_result(part, data).astext()
+        assert text and (data["status"] == "ok" or data["status"] in text), (part, text)

@@ -348,13 +348,20 @@ def _gpu_result(part: str, data: dict[str, Any]) -> nodes.Node:
     name = f"gpu/{part}"
     c = _Cell(name, "", data)
     out = nodes.inline()
-    if data.get("status") != "ok":
-        out += nodes.Text(f"{data.get('status')}: {data.get('error') or data.get('reason') or ''}")
-        return out
 
     def add(*items: nodes.Node | str) -> None:
         for item in items:
             out.append(nodes.Text(item) if isinstance(item, str) else item)
+
+    if data.get("status") != "ok":
+        out += nodes.Text(f"{data.get('status')}: {data.get('error') or data.get('reason') or ''}")
+        if part == "gallery_mcomplex" and data.get("fits"):
+            # how far the tutorial got: the trainings it finished, each with its time
+            add(" (after ", c("wall_s", ":.0f", " s"), "; trainings finished: ")
+            for k in range(len(data["fits"])):
+                add("; " if k else "", c(f"fits.{k}.steps", ":,"), " steps in ", c(f"fits.{k}.wall_s", ":.0f", " s"))
+            add(")")
+        return out
 
     if part == "pytest_gpu":
         add(c("tests.passed"), " passed, ", c("tests.failed"), " failed, ", c("tests.skipped"), " skipped")
@@ -382,9 +389,13 @@ def _gpu_result(part: str, data: dict[str, Any]) -> nodes.Node:
                 add(str(r.get("status")))
             elif r["reached"]:
                 add("epoch ", c(f"runs.{which}.epoch_reached"), ", ", c(f"runs.{which}.wall_s_reached", ":.0f", " s"))
-            else:
-                add("not reached in ", c(f"runs.{which}.cut_s", ":.0f", " s"), " (best ",
+            elif r["wall_s"] < r["cut_s"]:  # the run ended on its own (early stopping) before the cut
+                add("not reached; ended at epoch ", c(f"runs.{which}.epochs_run", ":,"), " after ",
+                    c(f"runs.{which}.wall_s", ":.0f", " s"), ", before the cut (best ",
                     c(f"runs.{which}.best_val", ":.3g"), ")")
+            else:
+                add("not reached in ", c(f"runs.{which}.cut_s", ":.0f", " s"), " (",
+                    c(f"runs.{which}.epochs_run", ":,"), " epochs; best ", c(f"runs.{which}.best_val", ":.3g"), ")")
     elif part == "gallery_mcomplex":
         add("finished in ", c("wall_s", ":.0f", " s"))
     return out
