@@ -356,12 +356,11 @@ def _resume_config(run_dir: Path, saved: Path) -> dict:
 
 def _load_run(target: Path, device: str | None, checkpoint: str = "best"):
     """``(config, checkpoint path, checkpoint state, device)`` of a run directory or checkpoint file."""
-    from .train.loop import select_device
-    from .train.trained import _check_finite_weights, read_run
+    from .train.trained import _check_finite_weights, evaluation_device, read_run
 
     config, ckpt, state = read_run(target, checkpoint=checkpoint)
     _check_finite_weights(ckpt, state)
-    dev = select_device(device or config.get("device", "auto"))
+    dev = evaluation_device(config, device)
     return config, ckpt, state, dev
 
 

@@ -57,6 +57,24 @@ def test_train_evaluate_resume(toy_toml, tmp_path, capsys):
     assert "nothing to resume" in capsys.readouterr().out
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks a machine without CUDA")
+def test_a_run_trained_on_cuda_evaluates_on_a_cpu_machine(toy_toml, tmp_path, capsys):
+    """A run whose config says ``device = "cuda"`` (trained on a GPU) is evaluated on the CPU of a
+    machine without one, with the same MSE; asking for CUDA there explicitly is a clear error."""
+    run = tmp_path / "run"
+    assert main(["train", str(toy_toml), "--run-dir", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json"]) == 0
+    on_cpu = json.loads(capsys.readouterr().out)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(dict(config, device="cuda")))
+    assert main(["evaluate", str(run), "--rotate", "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["mse"] == pytest.approx(on_cpu["mse"], rel=1e-12)
+    assert main(["evaluate", str(run), "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
 def test_quick_show_and_list(toy_toml, capsys):
     assert main(["train", str(toy_toml), "--quick", "--show", "--device", "cpu", "--seed", "9"]) == 0
     cfg = json.loads(capsys.readouterr().out)

@@ -20,7 +20,7 @@ from ..data.graph import Graph
 from ..data.units import standardize_graph
 from ..io import read_json_object
 
-__all__ = ["TrainedRun", "evaluate_run", "load_run", "read_run"]
+__all__ = ["TrainedRun", "evaluate_run", "evaluation_device", "load_run", "read_run"]
 
 
 @dataclass
@@ -215,7 +215,8 @@ def evaluate_run(target: str | Path, *, split: str = "test", checkpoint: str = "
         target: run directory or checkpoint file (:func:`read_run`).
         split: ``"train"``, ``"val"`` or ``"test"``.
         checkpoint: ``"best"`` or ``"last"``, for a run directory.
-        device: where to evaluate (default: the run's ``device``).
+        device: where to evaluate (default: :func:`evaluation_device`: the run's ``device``, or
+            the CPU for a run trained on CUDA when this machine has none).
         dtype: ``"float32"`` or ``"float64"`` (default: the run's training dtype).
         batch_size: graphs per batch (default: the run's ``train.batch_size``).
         rotate, translate, seed: the test-time transformation.
@@ -249,7 +250,7 @@ def evaluate_run(target: str | Path, *, split: str = "test", checkpoint: str = "
         (2, True)
     """
     from .loader import GraphBank
-    from .loop import build_datasets, build_model, evaluate_model, select_device
+    from .loop import build_datasets, build_model, evaluate_model
     from .rundir import load_weights
 
     if split not in ("train", "val", "test"):
@@ -258,7 +259,7 @@ def evaluate_run(target: str | Path, *, split: str = "test", checkpoint: str = "
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     config, ckpt, state = read_run(target, checkpoint=checkpoint)
     _check_finite_weights(ckpt, state)
-    dev = select_device(device or config.get("device", "auto"))
+    dev = evaluation_device(config, device)
     ds = build_datasets(config, splits=(split,))[split]
     torch_dtype = torch.float64 if (dtype or config["train"]["dtype"]) == "float64" else torch.float32
     model = build_model(config, ds).to(device=dev, dtype=torch_dtype)
@@ -274,6 +275,28 @@ def evaluate_run(target: str | Path, *, split: str = "test", checkpoint: str = "
         res["mse_transformed"] = evaluate_model(model, bank, bs, rotate=rotate, translate=translate, generator=gen)
         res["transform"] = {"rotate": rotate, "translate_scale": translate, "seed": seed}
     return res
+
+
+def evaluation_device(config: dict[str, Any], device: str | torch.device | None = None) -> torch.device:
+    """Where to evaluate a trained run: ``device`` when given, else the run's own ``device``, except
+    that a run trained on CUDA is evaluated on the CPU of a machine without CUDA (its checkpoint
+    loads onto the CPU; an explicit ``device="cuda"`` there still fails with a clear error).
+
+    >>> from eghn.train.trained import evaluation_device
+    >>> evaluation_device({"device": "cpu"})
+    device(type='cpu')
+    >>> import torch
+    >>> str(evaluation_device({"device": "cuda"})) == ("cuda" if torch.cuda.is_available() else "cpu")
+    True
+    """
+    from .loop import select_device
+
+    if device is not None:
+        return select_device(str(device))
+    spec = str(config.get("device", "auto"))
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        return torch.device("cpu")
+    return select_device(spec)
 
 
 def _check_finite_weights(ckpt: Path, state: dict[str, Any]) -> None:
