@@ -188,8 +188,10 @@ class RunsTable(SphinxDirective):
             src = f"{name}:runs.{key}"
             # the paper's row of the model: the longest row name that starts the model's label
             # ("EGNN, 600-epoch cap" -> EGNN); an EGHN variant without a row of its own: EGHN's
+            # (a table without an EGHN row, Table 4's ablations: no published number)
             row = next((r for r in sorted(paper_rows, key=len, reverse=True)
-                        if run["model"].startswith(r) and run["data"] in paper_rows[r]), "EGHN")
+                        if run["model"].startswith(r) and run["data"] in paper_rows[r]),
+                       "EGHN" if "EGHN" in paper_rows else None)
             if run.get("diverged"):
                 cap = f"diverged at epoch {run['diverged']['epoch']}"
             elif run.get("finished") is False:
@@ -199,7 +201,7 @@ class RunsTable(SphinxDirective):
             else:
                 cap = "cap reached" if run["epochs"] - run["best_epoch"] < 50 else "early stop"
             published: nodes.Node | str = "not a published cell"
-            if run["data"] in paper_rows[row]:
+            if row is not None and run["data"] in paper_rows[row]:
                 published = result_node(str(paper_rows[row][run["data"]]), f"paper:{table}.rows.{row}.{run['data']}")
             row_nodes = [
                 run["data"], run["model"],
