@@ -39,7 +39,7 @@ def test_not_run_cells_leave_out_the_configs_with_collected_runs(cost):
     cells = cost.not_run_cells(["table1", "table2"])
     configs = {cell.config for _, cell in cells}
     assert "mocap/run_eghn" not in configs and "table1/eghn_single_3x3" not in configs  # collected
-    assert "table1/eghn_single_10x10" in configs
+    assert "table1/eghn_multi_10x10" in configs
     everything = cost.not_run_cells(["table1", "table2"], include_run=True)
     assert len(everything) > len(cells) and "mocap/run_eghn" in {c.config for _, c in everything}
     assert cost.typical_epochs("Run (Subject 9)")  # finished Run runs exist, with their epochs

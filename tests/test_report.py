@@ -111,3 +111,31 @@ def test_status_cells_carry_the_papers_std_and_a_verdict_per_protocol():
     edge = cell.paper * (1 + WITHIN_SHARE)  # 5 % is wider than this cell's std
     assert cell.verdict(edge) == "within" and cell.verdict(edge * 1.001) == "missed"
     assert cell.best("paper") is None
+
+
+def test_an_ablation_run_counts_for_table_4_only():
+    """Table 4's ablations on Walk share the column ``Walk (Subject 35)`` with Table 2: a run of a
+    ``table4/`` config lands in its Table 4 cell and never in Table 2's EGHN cell."""
+    from eghn.train.collected import collect
+    from eghn.train.reproduce import paper_results
+
+    paper = paper_results()
+    runs = {
+        "ablation": {"data": "Walk (Subject 35)", "model": "EMMP -> MPNN (non-equivariant)", "protocol": "eghn",
+                     "seed": 1, "test_mse": 0.075,
+                     "command": "eghn train table4/walk_emmp_mpnn --set protocol=eghn --seed 1"},
+        "k3": {"data": "Walk (Subject 35)", "model": "K=3", "protocol": "eghn", "seed": 1, "test_mse": 0.041,
+               "command": "eghn train table4/walk_k3 --set protocol=eghn --seed 1"},
+        "table2": {"data": "Walk (Subject 35)", "model": "EGHN", "protocol": "eghn", "seed": 1, "test_mse": 0.047,
+                   "command": "eghn train mocap/walk_eghn --set protocol=eghn --seed 1"},
+    }
+    cells = collect(paper, {"demo": {"runs": runs}}, tables=["table2", "table4"])
+
+    def keys(table, row):
+        cell = next(c for c in cells[table] if c.row == row and c.column == "Walk (Subject 35)")
+        return sorted(key for group in cell.groups for _, key, _ in group.runs)
+
+    assert keys("table2", "EGHN") == ["table2"]
+    assert keys("table4", "EMMP -> MPNN (non-equivariant)") == ["ablation"]
+    assert all(key != "k3" for table in cells.values() for cell in table for group in cell.groups
+               for _, key, _ in group.runs)  # K=3 has no published value in paper.json

@@ -19,6 +19,7 @@ Which run belongs to which cell: :mod:`eghn.train.collected`.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from docutils import nodes
@@ -104,7 +105,8 @@ class StatusTable(SphinxDirective):
         """One line per cell: the paper's value, then per protocol eghn's best group that runs
         the protocol as shipped (else its best group with a changed setting, marked ``+``) as
         ``mean ± std ×seeds verdict`` ("-" where the protocol has no run)."""
-        row: list[nodes.Node | str] = [f"{short} {cell.column} · {cell.row}", _published(cell)]
+        label = f"{short} {_brief(cell.column)} · {_brief(cell.row)}"
+        row: list[nodes.Node | str] = [label, _published(cell)]
         for protocol in protocols:
             best = cell.best(protocol, plain=True) or cell.best(protocol)
             if best is None:
@@ -351,6 +353,13 @@ def _fold_baselines(rows: list[list[nodes.Node | str]], run_cells: list[tuple[in
         folded.update({i: None for i, _, _ in found[1:]})
         count -= len(found) - 1
     return [folded.get(i, row) for i, row in enumerate(rows) if folded.get(i, row) is not None]
+
+
+def _brief(name: str) -> str:
+    """A row or column name of ``paper.json`` without its worded parentheses, for the compact
+    table's narrow first column: ``Walk (Subject 35)`` -> ``Walk``, ``EMMP -> MPNN
+    (non-equivariant)`` -> ``EMMP -> MPNN``; a system size such as ``single (3,3)`` stays."""
+    return re.sub(r"\s*\([^()]*[A-Za-z][^()]*\)", "", name).strip() or name
 
 
 def _fit(row: list[nodes.Node | str], width: int, compact: bool) -> list[nodes.Node | str]:

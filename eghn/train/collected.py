@@ -42,13 +42,13 @@ from typing import Any
 
 __all__ = ["PROTOCOL_ORDER", "SEEDS_ENOUGH", "STATUS_SOURCES", "TABLES", "WITHIN_SHARE", "Cell", "Group", "collect",
            "learning_curves", "overrides", "paper_vs_eghn", "read_collected", "read_metrics",
-           "read_result_files", "results_dir", "trained_configs", "unit_label", "verdict_counts"]
+           "read_result_files", "results_dir", "table_of", "trained_configs", "unit_label", "verdict_counts"]
 
 #: result files of full-length runs of the paper's tables (the short ablations of
 #: ``fidelity_ablation`` are not reproductions of a cell)
 STATUS_SOURCES = ["paper_protocol_runs", "released_runs", "released_walk_runs", "released_seed_runs",
                   "released_baselines", "table1_runs", "recipe_runs", "recipe_eps_runs", "recipe_table1_runs",
-                  "selection_runs_3x3"]
+                  "table1_gpu_runs", "table4_runs", "selection_runs_3x3"]
 #: the paper's tables in the order shown, with a short name
 TABLES = {"table1": "T1", "table2": "T2", "table3": "T3", "table4": "T4"}
 #: ``--set`` keys of a command that do not change what a run measures
@@ -285,7 +285,7 @@ def collect(paper: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
     groups: dict[tuple[str, str, str, str], Group] = {}
     for source, content in sources.items():
         for key, run in content.get("runs", {}).items():
-            table = next((t for t in tables if run.get("data") in paper[t]["columns"]), None)
+            table = table_of(run, paper, tables)
             if table is None or "test_mse" not in run:
                 continue
             rows = paper[table]["rows"]
@@ -300,6 +300,33 @@ def collect(paper: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
                 cell.groups.append(groups[gkey])
             groups[gkey].runs.append((source, key, run))
     return cells
+
+
+def table_of(run: Mapping[str, Any], paper: Mapping[str, Any], tables: Sequence[str]) -> str | None:
+    """The published table a collected run reproduces: the one its record names (``table``), else
+    the one its command's shipped config belongs to (``tableN/...``, e.g. ``table4/walk_k3``), else
+    the first of ``tables`` with a column named as the run's ``data``. A run of one table's
+    config never lands in another table's cell: Table 4's ablations on Walk share the column
+    ``Walk (Subject 35)`` with Table 2, and count for Table 4 only. ``None``: no such table (or
+    its column does not have the run's ``data``).
+
+    Example:
+        >>> from eghn.train.collected import table_of
+        >>> paper = {"table2": {"columns": ["Walk"]}, "table4": {"columns": ["Walk"]}}
+        >>> run = {"data": "Walk", "command": "eghn train table4/walk_k3 --seed 1"}
+        >>> table_of(run, paper, ["table2", "table4"]), table_of({"data": "Walk"}, paper, ["table2", "table4"])
+        ('table4', 'table2')
+        >>> table_of({**run, "table": "table2"}, paper, ["table2", "table4"]), table_of(run, paper, ["table2"])
+        ('table2', None)
+    """
+    data = run.get("data")
+    named = run.get("table")
+    if named is None:
+        m = re.search(r"\b(table\d+)/", str(run.get("command", "")))
+        named = m.group(1) if m and m.group(1) in paper else None
+    if named is not None:
+        return named if named in tables and data in paper[named]["columns"] else None
+    return next((t for t in tables if data in paper[t]["columns"]), None)
 
 
 def verdict_counts(cells: Sequence[tuple[Cell, float]], protocol: str) -> dict[str, int]:
