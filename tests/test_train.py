@@ -64,6 +64,20 @@ def test_every_ablation_builds_under_every_protocol_of_the_campaign(protocol):
         eghn.models.get(kind, node_dim=2, edge_dim=2, local_edge_dim=2, **model)
 
 
+def test_a_model_option_that_a_protocol_sets_for_another_form_names_config_and_protocol():
+    """``mocap/walk_eghn_released`` builds the authors' released layers; eghn's recipe bounds the
+    paper-form layers' messages. The error says which config and protocol asked for that."""
+    from types import SimpleNamespace
+
+    from eghn.train.loop import build_model
+
+    features = SimpleNamespace(node_dim=2, edge_dim=2, local_edge_dim=2)
+    config = load_config("mocap/walk_eghn_released", ["protocol=eghn"])
+    with pytest.raises(ValueError, match=r"coord_message='bounded'.*'mocap_walk_eghn_released' under protocol 'eghn'"):
+        build_model(config, features)
+    build_model(load_config("mocap/walk_eghn_released"), features)  # its own protocol builds
+
+
 def test_overrides_types_and_unknown_keys():
     cfg = load_config("default", ["train.lr=1e-3", "train.epochs=7", "model.hidden=8", "seed=4",
                                   "device=cpu", "data.new_option=[1, 2]"])

@@ -270,8 +270,17 @@ def build_model(config: Mapping[str, Any], dataset) -> nn.Module:
     name = config["model"]["name"]
     opts = {k: v for k, v in config["model"].items() if k != "name"}
     check_kwargs(model_registry.get_class(name), opts, "model", f"model {name!r}")
-    return model_registry.get(name, node_dim=int(dataset.node_dim), edge_dim=int(dataset.edge_dim),
-                              local_edge_dim=int(getattr(dataset, "local_edge_dim", 0)), **opts)
+    try:
+        return model_registry.get(name, node_dim=int(dataset.node_dim), edge_dim=int(dataset.edge_dim),
+                                  local_edge_dim=int(getattr(dataset, "local_edge_dim", 0)), **opts)
+    except ValueError as e:
+        if not config.get("protocol"):
+            raise
+        # a protocol's [protocols.<name>.model] table can set options that the config's model
+        # form does not take: say which config and protocol asked for them
+        raise ValueError(f"{e} (the [model] of config {config.get('name', '?')!r} under protocol "
+                         f"{config['protocol']!r}, whose [protocols.{config['protocol']}] table may set "
+                         "model options for another form of the model)") from None
 
 
 def make_run_dir(config: Mapping[str, Any]) -> Path:
