@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 SAME_AS = {("table4", "EGHN (K=5)"): ("table2", "EGHN")}
 #: result files of runs that are not the paper's cells but an analogue of a table's (other data),
 #: named beside that table's cells not run when the file holds runs
-ANALOGUES = {"table3": ("offline_adk_runs", "an offline analogue on other AdK frames is on the Results page")}
+ANALOGUES = {"table3": ("offline_adk_runs", "an offline analogue on other AdK frames: Results page")}
 
 
 def _decimals(paper_table: dict[str, Any]) -> int:
