@@ -303,9 +303,9 @@ def collect(paper: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
 
 
 def table_of(run: Mapping[str, Any], paper: Mapping[str, Any], tables: Sequence[str]) -> str | None:
-    """The published table a collected run reproduces: the one its record names (``table``), else
-    the one its command's shipped config belongs to (``tableN/...``, e.g. ``table4/walk_k3``), else
-    the first of ``tables`` with a column named as the run's ``data``. A run of one table's
+    """The published table a collected run reproduces: the one its command's shipped config
+    belongs to (``tableN/...``, e.g. ``table4/walk_k3``), else the first of ``tables`` with a
+    column named as the run's ``data``. A run of one table's
     config never lands in another table's cell: Table 4's ablations on Walk share the column
     ``Walk (Subject 35)`` with Table 2, and count for Table 4 only. ``None``: no such table (or
     its column does not have the run's ``data``).
@@ -316,15 +316,13 @@ def table_of(run: Mapping[str, Any], paper: Mapping[str, Any], tables: Sequence[
         >>> run = {"data": "Walk", "command": "eghn train table4/walk_k3 --seed 1"}
         >>> table_of(run, paper, ["table2", "table4"]), table_of({"data": "Walk"}, paper, ["table2", "table4"])
         ('table4', 'table2')
-        >>> table_of({**run, "table": "table2"}, paper, ["table2", "table4"]), table_of(run, paper, ["table2"])
-        ('table2', None)
+        >>> table_of(run, paper, ["table2"])
+        >>> table_of({**run, "data": "Run"}, paper, ["table2", "table4"])
     """
     data = run.get("data")
-    named = run.get("table")
-    if named is None:
-        m = re.search(r"\b(table\d+)/", str(run.get("command", "")))
-        named = m.group(1) if m and m.group(1) in paper else None
-    if named is not None:
+    config = _config_of(run.get("command", ""))
+    named = config.split("/", 1)[0] if config and "/" in config else None
+    if named in paper:
         return named if named in tables and data in paper[named]["columns"] else None
     return next((t for t in tables if data in paper[t]["columns"]), None)
 
@@ -365,8 +363,14 @@ def trained_configs(sources: Mapping[str, Mapping[str, Any]]) -> set[str]:
     >>> trained_configs({"f": {"runs": {"r": {"command": "eghn train mocap/run_eghn --seed 2"}}}})
     {'mocap/run_eghn'}
     """
-    return {m.group(1) for content in sources.values() for run in content.get("runs", {}).values()
-            if (m := re.search(r"eghn train (\S+)", run.get("command", "")))}
+    return {config for content in sources.values() for run in content.get("runs", {}).values()
+            if (config := _config_of(run.get("command", "")))}
+
+
+def _config_of(command: str) -> str | None:
+    """The config a run's command trains: the name after ``eghn train`` (``None`` if there is none)."""
+    m = re.search(r"eghn train (\S+)", str(command))
+    return m.group(1) if m else None
 
 
 def results_dir() -> Path | None:
