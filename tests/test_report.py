@@ -139,3 +139,42 @@ def test_an_ablation_run_counts_for_table_4_only():
     assert keys("table4", "EMMP -> MPNN (non-equivariant)") == ["ablation"]
     assert all(key != "k3" for table in cells.values() for cell in table for group in cell.groups
                for _, key, _ in group.runs)  # K=3 has no published value in paper.json
+
+
+def test_ablations_compare_with_the_full_model_under_the_same_protocol():
+    """Table 4's ablations (with or without a value in paper.json) beside Table 2's EGHN runs of
+    the same protocol, run as shipped; the verdict needs three seeds on each side."""
+    from eghn.train.collected import ablations
+    from eghn.train.reproduce import paper_results
+
+    paper = paper_results()
+    walk = "Walk (Subject 35)"
+
+    def run(config, model, seed, mse, protocol="eghn", extra=""):
+        return {"data": walk, "model": model, "protocol": protocol, "seed": seed, "test_mse": mse,
+                "command": f"eghn train {config} --set protocol={protocol} --seed {seed}{extra}"}
+
+    runs = {f"full{s}": run("mocap/walk_eghn", "EGHN", s, v) for s, v in ((1, 0.047), (2, 0.049), (3, 0.047))}
+    runs["full_released"] = run("mocap/walk_eghn", "EGHN", 1, 0.030, "released")  # another protocol
+    runs["full_changed"] = run("mocap/walk_eghn", "EGHN", 1, 0.020, extra=" --set train.lr=1e-3")  # not as shipped
+    runs |= {f"k8_{s}": run("table4/walk_k8", "K=8", s, v) for s, v in ((1, 0.060), (2, 0.052), (3, 0.071))}
+    runs |= {f"k3_{s}": run("table4/walk_k3", "K=3", s, v) for s, v in ((1, 0.041), (2, 0.048), (3, 0.046))}
+    runs |= {f"mpnn_{s}": run("table4/walk_emmp_mpnn", "EMMP -> MPNN (non-equivariant)", s, v)
+             for s, v in ((1, 0.075), (2, 0.065))}
+    runs["egnn_released"] = run("table4/walk_emmp_egnn", "EMMP -> EGNN", 1, 0.09, "released")
+
+    found = {a.cell.row: a for a in ablations(paper, {"demo": {"runs": runs}})}
+    assert set(found) == {"K=8", "K=3", "EMMP -> MPNN (non-equivariant)"}  # no eghn-protocol run of EMMP -> EGNN
+    assert all(a.cell.column == walk for a in found.values())
+    reference = found["K=8"].reference
+    assert sorted(key for _, key, _ in reference.runs) == ["full1", "full2", "full3"]
+    assert found["K=8"].separation == "above" and found["K=3"].separation == "overlap"
+    assert found["EMMP -> MPNN (non-equivariant)"].separation == "too few seeds"
+    assert found["K=3"].cell.paper is None and found["EMMP -> MPNN (non-equivariant)"].cell.paper == 19.7
+    assert abs(found["K=8"].difference - (0.061 - 0.047666666)) < 1e-6
+    below = {f"k3b_{s}": run("table4/walk_k3", "K=3", s, v) for s, v in ((1, 0.041), (2, 0.043), (3, 0.044))}
+    lower = {a.cell.row: a for a in ablations(paper, {"demo": {"runs": {k: v for k, v in runs.items()
+                                                                         if not k.startswith("k3")} | below}})}
+    assert lower["K=3"].separation == "below"
+    assert ablations(paper, {"demo": {"runs": {k: v for k, v in runs.items() if k.startswith("k8")}}})[0].separation \
+        == "no full model"

@@ -31,23 +31,26 @@ from sphinx.util.docutils import SphinxDirective
 
 from eghn.train.collected import (
     PROTOCOL_ORDER,
+    SAME_AS,
+    SEEDS_ENOUGH,
     STATUS_SOURCES,
     TABLES,
     WITHIN_SHARE,
     Cell,
     Group,
+    ablations,
     collect,
     overrides,
+    separation_chance,
     trained_configs,
     verdict_counts,
 )
 
-__all__ = ["ANALOGUES", "STATUS_SOURCES", "Cell", "Group", "NotRunTable", "StatusTable", "collect", "setup"]
+__all__ = ["ANALOGUES", "STATUS_SOURCES", "AblationTable", "Cell", "Group", "NotRunTable", "StatusTable", "collect",
+           "setup"]
 
 logger = logging.getLogger(__name__)
 
-#: cells of one table that repeat another's: Table 4's full model is Table 2's EGHN (K = 5)
-SAME_AS = {("table4", "EGHN (K=5)"): ("table2", "EGHN")}
 #: result files of runs that are not the paper's cells but an analogue of a table's (other data),
 #: named beside that table's cells not run when the file holds runs
 ANALOGUES = {"table3": ("offline_adk_runs", "an offline analogue on other AdK frames: Results page")}
@@ -288,6 +291,93 @@ class NotRunTable(SphinxDirective):
         return [container]
 
 
+#: how the ablation table words :attr:`eghn.train.collected.Ablation.separation`
+_SEPARATION = {"above": "higher on every seed", "below": "lower on every seed",
+               "overlap": "seeds overlap", "no full model": "full model not run"}
+
+
+class AblationTable(SphinxDirective):
+    """``.. eghn-ablations:: tableN``: each ablation of the table that has runs under
+    ``:protocol:`` (default ``eghn``), per data column, beside the full model's runs under the same
+    protocol (:func:`eghn.train.collected.ablations`): mean ± std over seeds, the difference of
+    the means, and whether every seed lies beyond every seed of the full model. The table's rows
+    without any run are listed as not run."""
+
+    required_arguments = 1
+    has_content = False
+    option_spec: ClassVar[dict[str, Any]] = {"protocol": directives.unchanged}
+
+    def run(self) -> list[nodes.Node]:
+        table = self.arguments[0]
+        protocol = self.options.get("protocol", "eghn")
+        try:
+            paper = load_source("paper")
+            sources = {name: load_source(name) for name in STATUS_SOURCES}
+            found = ablations(paper, sources, table, protocol)
+        except Exception as exc:
+            logger.warning("cannot compare the ablations of %s: %s", table, exc, location=self.get_location())
+            return []
+        scale = paper[table].get("scale", 1.0)
+        decimals = max(_decimals(paper[table]), 2)  # seeds of one setting differ in the second decimal
+        rows: list[list[nodes.Node | str]] = []
+        references: dict[str, Group] = {}
+        for ablation in found:
+            if ablation.reference is not None:
+                references.setdefault(ablation.cell.column, ablation.reference)
+        full_row = next(row for (t, row) in SAME_AS if t == table)
+        for column, reference in references.items():
+            rows.append([f"{full_row} (full model)", column, str(len(reference.runs)),
+                         _measured(reference, scale, decimals), "", "",
+                         _published(Cell(table, full_row, column, paper[table]["rows"][full_row].get(column)))
+                         if column in paper[table]["rows"][full_row] else "not stored"])
+        for ablation in found:
+            cell, group = ablation.cell, ablation.group
+            difference: nodes.Node | str = ""
+            if ablation.difference is not None:
+                difference = result_node(format(ablation.difference / scale, f"+.{decimals}f"),
+                                         _source(group) + ".test_mse - full model")
+            separation = ablation.separation
+            text = _SEPARATION.get(separation, separation)
+            if separation == "too few seeds":
+                text = f"not judged: {len(group.runs)} of {SEEDS_ENOUGH} seeds"
+            status = "" if group.finished else " (cut short)"
+            rows.append([cell.row, cell.column, str(len(group.runs)), _measured(group, scale, decimals),
+                         difference, text + status, _published(cell) if cell.paper is not None else "not stored"])
+        run_rows = {a.cell.row for a in found}
+        missing = [row for row in paper[table]["rows"] if row != full_row and row not in run_rows]
+        header = ["ablation", "data", "seeds", f"test MSE {_unit(scale)}", "minus full model",
+                  "every seed vs the full model", "paper"]
+        container = nodes.container(classes=["eghn-measured"])
+        container += _table(header, rows, [20, 12, 5, 12, 9, 18, 9], classes=("eghn-measured",))
+        full_table, full_cell_row = SAME_AS[table, full_row]
+        note = nodes.paragraph()
+        note += nodes.Text(f"Protocol {protocol} on both sides; the full model's runs are those of "
+                           f"{_table_name(full_table)}'s {full_cell_row} cell on the same "
+                           "data (mean ± sample std over seeds). \"Higher (lower) on every seed\": every seed of "
+                           "the ablation lies above (below) every seed of the full model; with ")
+        note += nodes.inline("", str(SEEDS_ENOUGH), classes=["eghn-generated"])
+        note += nodes.Text(" seeds on each side this happens by chance, if the ablation changed nothing, with "
+                           "probability ")
+        chance = separation_chance(SEEDS_ENOUGH, SEEDS_ENOUGH)
+        note += nodes.inline("", format(chance, ".2g"), classes=["eghn-generated"])
+        note += nodes.Text(" (the exact rank test's two-sided p-value, its smallest at three seeds), so three "
+                           "seeds can show a difference beyond seed noise only this far; fewer seeds are not "
+                           "judged. ")
+        if missing:
+            note += nodes.Text("Not run under this protocol: " + _join(missing) + ".")
+        container += note
+        return [container]
+
+
+def _table_name(table: str) -> str:
+    """``table2`` -> ``Table 2``."""
+    return "Table " + table.removeprefix("table")
+
+
+def _unit(scale: float) -> str:
+    return "×10⁻²" if scale == 0.01 else "(Å²)" if scale == 1.0 else f"/ {scale:g}"
+
+
 def _has_runs(name: str) -> bool:
     """Whether ``docs/results/NAME.json`` exists and holds runs."""
     try:
@@ -375,4 +465,5 @@ def _status_table(header: list[str], rows: list[list[nodes.Node | str]], compact
 def setup(app):
     app.add_directive("eghn-status", StatusTable)
     app.add_directive("eghn-not-run", NotRunTable)
+    app.add_directive("eghn-ablations", AblationTable)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

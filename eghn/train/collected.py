@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PROTOCOL_ORDER", "SEEDS_ENOUGH", "STATUS_SOURCES", "TABLES", "WITHIN_SHARE", "Cell", "Group", "collect",
-           "learning_curves", "overrides", "paper_vs_eghn", "read_collected", "read_metrics",
-           "read_result_files", "results_dir", "table_of", "trained_configs", "unit_label", "verdict_counts"]
+__all__ = ["PROTOCOL_ORDER", "SAME_AS", "SEEDS_ENOUGH", "STATUS_SOURCES", "TABLES", "WITHIN_SHARE", "Ablation",
+           "Cell", "Group", "ablations", "collect", "learning_curves", "overrides", "paper_vs_eghn",
+           "read_collected", "read_metrics", "read_result_files", "results_dir", "separation_chance", "table_of",
+           "trained_configs", "unit_label", "verdict_counts"]
 
 #: result files of full-length runs of the paper's tables (the short ablations of
 #: ``fidelity_ablation`` are not reproductions of a cell)
@@ -55,6 +56,8 @@ TABLES = {"table1": "T1", "table2": "T2", "table3": "T3", "table4": "T4"}
 NEUTRAL_KEYS = {"train.threads", "protocol"}
 #: seeds beyond which a setting's mean does not rank higher in :meth:`Cell.best` (the campaign's three)
 SEEDS_ENOUGH = 3
+#: cells of one table that repeat another's: Table 4's full model is Table 2's EGHN (K = 5)
+SAME_AS = {("table4", "EGHN (K=5)"): ("table2", "EGHN")}
 #: the order in which protocols are listed
 PROTOCOL_ORDER = ("released", "paper", "eghn")
 #: a mean above the paper by at most this share of its value (or its standard deviation) is "within"
@@ -250,7 +253,7 @@ def _setting(command: str) -> str:
 
 
 def collect(paper: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
-            tables: Sequence[str] = tuple(TABLES)) -> dict[str, list[Cell]]:
+            tables: Sequence[str] = tuple(TABLES), *, unpublished: bool = False) -> dict[str, list[Cell]]:
     """The cells of every published table, each with the groups of runs that reproduce it.
 
     Args:
@@ -258,6 +261,9 @@ def collect(paper: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
         sources: result file name -> its content (a ``runs`` mapping of run key -> run record
             with ``data``, ``model``, ``protocol``, ``seed``, ``test_mse`` and ``command``).
         tables: the tables of ``paper`` to collect.
+        unpublished: also the cells of a table's rows and columns for which ``paper.json``
+            stores no value (their ``paper`` is ``None``): Table 4's ablations without a stored
+            number (:func:`ablations`).
 
     Returns:
         table -> its published cells in the table's order (rows, then columns); cells without a
@@ -277,9 +283,9 @@ def collect(paper: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
         cells[table] = []
         for row, values in paper[table]["rows"].items():
             for column in paper[table]["columns"]:
-                if column in values:
+                if column in values or unpublished:
                     std = paper[table].get("std", {}).get(row, {}).get(column)
-                    cell = Cell(table, row, column, values[column], paper_std=std)
+                    cell = Cell(table, row, column, values.get(column), paper_std=std)
                     cells[table].append(cell)
                     index[table, row, column] = cell
     groups: dict[tuple[str, str, str, str], Group] = {}
@@ -290,7 +296,7 @@ def collect(paper: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]],
                 continue
             rows = paper[table]["rows"]
             row = next((r for r in sorted(rows, key=len, reverse=True)
-                        if run["model"].startswith(r) and run["data"] in rows[r]), "EGHN")
+                        if run["model"].startswith(r) and (unpublished or run["data"] in rows[r])), "EGHN")
             cell = index.get((table, row, run["data"]))
             if cell is None:
                 continue
@@ -354,6 +360,105 @@ def verdict_counts(cells: Sequence[tuple[Cell, float]], protocol: str) -> dict[s
         counts[cell.verdict(best.mean / scale) or "run"] += 1
         counts["cut short"] += not best.finished
     return {k: n for k, n in counts.items() if n}
+
+
+@dataclass
+class Ablation:
+    """One ablation of a table (Table 4) on one data column, beside the full model's runs under
+    the same protocol.
+
+    Attributes:
+        cell: the ablation's cell (``cell.paper`` is ``None`` where ``paper.json`` stores no value).
+        group: eghn's runs of the ablation (:meth:`Cell.best` under the protocol).
+        reference: the full model's runs on the same data under the same protocol, as shipped
+            (the cell :data:`SAME_AS` names; ``None``: not run).
+
+    Example:
+        >>> from eghn.train.collected import Ablation, Cell, Group
+        >>> def runs(*values):
+        ...     return Group([("f", f"r{s}", {"seed": s, "test_mse": v}) for s, v in enumerate(values, 1)])
+        >>> full = runs(0.046, 0.049, 0.047)
+        >>> ablation = Ablation(Cell("table4", "K=8", "Walk", None), runs(0.060, 0.052, 0.071), full)
+        >>> round(ablation.difference, 4), ablation.separation
+        (0.0137, 'above')
+        >>> Ablation(Cell("table4", "K=3", "Walk", None), runs(0.041, 0.045), full).separation
+        'too few seeds'
+    """
+
+    cell: Cell
+    group: Group
+    reference: Group | None
+
+    @property
+    def difference(self) -> float | None:
+        """The ablation's mean test MSE minus the full model's (``None`` without a reference)."""
+        return None if self.reference is None else self.group.mean - self.reference.mean
+
+    @property
+    def separation(self) -> str:
+        """``"above"`` or ``"below"``: every seed of the ablation lies above (below) every seed of
+        the full model; ``"overlap"``: the seeds interleave; ``"too few seeds"``: either side has
+        fewer than :data:`SEEDS_ENOUGH` seeds; ``"no full model"``: the reference was not run.
+        With three seeds on each side and no real difference, "above" or "below" happens by
+        chance with the probability ``separation_chance(3, 3)`` (the exact rank test)."""
+        if self.reference is None:
+            return "no full model"
+        if min(len(self.group.runs), len(self.reference.runs)) < SEEDS_ENOUGH:
+            return "too few seeds"
+        if min(self.group.values) > max(self.reference.values):
+            return "above"
+        if max(self.group.values) < min(self.reference.values):
+            return "below"
+        return "overlap"
+
+
+def separation_chance(n: int, m: int) -> float:
+    """The probability that ``n`` values all lie above, or all below, ``m`` others when all
+    ``n + m`` come from one distribution (every order equally likely): ``2 / C(n + m, n)``, the
+    two-sided p-value of the exact rank test (Mann-Whitney U) at complete separation.
+
+    >>> separation_chance(3, 3), separation_chance(2, 3)
+    (0.1, 0.2)
+    """
+    return 2 / math.comb(n + m, n)
+
+
+def ablations(paper: Mapping[str, Any], sources: Mapping[str, Mapping[str, Any]], table: str = "table4",
+              protocol: str = "eghn") -> list[Ablation]:
+    """Every ablation of ``table`` that has runs under ``protocol``, per data column, beside the
+    full model: the runs of the cell that :data:`SAME_AS` names for the table's full-model row
+    (Table 4's K = 5 is Table 2's EGHN), under the same protocol, as shipped.
+
+    Rows with runs but no value in ``paper.json`` count (``collect(..., unpublished=True)``);
+    a table's ``tableN/`` configs never count for the full model's cell (:func:`table_of`).
+
+    Example:
+        >>> from eghn.train.collected import ablations
+        >>> paper = {"table2": {"columns": ["Walk"], "rows": {"EGHN": {"Walk": 8.5}}},
+        ...          "table4": {"columns": ["Walk"], "rows": {"EGHN (K=5)": {"Walk": 8.5}, "K=8": {}}}}
+        >>> def run(config, seed, mse):
+        ...     return {"data": "Walk", "model": "K=8" if "k8" in config else "EGHN", "protocol": "eghn",
+        ...             "seed": seed, "test_mse": mse, "command": f"eghn train {config} --seed {seed}"}
+        >>> runs = {f"{c}{s}": run(c, s, v) for c, values in (("mocap/walk_eghn", (0.046, 0.049, 0.047)),
+        ...         ("table4/walk_k8", (0.060, 0.052, 0.071))) for s, v in enumerate(values, 1)}
+        >>> found = ablations(paper, {"f": {"runs": runs}})
+        >>> [(a.cell.row, a.cell.column, len(a.group.runs), a.separation) for a in found]
+        [('K=8', 'Walk', 3, 'above')]
+    """
+    full = next(((row, target) for (t, row), target in SAME_AS.items() if t == table), None)
+    if full is None:
+        raise ValueError(f"{table} has no full-model row to compare its ablations with (SAME_AS)")
+    full_row, (full_table, full_cell_row) = full
+    cells = collect(paper, sources, tables=list(dict.fromkeys([full_table, table])), unpublished=True)
+    found = []
+    for cell in cells[table]:
+        group = cell.best(protocol)
+        if cell.row == full_row or group is None:
+            continue
+        ref = next((c for c in cells[full_table] if c.row == full_cell_row and c.column == cell.column), None)
+        reference = ref.best(protocol, plain=True) if ref is not None else None
+        found.append(Ablation(cell, group, reference))
+    return found
 
 
 def trained_configs(sources: Mapping[str, Mapping[str, Any]]) -> set[str]:
