@@ -356,8 +356,7 @@ class AblationTable(SphinxDirective):
                            "data (mean ± sample std over seeds). \"Higher (lower) on every seed\": every seed of "
                            "the ablation lies above (below) every seed of the full model; with ")
         note += nodes.inline("", str(SEEDS_ENOUGH), classes=["eghn-generated"])
-        note += nodes.Text(" seeds on each side this happens by chance, if the ablation changed nothing, with a "
-                           "chance of ")
+        note += nodes.Text(" seeds on each side, if the ablation changed nothing, this happens with a chance of ")
         chance = separation_chance(SEEDS_ENOUGH, SEEDS_ENOUGH)
         note += nodes.inline("", f"1 in {1 / chance:.0f}", classes=["eghn-generated"])
         note += nodes.Text(" (the exact rank test's two-sided p-value, its smallest at three seeds), so three "
