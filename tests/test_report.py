@@ -178,3 +178,31 @@ def test_ablations_compare_with_the_full_model_under_the_same_protocol():
     assert lower["K=3"].separation == "below"
     assert ablations(paper, {"demo": {"runs": {k: v for k, v in runs.items() if k.startswith("k8")}}})[0].separation \
         == "no full model"
+
+
+def test_show_collected_lists_the_ablations_beside_the_full_model(tmp_path):
+    """Table 4's gallery lines: runs of rows without a stored value ("not stored") and each
+    ablation's difference from the full model under the same protocol."""
+    import json
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    from eghn.train.collected import STATUS_SOURCES
+    from eghn.train.report import GalleryRun
+
+    walk = "Walk (Subject 35)"
+
+    def run(config, model, seed, mse):
+        return {"data": walk, "model": model, "protocol": "eghn", "seed": seed, "test_mse": mse,
+                "command": f"eghn train {config} --set protocol=eghn --seed {seed}"}
+
+    runs = {f"full{s}": run("mocap/walk_eghn", "EGHN", s, v) for s, v in ((1, 0.047), (2, 0.049), (3, 0.047))}
+    runs |= {f"k8_{s}": run("table4/walk_k8", "K=8", s, v) for s, v in ((1, 0.060), (2, 0.052), (3, 0.071))}
+    for name in STATUS_SOURCES:
+        (tmp_path / f"{name}.json").write_text(json.dumps({"runs": runs if name == "table4_runs" else {}}))
+    lines = GalleryRun("table4", False, (), 1, [], Path(tmp_path), "FAST").show_collected(tmp_path)
+    plt.close("all")
+    assert "K=8 · Walk (Subject 35) (eghn): 6.10 ± 0.95 (paper not stored); seeds 1, 2, 3; finished" in lines
+    assert "K=8 · Walk (Subject 35) minus the full model (eghn, 3 seeds): +1.33; every seed: above" in lines
+    assert not any(line.startswith("EGHN ·") for line in lines)  # Table 2's cell, not one of Table 4's

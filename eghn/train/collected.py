@@ -492,13 +492,14 @@ def results_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
-def read_collected(directory: str | Path | None = None,
-                   sources: Sequence[str] = tuple(STATUS_SOURCES)) -> dict[str, list[Cell]]:
+def read_collected(directory: str | Path | None = None, sources: Sequence[str] = tuple(STATUS_SOURCES), *,
+                   unpublished: bool = False) -> dict[str, list[Cell]]:
     """:func:`collect` on the published tables and the result files of ``directory``.
 
     Args:
         directory: a folder of result files (default: :func:`results_dir`).
         sources: the names of the result files (``NAME.json``) to read.
+        unpublished: also the cells without a value in ``paper.json`` (see :func:`collect`).
 
     Raises:
         FileNotFoundError: no such folder, or a result file is missing.
@@ -516,7 +517,7 @@ def read_collected(directory: str | Path | None = None,
     """
     from .reproduce import paper_results
 
-    return collect(paper_results(), read_result_files(directory, sources))
+    return collect(paper_results(), read_result_files(directory, sources), unpublished=unpublished)
 
 
 def read_result_files(directory: str | Path | None = None, sources: Sequence[str] = tuple(STATUS_SOURCES),

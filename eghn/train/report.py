@@ -87,17 +87,31 @@ class GalleryRun:
 
         Reads the result files of ``directory`` (default ``docs/results`` of the checkout, see
         :mod:`eghn.train.collected`): one line per run setting with its test MSE beside the
-        paper's value, protocol, seeds and whether it finished, then the dot plot of paper
-        against eghn and the validation curves (open pyplot figures). Without collected files,
-        or without a run of this table, it says so and draws nothing.
+        paper's value, protocol, seeds and whether it finished; for a table of ablations (Table 4),
+        also the rows without a value in ``paper.json`` ("not stored") and one line per ablation with
+        its difference from the full model under the same protocol
+        (:func:`~eghn.train.collected.ablations`); then the dot plot of paper against eghn and
+        the validation curves (open pyplot figures). Without collected files, or without a run
+        of this table, it says so and draws nothing.
 
         Returns:
             the printed lines.
         """
-        from .collected import learning_curves, paper_vs_eghn, read_collected, unit_label
+        from .collected import (
+            SAME_AS,
+            SEEDS_ENOUGH,
+            ablations,
+            learning_curves,
+            paper_vs_eghn,
+            read_collected,
+            read_result_files,
+            unit_label,
+        )
 
+        of_ablations = any(t == self.table for t, _ in SAME_AS)  # rows without a stored value count
         try:
-            cells = read_collected(directory)[self.table]
+            cells = read_collected(directory, unpublished=of_ablations)[self.table]
+            found = ablations(paper_results(), read_result_files(directory), self.table) if of_ablations else []
         except FileNotFoundError as exc:
             lines = [f"no collected runs here ({exc})"]
         else:
@@ -107,11 +121,20 @@ class GalleryRun:
                 for group in cell.groups:
                     std = f" ± {group.std / scale:.2f}" if len(group.runs) > 1 else ""
                     variant = cell.variant(group)
+                    paper = "not stored" if cell.paper is None else cell.paper
                     lines.append(
                         f"{cell.row} · {cell.column} ({group.first.get('protocol', '?')}"
                         f"{'; ' + variant if variant else ''}): {group.mean / scale:.2f}{std} "
-                        f"(paper {cell.paper}); seed{'s' if len(group.runs) > 1 else ''} "
+                        f"(paper {paper}); seed{'s' if len(group.runs) > 1 else ''} "
                         f"{', '.join(map(str, group.seeds))}; {'finished' if group.finished else 'cut short'}")
+            for ablation in found:
+                if ablation.reference is None:
+                    continue
+                judged = (f"not judged ({len(ablation.group.runs)} of {SEEDS_ENOUGH} seeds)"
+                          if ablation.separation == "too few seeds" else f"every seed: {ablation.separation}")
+                lines.append(f"{ablation.cell.row} · {ablation.cell.column} minus the full model "
+                             f"({ablation.group.first.get('protocol', '?')}, {len(ablation.reference.runs)} seeds): "
+                             f"{ablation.difference / scale:+.2f}; {judged}")
             if lines:
                 lines.insert(0, f"{unit_label(scale)}, full-length runs collected in docs/results:")
                 paper_vs_eghn(cells, scale, title="paper against eghn, per run setting")
