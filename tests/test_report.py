@@ -204,5 +204,6 @@ def test_show_collected_lists_the_ablations_beside_the_full_model(tmp_path):
     lines = GalleryRun("table4", False, (), 1, [], Path(tmp_path), "FAST").show_collected(tmp_path)
     plt.close("all")
     assert "K=8 · Walk (Subject 35) (eghn): 6.10 ± 0.95 (paper not stored); seeds 1, 2, 3; finished" in lines
-    assert "K=8 · Walk (Subject 35) minus the full model (eghn, 3 seeds): +1.33; every seed: above" in lines
+    assert ("K=8 · Walk (Subject 35) minus the full model (eghn, 3 seeds): +1.33; "
+            "every seed above the full model's") in lines
     assert not any(line.startswith("EGHN ·") for line in lines)  # Table 2's cell, not one of Table 4's

@@ -130,8 +130,10 @@ class GalleryRun:
             for ablation in found:
                 if ablation.reference is None:
                     continue
-                judged = (f"not judged ({len(ablation.group.runs)} of {SEEDS_ENOUGH} seeds)"
-                          if ablation.separation == "too few seeds" else f"every seed: {ablation.separation}")
+                judged = {"above": "every seed above the full model's", "below": "every seed below the full model's",
+                          "overlap": "the seeds overlap"}.get(ablation.separation,
+                                                              f"not judged ({len(ablation.group.runs)} of "
+                                                              f"{SEEDS_ENOUGH} seeds)")
                 lines.append(f"{ablation.cell.row} · {ablation.cell.column} minus the full model "
                              f"({ablation.group.first.get('protocol', '?')}, {len(ablation.reference.runs)} seeds): "
                              f"{ablation.difference / scale:+.2f}; {judged}")
