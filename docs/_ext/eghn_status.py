@@ -43,6 +43,7 @@ from eghn.train.collected import (
     overrides,
     separation_chance,
     trained_configs,
+    unit_label,
     verdict_counts,
 )
 
@@ -345,7 +346,7 @@ class AblationTable(SphinxDirective):
                          difference, text + status, _published(cell) if cell.paper is not None else "not stored"])
         run_rows = {a.cell.row for a in found}
         missing = [row for row in paper[table]["rows"] if row != full_row and row not in run_rows]
-        header = ["ablation", "data", "seeds", f"test MSE {_unit(scale)}", "minus full model",
+        header = ["ablation", "data", "seeds", unit_label(scale), "minus full model",
                   "every seed vs the full model", "paper"]
         container = nodes.container(classes=["eghn-measured"])
         container += _table(header, rows, [20, 12, 5, 12, 9, 18, 9], classes=("eghn-measured",))
@@ -371,10 +372,6 @@ class AblationTable(SphinxDirective):
 def _table_name(table: str) -> str:
     """``table2`` -> ``Table 2``."""
     return "Table " + table.removeprefix("table")
-
-
-def _unit(scale: float) -> str:
-    return "×10⁻²" if scale == 0.01 else "(Å²)" if scale == 1.0 else f"/ {scale:g}"
 
 
 def _has_runs(name: str) -> bool:

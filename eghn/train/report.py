@@ -101,31 +101,33 @@ class GalleryRun:
             SAME_AS,
             SEEDS_ENOUGH,
             ablations,
+            collect,
             learning_curves,
             paper_vs_eghn,
-            read_collected,
             read_result_files,
             unit_label,
         )
 
         of_ablations = any(t == self.table for t, _ in SAME_AS)  # rows without a stored value count
         try:
-            cells = read_collected(directory, unpublished=of_ablations)[self.table]
-            found = ablations(paper_results(), read_result_files(directory), self.table) if of_ablations else []
+            sources = read_result_files(directory)
         except FileNotFoundError as exc:
             lines = [f"no collected runs here ({exc})"]
         else:
-            scale = float(paper_results()[self.table]["scale"])
+            paper = paper_results()
+            cells = collect(paper, sources, unpublished=of_ablations)[self.table]
+            found = ablations(paper, sources, self.table) if of_ablations else []
+            scale = float(paper[self.table]["scale"])
             lines = []
             for cell in cells:
                 for group in cell.groups:
                     std = f" ± {group.std / scale:.2f}" if len(group.runs) > 1 else ""
                     variant = cell.variant(group)
-                    paper = "not stored" if cell.paper is None else cell.paper
+                    published = "not stored" if cell.paper is None else cell.paper
                     lines.append(
                         f"{cell.row} · {cell.column} ({group.first.get('protocol', '?')}"
                         f"{'; ' + variant if variant else ''}): {group.mean / scale:.2f}{std} "
-                        f"(paper {paper}); seed{'s' if len(group.runs) > 1 else ''} "
+                        f"(paper {published}); seed{'s' if len(group.runs) > 1 else ''} "
                         f"{', '.join(map(str, group.seeds))}; {'finished' if group.finished else 'cut short'}")
             for ablation in found:
                 if ablation.reference is None:
