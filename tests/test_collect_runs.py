@@ -64,6 +64,19 @@ def test_a_finished_run_takes_its_result(tmp_path, collect):
     assert "machines" not in s  # a run trained before eghn recorded its machine
 
 
+def test_a_finished_run_keeps_where_its_detectors_fired(tmp_path, collect):
+    # the detector's spike (train loss, 3x its running best) is not the val jump of ``spikes``
+    rows = [(5, 1.0, 0.5, 0.5, 0.4, 0.41), (10, 2.0, 0.4, 0.4, 0.3, 0.32), (15, 3.0, 0.4, 0.4, 0.7, 0.7)]
+    event = {"epoch": 5, "kind": "spike", "series": "train loss", "value": 1.6, "running_best": 0.5}
+    stability = {"spikes": 1, "train_loss_spikes": 1, "val_spikes": 0, "collapses": 0,
+                 "events": [event | {"message": "spike in the train loss at epoch 5: 1.6 is 3.2x ..."}]}
+    result = {"best_epoch": 10, "best_val": 0.3, "test": 0.32, "stopped_early": True, "stability": stability}
+    s = collect.summarise(_run(tmp_path, rows, result=result), [])
+    assert s["stability"] == {"spikes": 1, "train_loss_spikes": 1, "val_spikes": 0, "collapses": 0,
+                              "events": [event]}
+    assert [j["epoch"] for j in s["spikes"]] == [15]
+
+
 def test_a_finished_run_names_the_machines_it_trained_on(tmp_path, collect):
     rows = [(5, 1.0, 0.5, 0.5, 0.4, 0.41), (10, 2.0, 0.4, 0.4, 0.3, 0.32)]
     machines = [{"after_epoch": 0, "cpu": "A", "cpu_capability": "AVX2", "threads": 1},

@@ -4,8 +4,8 @@ For every run directory given, copies its ``config.json``, ``metrics.csv`` and (
 finished) ``result.json`` into ``docs/results/run_files/<key>/`` and summarises it: best
 validation epoch, test MSE there, epochs trained, wall time, the number of parameters (from
 ``train.log``), whether it finished (or diverged), the counts of the trainer's stability
-detectors (``stability``: spikes of more than 3x over the running best, pooling collapses;
-runs trained since they exist), the first
+detectors (``stability``: spikes of more than 3x over the running best, pooling collapses,
+and under ``events`` the epoch and series of each; runs trained since they exist), the first
 epoch (and wall time) at which the validation MSE reached each ``--threshold``, the loss
 jumps (``spikes``: evaluations whose validation MSE more than doubled from the previous one) and the
 regulariser (training loss minus training MSE; for EGHN the connectivity loss times
@@ -126,8 +126,13 @@ def summarise(run: Path, thresholds: list[float], named: dict[str, float] | None
         res = json.loads((run / "result.json").read_text())
         out.update(best_epoch=res["best_epoch"], best_val=res["best_val"], test_mse=res["test"],
                    stopped_early=res["stopped_early"])
-        if "stability" in res:  # the trainer's own detectors (eghn.train.stability): counts, no events
+        if "stability" in res:  # the trainer's own detectors (eghn.train.stability): counts and events
             out["stability"] = {k: v for k, v in res["stability"].items() if k != "events"}
+            # each event without its message (a sentence made of the same numbers): what a page cites
+            # when it says where a counted spike or collapse was, which the weaker ``spikes`` test
+            # below may not list
+            out["stability"]["events"] = [{k: v for k, v in ev.items() if k != "message"}
+                                          for ev in res["stability"].get("events", [])]
         if res.get("machines"):  # where it trained (eghn.train.machine): a seed repeats bit for bit only there
             out["machines"] = res["machines"]
     init = (res.get("init") if finished else
