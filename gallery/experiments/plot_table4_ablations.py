@@ -4,7 +4,7 @@ Table 4: ablations on motion capture
 
 Table 4 of the paper takes EGHN apart on the motion-capture data: other numbers of clusters
 (``K = 3, 8`` instead of 5), EMMP replaced by a non-equivariant MPNN or by EGNN layers, no
-hierarchy (every node its own cluster), no connectivity loss, and only the global or only the
+hierarchy (one cluster holding every node: ``clusters = [1]``), no connectivity loss, and only the global or only the
 local edges in every EMMP.
 
 This page runs :func:`eghn.train.reproduce.reproduce`, the function behind
