@@ -127,12 +127,12 @@ def summarise(run: Path, thresholds: list[float], named: dict[str, float] | None
         out.update(best_epoch=res["best_epoch"], best_val=res["best_val"], test_mse=res["test"],
                    stopped_early=res["stopped_early"])
         if "stability" in res:  # the trainer's own detectors (eghn.train.stability): counts and events
-            out["stability"] = {k: v for k, v in res["stability"].items() if k != "events"}
             # each event without its message (a sentence made of the same numbers): what a page cites
             # when it says where a counted spike or collapse was, which the weaker ``spikes`` test
             # below may not list
-            out["stability"]["events"] = [{k: v for k, v in ev.items() if k != "message"}
-                                          for ev in res["stability"].get("events", [])]
+            st = res["stability"]
+            out["stability"] = st | {"events": [{k: v for k, v in ev.items() if k != "message"}
+                                                for ev in st.get("events", [])]}
         if res.get("machines"):  # where it trained (eghn.train.machine): a seed repeats bit for bit only there
             out["machines"] = res["machines"]
     init = (res.get("init") if finished else
