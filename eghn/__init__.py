@@ -10,6 +10,6 @@ Subpackages:
 
 from . import data, models, nn, testing
 
-__version__ = "0.9.9"
+__version__ = "0.9.10"
 
 __all__ = ["__version__", "data", "models", "nn", "testing"]
