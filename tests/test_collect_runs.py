@@ -112,6 +112,64 @@ def test_a_run_whose_metrics_disagree_with_its_result_is_refused(tmp_path, colle
         collect.summarise(_run(tmp_path, rows, result=result), [])
 
 
+CONFIG = {"name": "table4_walk_k8", "seed": 2, "protocol": "eghn", "quick": False,
+          "data": {"length_scale": 1.89}, "train": {"threads": 0, "epochs": 10000, "lr": 0.0005}}
+
+
+@pytest.mark.parametrize(("command", "machines", "wrong"), [
+    ("OMP_NUM_THREADS=1 eghn train table4/walk_k8 --set protocol=eghn --seed 2", [{"threads": 1}], []),
+    ("eghn train table4/walk_k8 --set protocol=eghn --seed 2 --set train.threads=1", [{"threads": 1}],
+     ["--set train.threads=1, the run's config holds 0"]),
+    ("OMP_NUM_THREADS=2 eghn train table4/walk_k8 --seed 2", [{"threads": 1, "after_epoch": 0}],
+     ["2 torch thread(s), the run trained with 1 after epoch 0"]),
+    ("eghn train table4/walk_k8 --seed 3 --set protocol=paper", None,
+     ["--seed 3, the run's seed is 2", "--set protocol=paper, the run's config holds 'eghn'"]),
+    ("eghn train table4/walk_k3 --seed 2", None,
+     ["the command trains table4/walk_k3, the run's config is named 'table4_walk_k8'"]),
+    ("eghn train table4/walk_k8 --seed 2 --quick", None, ["--quick, the run's config was not reduced"]),
+    # a chained resumption: the last setting of a key wins; "auto" resolves to a number
+    ("eghn train table4/walk_k8 --seed 2 --set train.epochs=600 --set data.length_scale=auto, "
+     "then eghn train --resume RUN_DIR --set train.epochs=10000", None, []),
+    ("eghn train table4/walk_k8 --seed 2 --set train.epochs=600", None,
+     ["--set train.epochs=600, the run's config holds 10000"]),
+    # a setting newer than the run, pinned to the run's behaviour; another program's command
+    ("eghn train table4/walk_k8 --seed 2 --set train.init_tries=1", None, []),
+    ("python benchmarks/authors_run.py AUTHORS_DIR --seed 7", None, []),
+])
+def test_a_command_is_checked_against_the_run_it_names(collect, command, machines, wrong):
+    assert collect.command_disagreements(command, CONFIG, machines) == wrong
+
+
+def test_a_run_collected_with_a_command_that_does_not_describe_it_is_refused(tmp_path, collect, monkeypatch):
+    run = _run(tmp_path, [(5, 10.0, 1.0, 0.9, 0.8, 0.85)])  # config: name "x", seed 1
+    monkeypatch.setattr(collect, "DOCS", tmp_path)
+    (tmp_path / "results").mkdir()
+    monkeypatch.setattr("sys.argv", ["collect_runs.py", "out", f"{run}=k;Walk;EGHN;eghn train x --seed 2"])
+    with pytest.raises(SystemExit, match=r"the command given for k does not describe this run: --seed 2"):
+        collect.main()
+    assert not (tmp_path / "results" / "out.json").exists()
+
+
+def test_every_collected_command_describes_its_run(collect):
+    """The committed result files: each ``eghn train`` command agrees with the config and the
+    machine records of the run files collected beside it."""
+    results = SCRIPT.parents[1] / "results"
+    checked, wrong = 0, {}
+    for path in sorted(results.glob("*.json")):
+        for key, run in (json.loads(path.read_text()).get("runs") or {}).items():
+            files = results / "run_files" / key
+            if not isinstance(run, dict) or not run.get("command") or not (files / "config.json").is_file():
+                continue
+            machines = (json.loads((files / "result.json").read_text()).get("machines")
+                        if (files / "result.json").is_file() else None)
+            found = collect.command_disagreements(run["command"], json.loads((files / "config.json").read_text()),
+                                                  machines)
+            checked += "eghn train" in run["command"]
+            if found:
+                wrong[f"{path.stem}:{key}"] = found
+    assert checked >= 100 and not wrong
+
+
 def test_a_threshold_read_from_a_result_file_is_recorded_with_its_source(tmp_path, collect, monkeypatch):
     rows = [(5, 10.0, 1.0, 0.9, 0.8, 0.85), (10, 20.0, 0.6, 0.5, 0.4, 0.45)]
     run = _run(tmp_path, rows)

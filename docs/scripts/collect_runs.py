@@ -17,6 +17,12 @@ Usage::
     python docs/scripts/collect_runs.py NAME RUN_DIR[=LABEL,DATA,MODEL,COMMAND] ... \
         [--threshold 1.40] [--threshold-from NAME=FILE:PATH] [--references] [--about TEXT] [--add]
 
+An ``eghn train`` COMMAND must describe its run: its config name, seed, ``--quick``, every ``--set``
+and the thread count it fixes are checked against the run's ``config.json`` and machine records
+(:func:`command_disagreements`), and a run whose command disagrees is refused. A run trained with
+one thread through the environment (``train.threads`` left at 0) is recorded as
+``OMP_NUM_THREADS=1 eghn train ...``, not with a ``--set train.threads=1`` it never had.
+
 ``--add`` keeps the runs that ``NAME.json`` already holds (collected earlier, from run
 directories that may be gone) and adds or replaces the runs given.
 
@@ -72,6 +78,79 @@ def check_run(run: Path, rows: list[dict]) -> None:
     if ours != theirs[:len(ours)] or len(theirs) - len(ours) not in (0, 1):
         raise SystemExit(f"{run}: metrics.csv does not hold the evaluations of {source}; resume the run "
                          "(eghn train --resume) to rewrite it, or collect another run")
+
+
+def _at(config: dict, key: str) -> object:
+    """The value of a dotted key in a resolved config (``None`` where the config has no such key)."""
+    node: object = config
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def command_disagreements(command: str, config: dict, machines: list[dict] | None = None) -> list[str]:
+    """Where an ``eghn train`` command, as a result file records it, disagrees with the run it names.
+
+    ``command`` may begin with environment assignments (``OMP_NUM_THREADS=1 eghn train ...``) and
+    may chain a resumption (``eghn train CONFIG ... , then eghn train --resume RUN_DIR --set ...``):
+    the last setting of a key wins, as it did in the run. Checked against the run's resolved
+    ``config.json``: the config's name, ``--seed``, ``--quick`` and every ``--set key=value``
+    (``data.length_scale=auto`` stands for any number, the one it resolved to; a key the config
+    does not hold is a setting newer than the run, which the command pins to the run's behaviour,
+    and passes). Against the machine records of ``result.json``: the torch thread count, where the
+    command fixes it (``--set train.threads=N``, or ``OMP_NUM_THREADS=N`` with ``train.threads``
+    left at 0). Commands of other programs are not checked (an empty list)."""
+    import shlex
+
+    from eghn.train.config import parse_value
+
+    settings: dict[str, object] = {}
+    env: dict[str, str] = {}
+    config_name = seed = None
+    quick = False
+    for part in command.split(", then "):
+        tokens = shlex.split(part)
+        while tokens and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", tokens[0]):
+            name, _, value = tokens.pop(0).partition("=")
+            env[name] = value
+        if tokens[:2] != ["eghn", "train"]:
+            return []
+        rest = tokens[2:]
+        if rest and not rest[0].startswith("-"):
+            config_name = rest.pop(0)
+        flags = iter(rest)
+        for flag in flags:
+            if flag == "--set":
+                key, _, text = next(flags, "").partition("=")
+                settings[key] = parse_value(text)
+            elif flag == "--seed":
+                seed = int(next(flags, "0"))
+            elif flag == "--quick":
+                quick = True
+            elif flag in ("--resume", "--run-dir", "--device"):
+                next(flags, None)
+    found = []
+    if config_name is not None and config.get("name") != config_name.replace("/", "_"):
+        found.append(f"the command trains {config_name}, the run's config is named {config.get('name')!r}")
+    if seed is not None and config.get("seed") != seed:
+        found.append(f"--seed {seed}, the run's seed is {config.get('seed')}")
+    if quick and not config.get("quick"):
+        found.append("--quick, the run's config was not reduced")
+    for key, value in settings.items():
+        held = _at(config, key)
+        if held is None or held == value:
+            continue
+        if key == "data.length_scale" and value == "auto" and isinstance(held, (int, float)):
+            continue
+        found.append(f"--set {key}={value}, the run's config holds {held!r}")
+    threads = settings.get("train.threads", _at(config, "train.threads"))
+    if not threads and env.get("OMP_NUM_THREADS", "").isdigit():
+        threads = int(env["OMP_NUM_THREADS"])
+    for record in (machines or []) if threads else []:
+        if record.get("threads") not in (None, threads):
+            found.append(f"{threads} torch thread(s), the run trained with {record['threads']} "
+                         f"after epoch {record.get('after_epoch', 0)}")
+    return found
 
 
 def _load_checkpoint(path: Path) -> dict:
@@ -210,6 +289,10 @@ def main() -> None:
         key, data, model, command = meta.split(";" if ";" in meta else ",", 3)
         run = Path(path)
         summary = summarise(run, args.threshold, named)
+        wrong = command_disagreements(command, json.loads((run / "config.json").read_text()),
+                                      summary.get("machines"))
+        if wrong:
+            raise SystemExit(f"{run}: the command given for {key} does not describe this run: " + "; ".join(wrong))
         summary.update(data=data, model=model, command=command)
         if (run / "result.json").is_file():  # the version that trained the run
             summary["eghn_version"] = json.loads((run / "result.json").read_text()).get("version", "unknown")
