@@ -135,6 +135,8 @@ CONFIG = {"name": "table4_walk_k8", "seed": 2, "protocol": "eghn", "quick": Fals
     # a setting newer than the run, pinned to the run's behaviour; another program's command
     ("eghn train table4/walk_k8 --seed 2 --set train.init_tries=1", None, []),
     ("python benchmarks/authors_run.py AUTHORS_DIR --seed 7", None, []),
+    ("eghn train table4/walk_k8 --seed 2 --sed 3", None,
+     ["eghn train does not accept 'eghn train table4/walk_k8 --seed 2 --sed 3'"]),
 ])
 def test_a_command_is_checked_against_the_run_it_names(collect, command, machines, wrong):
     assert collect.command_disagreements(command, CONFIG, machines) == wrong

@@ -80,14 +80,6 @@ def check_run(run: Path, rows: list[dict]) -> None:
                          "(eghn train --resume) to rewrite it, or collect another run")
 
 
-def _at(config: dict, key: str) -> object:
-    """The value of a dotted key in a resolved config (``None`` where the config has no such key)."""
-    node: object = config
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
-
-
 def command_disagreements(command: str, config: dict, machines: list[dict] | None = None) -> list[str]:
     """Where an ``eghn train`` command, as a result file records it, disagrees with the run it names.
 
@@ -100,9 +92,12 @@ def command_disagreements(command: str, config: dict, machines: list[dict] | Non
     and passes). Against the machine records of ``result.json``: the torch thread count, where the
     command fixes it (``--set train.threads=N``, or ``OMP_NUM_THREADS=N`` with ``train.threads``
     left at 0). Commands of other programs are not checked (an empty list)."""
+    import contextlib
+    import io
     import shlex
 
-    from eghn.train.config import parse_value
+    from eghn.cli import build_parser
+    from eghn.train.config import _get, parse_value
 
     settings: dict[str, object] = {}
     env: dict[str, str] = {}
@@ -115,20 +110,17 @@ def command_disagreements(command: str, config: dict, machines: list[dict] | Non
             env[name] = value
         if tokens[:2] != ["eghn", "train"]:
             return []
-        rest = tokens[2:]
-        if rest and not rest[0].startswith("-"):
-            config_name = rest.pop(0)
-        flags = iter(rest)
-        for flag in flags:
-            if flag == "--set":
-                key, _, text = next(flags, "").partition("=")
-                settings[key] = parse_value(text)
-            elif flag == "--seed":
-                seed = int(next(flags, "0"))
-            elif flag == "--quick":
-                quick = True
-            elif flag in ("--resume", "--run-dir", "--device"):
-                next(flags, None)
+        try:  # the CLI's own parser: a flag it would refuse is a disagreement too
+            with contextlib.redirect_stderr(io.StringIO()):
+                args = build_parser().parse_args(tokens[1:])
+        except SystemExit:
+            return [f"eghn train does not accept {part!r}"]
+        config_name = args.config or config_name
+        seed = args.seed if args.seed is not None else seed
+        quick = quick or args.quick
+        for item in args.overrides:
+            key, _, text = item.partition("=")
+            settings[key] = parse_value(text)
     found = []
     if config_name is not None and config.get("name") != config_name.replace("/", "_"):
         found.append(f"the command trains {config_name}, the run's config is named {config.get('name')!r}")
@@ -137,13 +129,13 @@ def command_disagreements(command: str, config: dict, machines: list[dict] | Non
     if quick and not config.get("quick"):
         found.append("--quick, the run's config was not reduced")
     for key, value in settings.items():
-        held = _at(config, key)
+        held = _get(config, key.split("."))
         if held is None or held == value:
             continue
         if key == "data.length_scale" and value == "auto" and isinstance(held, (int, float)):
             continue
         found.append(f"--set {key}={value}, the run's config holds {held!r}")
-    threads = settings.get("train.threads", _at(config, "train.threads"))
+    threads = settings.get("train.threads", _get(config, ["train", "threads"]))
     if not threads and env.get("OMP_NUM_THREADS", "").isdigit():
         threads = int(env["OMP_NUM_THREADS"])
     for record in (machines or []) if threads else []:
