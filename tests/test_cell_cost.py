@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from _scripts import load_script
 
@@ -62,3 +65,13 @@ def test_cpu_hours_adds_the_probe_epochs(cost):
     timing = {"cpu_s_setup": 0.0, "cpu_s_per_epoch": 2.0, "cpu_s_per_eval": 10.0, "eval_every": 5}
     assert cost.cpu_hours({**timing, "probe_epochs": 120}, 100) == pytest.approx(
         cost.cpu_hours(timing, 100) + 240 / 3600, abs=1e-3)
+
+
+def test_every_cell_not_run_has_a_committed_cost(cost):
+    # the Results page lists the cells without a run from docs/results/cell_costs.json: a cell
+    # missing from that file would drop out of the list silently instead of saying what it costs
+    costs = json.loads((Path(__file__).resolve().parents[1] / "docs/results/cell_costs.json").read_text())
+    measured = {entry["config"] for entry in costs["cells"].values()}
+    missing = sorted({cell.config for _, cell in cost.not_run_cells(["table1", "table2", "table3", "table4"])}
+                     - measured)
+    assert not missing, f"cells without a run and without a measured cost: {missing}"
