@@ -54,7 +54,8 @@ logger = logging.getLogger(__name__)
 
 #: result files of runs that are not the paper's cells but an analogue of a table's (other data),
 #: named beside that table's cells not run when the file holds runs
-ANALOGUES = {"table3": ("offline_adk_runs", "an offline analogue on other AdK frames: Results page")}
+ANALOGUES = {"table3": ("offline_adk_runs", "The Results page has an offline analogue of this table on other "
+                                             "AdK frames, not these cells.")}
 
 
 def _decimals(paper_table: dict[str, Any]) -> int:
@@ -179,7 +180,7 @@ class StatusTable(SphinxDirective):
                     parts.append(f"{_join(models)} ({where})")
                 text = "not run: " + "; ".join(parts)
                 if table in ANALOGUES and _has_runs(ANALOGUES[table][0]):
-                    text += f" ({ANALOGUES[table][1]})"
+                    text += f". {ANALOGUES[table][1]}"
                 rows.append(_fit([f"{short} other cells", "", "", text], len(header), compact))
         if compact and "max-rows" in self.options:
             rows = _fold_baselines(rows, run_cells, self.options["max-rows"], protocols)
