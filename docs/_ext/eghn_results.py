@@ -86,9 +86,11 @@ def result_role(name, rawtext, text, lineno, inliner, options=None, content=None
     return [result_node(value, spec)], []
 
 
-def _table(header: list[str], rows: list[list[nodes.Node | str]], widths: list[int],
+def _table(header: list[str], rows: list[list[nodes.Node | str | None]], widths: list[int],
            classes: tuple[str, ...] = ("eghn-measured",)) -> nodes.table:
-    """A table node: ``header`` then ``rows`` (text or nodes), columns in the ratio ``widths``."""
+    """A table node: ``header`` then ``rows`` (text or nodes), columns in the ratio ``widths``.
+    A ``None`` in a row extends the cell before it by one column (a line of text across several
+    columns)."""
     table = nodes.table(classes=list(classes))
     group = nodes.tgroup(cols=len(header))
     table += group
@@ -101,6 +103,9 @@ def _table(header: list[str], rows: list[list[nodes.Node | str]], widths: list[i
     def add(cells, into, stub=False):
         row = nodes.row()
         for cell in cells:
+            if cell is None:  # merged into the entry before it
+                entry["morecols"] = entry.get("morecols", 0) + 1
+                continue
             entry = nodes.entry()
             para = nodes.paragraph()
             para += cell if isinstance(cell, nodes.Node) else nodes.Text(cell)

@@ -449,9 +449,11 @@ def _brief(name: str) -> str:
     return re.sub(r"\s*\([^()]*[A-Za-z][^()]*\)", "", name).strip() or name
 
 
-def _fit(row: list[nodes.Node | str], width: int, compact: bool) -> list[nodes.Node | str]:
-    """A summary line (name, then its text in the third column) padded to the table's width."""
-    return [*([*row[:2], row[3]] if compact else row), *[""] * (width - (3 if compact else 4))]
+def _fit(row: list[nodes.Node | str], width: int, compact: bool) -> list[nodes.Node | str | None]:
+    """A summary line (name, then its text from the column of eghn's value (compact) or of the
+    run's protocol on) whose text spans the rest of the table's width."""
+    cells = [*row[:2], row[3]] if compact else row
+    return [*cells, *[None] * (width - len(cells))]
 
 
 def _status_table(header: list[str], rows: list[list[nodes.Node | str]], compact: bool = False) -> nodes.table:
