@@ -104,7 +104,8 @@ def _table(header: list[str], rows: list[list[nodes.Node | str | None]], widths:
         row = nodes.row()
         for cell in cells:
             if cell is None:  # merged into the entry before it
-                entry["morecols"] = entry.get("morecols", 0) + 1
+                last = row.children[-1]
+                last["morecols"] = last.get("morecols", 0) + 1
                 continue
             entry = nodes.entry()
             para = nodes.paragraph()
