@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from _scripts import load_script
+
+from eghn.train.collected import results_dir
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_cpu_hours_adds_the_probe_epochs(cost):
 def test_every_cell_not_run_has_a_committed_cost(cost):
     # the Results page lists the cells without a run from docs/results/cell_costs.json: a cell
     # missing from that file would drop out of the list silently instead of saying what it costs
-    costs = json.loads((Path(__file__).resolve().parents[1] / "docs/results/cell_costs.json").read_text())
+    costs = json.loads((results_dir() / "cell_costs.json").read_text())
     measured = {entry["config"] for entry in costs["cells"].values()}
     missing = sorted({cell.config for _, cell in cost.not_run_cells(["table1", "table2", "table3", "table4"])}
                      - measured)

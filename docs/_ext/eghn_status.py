@@ -456,7 +456,8 @@ def _fit(row: list[nodes.Node | str], width: int, compact: bool) -> list[nodes.N
     return [*cells, *[None] * (width - len(cells))]
 
 
-def _status_table(header: list[str], rows: list[list[nodes.Node | str]], compact: bool = False) -> nodes.table:
+def _status_table(header: list[str], rows: list[list[nodes.Node | str | None]],
+                  compact: bool = False) -> nodes.table:
     widths = [30, 10, 20, 20, 20] if compact else [30, 8, 12, 34, 6, 18]
     return _table(header, rows, widths, classes=("eghn-status-table",))
 

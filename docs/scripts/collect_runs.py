@@ -281,8 +281,8 @@ def main() -> None:
         key, data, model, command = meta.split(";" if ";" in meta else ",", 3)
         run = Path(path)
         summary = summarise(run, args.threshold, named)
-        wrong = command_disagreements(command, json.loads((run / "config.json").read_text()),
-                                      summary.get("machines"))
+        config = json.loads((run / "config.json").read_text())
+        wrong = command_disagreements(command, config, summary.get("machines"))
         if wrong:
             raise SystemExit(f"{run}: the command given for {key} does not describe this run: " + "; ".join(wrong))
         summary.update(data=data, model=model, command=command)
@@ -291,7 +291,6 @@ def main() -> None:
         if args.references:
             from eghn.train.references import reference_mses
 
-            config = json.loads((run / "config.json").read_text())
             summary["references"] = {r.key: {"label": r.label, "mse": r.mse, "t": r.t}
                                      for r in reference_mses(config)}
             summary["split_references"] = {split: {r.key: r.mse for r in reference_mses(config, split)}
