@@ -8,7 +8,9 @@ package). Fails (exit status 1) when
 * a page logs a console error, raises an uncaught JavaScript exception, or a request of the
   page fails or answers with HTTP >= 400;
 * a page tries to reach another host than the local server (the site must work offline;
-  ``--allow-external`` lifts this);
+  ``--allow-external`` lifts this); a page whose HTML loads a script from another host (MathJax
+  from its CDN when the build found no local copy) fails at once, before any page is opened,
+  instead of waiting out the typesetting timeout on every page with a formula;
 * a formula on a page is not typeset by MathJax, or MathJax reports a TeX error; the theory
   page must hold typeset formulas;
 * an image is broken, a gallery example page has no figure, or a gallery index has no
@@ -55,6 +57,7 @@ import argparse
 import functools
 import http.server
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -406,6 +409,30 @@ def find_chromium(explicit: str | None) -> str:
                      "or pass --chromium PATH")
 
 
+_SCRIPT_SRC = re.compile(r"""<script\b[^>]*\bsrc=["']((?:https?:)?//[^"']+)["']""", re.IGNORECASE)
+
+
+def external_scripts(root: Path, pages: list[str]) -> list[str]:
+    """Problems for scripts that the pages' HTML loads from another host, one per URL.
+
+    Such a site does not work offline, and the browser check would block each load and then
+    wait out its timeout on every page, so they are reported before any page is opened.
+    """
+    users: dict[str, list[str]] = {}
+    for name in pages:
+        html = (root / name).read_text(encoding="utf-8", errors="replace")
+        for url in _SCRIPT_SRC.findall(html):
+            users.setdefault(url, []).append(name)
+    problems = []
+    for url, names in users.items():
+        hint = (" (MathJax from its CDN: the build found no local MathJax; install one, e.g. Debian's "
+                "libjs-mathjax, or set EGHN_MATHJAX=DIR, and rebuild with sphinx-build -E)"
+                if "mathjax" in url.lower() else "")
+        problems.append(f"{names[0]}: loads a script from another host: {url}, "
+                        f"on {len(names)} page(s){hint}")
+    return problems
+
+
 def pages_of(root: Path) -> list[str]:
     pages = []
     for path in sorted(root.rglob("*.html")):
@@ -418,12 +445,6 @@ def pages_of(root: Path) -> list[str]:
 
 def check(root: Path, chromium: str, *, allow_external: bool = False, screenshots: Path | None = None,
           timeout_ms: int = 30000, only: list[str] | None = None) -> list[str]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        raise SystemExit("check_site: needs the Python package 'playwright' (pip install playwright); "
-                         "the browser itself comes from the system, never from 'playwright install'") from exc
-
     problems: list[str] = []
     pages = pages_of(root)
     for req in REQUIRED_PAGES:
@@ -431,6 +452,15 @@ def check(root: Path, chromium: str, *, allow_external: bool = False, screenshot
             problems.append(f"missing page: {req}")
     if only:  # a quick look at some pages; links into pages not opened are not checked
         pages = [p for p in pages if any(part in p for part in only)]
+    if not allow_external:
+        blocked = external_scripts(root, pages)
+        if blocked:
+            return problems + blocked
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        raise SystemExit("check_site: needs the Python package 'playwright' (pip install playwright); "
+                         "the browser itself comes from the system, never from 'playwright install'") from exc
     server, base = serve(root)
     host = urlparse(base).netloc
     ids: dict[str, set[str]] = {}

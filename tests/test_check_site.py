@@ -144,3 +144,23 @@ def test_text_checks_in_a_browser(tmp_path):
     assert "not on the first screen (1400x900): the reproduction status table" in problems
     assert "the install line" in problems
     assert "what eghn is" not in problems
+
+
+def test_script_from_another_host_fails_before_the_browser(tmp_path):
+    check_site = _check_site()
+    cdn = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"
+    (tmp_path / "index.html").write_text(
+        f'<html><head><script async="async" src="{cdn}"></script></head><body></body></html>')
+    (tmp_path / "theory.html").write_text(
+        f"<html><head><script src='{cdn}'></script></head><body></body></html>")
+    (tmp_path / "local.html").write_text(
+        '<html><head><script src="_static/mathjax/MathJax.js?config=TeX-AMS_CHTML"></script>'
+        "</head><body></body></html>")
+    pages = check_site.pages_of(tmp_path)
+    problems = check_site.external_scripts(tmp_path, pages)
+    assert len(problems) == 1
+    assert cdn in problems[0] and "on 2 page(s)" in problems[0] and "libjs-mathjax" in problems[0]
+    assert check_site.external_scripts(tmp_path, ["local.html"]) == []
+    # the whole check returns these at once, without launching a browser (the path is never run)
+    found = check_site.check(tmp_path, "/nonexistent/chromium")
+    assert any(cdn in p for p in found)
