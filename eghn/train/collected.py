@@ -233,12 +233,18 @@ def overrides(command: str, *, values: bool = False) -> list[str]:
 
 def _setting(command: str) -> str:
     r"""A command without what does not change the measurement: the seed, ``--no-progress``, a
-    CPU device and the number of threads (the protocol stays: it is part of the setting). Shell
-    and TOML quoting of a value do not matter (``protocol='"paper"'`` is ``protocol=paper``).
+    CPU device and the number of threads (``--set train.threads=N`` or a leading
+    ``OMP_NUM_THREADS=N`` / ``MKL_NUM_THREADS=N``; the protocol stays: it is part of the
+    setting). Shell and TOML quoting of a value do not matter (``protocol='"paper"'`` is
+    ``protocol=paper``).
 
     >>> _setting("eghn train a --seed 2 --no-progress --set train.threads=1") == _setting(
     ...     "eghn train a --seed 1 --device cpu --set train.threads=1")
     True
+    >>> _setting("OMP_NUM_THREADS=1 eghn train a --seed 2") == _setting("eghn train a --seed 1")
+    True
+    >>> _setting("EGHN_X=1 eghn train a") == _setting("eghn train a")
+    False
     >>> _setting("eghn train a --set protocol=paper --seed 2") == _setting(
     ...     "eghn train a --seed 1 --set protocol='\"paper\"'")
     True
@@ -247,6 +253,8 @@ def _setting(command: str) -> str:
         tokens = shlex.split(command)
     except ValueError:
         tokens = command.split()
+    while tokens and re.fullmatch(r"(OMP|MKL)_NUM_THREADS=\d+", tokens[0]):
+        tokens = tokens[1:]
     tokens = [re.sub(r'^([\w.]+)="(.*)"$', r"\1=\2", t) for t in tokens]
     text = re.sub(r"--seed\s+\d+|--no-progress|--device\s+cpu\b|--set\s+train\.threads=\S+", "", " ".join(tokens))
     return " ".join(text.split())
