@@ -169,7 +169,9 @@ class RunsTable(SphinxDirective):
     published numbers of ``:paper: tableN`` (default ``table2``) for each run's model and data,
     in that table's units. A run on data that is not a column of the table (an offline
     analogue) shows no published number; runs with a ``rotated`` test MSE
-    (``collect_runs.py --rotated``) get a column for it."""
+    (``collect_runs.py --rotated``) get a column for it. Beside each run's stop (early stop,
+    epoch cap, diverged, cut short) stand the detectors' counts of spikes and pooling collapses
+    where they are not zero."""
 
     required_arguments = 1
     has_content = False
@@ -209,10 +211,17 @@ class RunsTable(SphinxDirective):
             published: nodes.Node | str = "not a published cell"
             if row is not None and run["data"] in paper_rows[row]:
                 published = result_node(str(paper_rows[row][run["data"]]), f"paper:{table}.rows.{row}.{run['data']}")
+            stop = nodes.inline("", "", result_node(str(run["epochs"]), src + ".epochs"), nodes.Text(f", {cap} ("),
+                                result_node(str(run["best_epoch"]), src + ".best_epoch"), nodes.Text(")"))
+            # a run that spiked or collapsed on the way says so beside its stop (the detectors'
+            # counts, eghn.train.stability), so that it never reads as a plain early stop
+            stability = run.get("stability") or {}
+            for what in ("spikes", "collapses"):
+                if stability.get(what):
+                    stop += [nodes.Text("; "), result_node(str(stability[what]), f"{src}.stability.{what}"),
+                             nodes.Text(f" {what[:-1] if stability[what] == 1 else what}")]
             row_nodes = [
-                run["data"], run["model"],
-                nodes.inline("", "", result_node(str(run["epochs"]), src + ".epochs"), nodes.Text(f", {cap} ("),
-                             result_node(str(run["best_epoch"]), src + ".best_epoch"), nodes.Text(")")),
+                run["data"], run["model"], stop,
                 result_node(render(run["wall_s"], "/60:.1f") + " min", src + ".wall_s"),
                 result_node(render(run["test_mse"], op), src + ".test_mse"),
             ]
