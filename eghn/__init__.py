@@ -10,6 +10,6 @@ Subpackages:
 
 from . import data, models, nn, testing
 
-__version__ = "0.9.30"
+__version__ = "0.9.31"
 
 __all__ = ["__version__", "data", "models", "nn", "testing"]
